@@ -1,0 +1,275 @@
+"""EM numerics: all components evaluated by one matrix product per chunk of data.
+
+Data are centred once by their mean (``Xc = X - center``). A component's log-joint
+``log w_k + log N(x | mu_k, P_k^-1)`` is then a linear function of the expanded
+features ``phi(x) = [x_i x_j (i <= j), x_i, 1]`` (``[x_i^2, x_i, 1]`` for diag and
+spherical), so one ``(K, F) @ (F, n)`` product gives every log-joint of a chunk, and
+``resp @ phi`` gives every sufficient statistic of the M-step: E- and M-step share
+one pass over the data, arrays are component-major ``(K, n)``.
+
+The expansion ``x'Px - 2 mu'Px + mu'P mu`` cancels when a component's mean sits far
+from the centre relative to its spread: its rounding error is about
+``4 eps r_k`` with ``r_k = ||mu_k @ L_k||^2`` for the points near the component
+(the ones that matter). Components whose ``r_k`` exceeds ``R_EXACT`` are evaluated
+in the exact form ``||(x - mu_k) @ L_k||^2``, and their covariance is recomputed
+from centred differences, so the error stays below ~1e-11 per point.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .covariance import (
+    ILL_DEFINED_COVARIANCE,
+    LOG_2PI,
+    log_det_cholesky,
+    precision_cholesky,
+    precisions_from_cholesky,
+)
+
+# 4 * eps * R_EXACT ~ 1e-11: the worst absolute error the expanded form may add to a log-joint.
+R_EXACT = 1e4
+# Rows per chunk: the expanded features of one chunk stay within ~4 MiB (cache- and RAM-friendly).
+CHUNK_BYTES = 4 << 20
+# scikit-learn adds 10 eps to each component's weight so that empty components divide safely.
+NK_EPS = 10 * np.finfo(np.float64).eps
+
+
+class Params:
+    """Mixture parameters in centred coordinates (means relative to ``center``)."""
+
+    def __init__(self, covariance_type: str, weights: np.ndarray, means_c: np.ndarray,
+                 covariances: np.ndarray | None, prec_chol: np.ndarray):
+        self.covariance_type = covariance_type
+        self.weights = weights
+        self.means_c = means_c
+        self.covariances = covariances
+        self.prec_chol = prec_chol
+
+
+def _chunk_rows(n_features_expanded: int) -> int:
+    return max(256, CHUNK_BYTES // (8 * n_features_expanded))
+
+
+def _tri(D: int) -> int:
+    return D * (D + 1) // 2
+
+
+def features(xc: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Expanded features of centred rows: full [x_i x_j (i<=j), x, 1], diag/spherical [x^2, x, 1], tied [x, 1]."""
+    n, D = xc.shape
+    if covariance_type == "full":
+        T = _tri(D)
+        phi = np.empty((n, T + D + 1))
+        off = 0
+        for i in range(D):  # row i of the upper triangle: x_i * x_j for j >= i
+            np.multiply(xc[:, i:i + 1], xc[:, i:], out=phi[:, off:off + D - i])
+            off += D - i
+        phi[:, T:T + D] = xc
+    elif covariance_type in ("diag", "spherical"):
+        phi = np.empty((n, 2 * D + 1))
+        np.multiply(xc, xc, out=phi[:, :D])
+        phi[:, D:2 * D] = xc
+    else:
+        phi = np.empty((n, D + 1))
+        phi[:, :D] = xc
+    phi[:, -1] = 1.0
+    return phi
+
+
+def _quadratic_offsets(p: Params) -> np.ndarray:
+    """r_k = ||mu_k @ L_k||^2: how far each mean is from the centre in its own metric."""
+    ct, m, L = p.covariance_type, p.means_c, p.prec_chol
+    if ct == "full":
+        return np.sum(np.einsum("kd,kde->ke", m, L) ** 2, axis=1)
+    if ct == "tied":
+        return np.sum((m @ L) ** 2, axis=1)
+    if ct == "diag":
+        return np.sum((m * L) ** 2, axis=1)
+    return np.sum(m**2, axis=1) * L**2
+
+
+class LogJoint:
+    """Precomputed coefficients turning expanded features into log-joints of all components."""
+
+    def __init__(self, p: Params):
+        self.p = p
+        ct, m, L = p.covariance_type, p.means_c, p.prec_chol
+        K, D = m.shape
+        with np.errstate(divide="ignore"):  # a zero weight gives a log-joint of -inf, as in sklearn
+            self.const = np.log(p.weights) - 0.5 * D * LOG_2PI + log_det_cholesky(L, ct, D)
+        r = _quadratic_offsets(p)
+        self.exact = np.flatnonzero(r > R_EXACT)
+        if ct == "full":
+            P = precisions_from_cholesky(L, ct)
+            iu, ju = np.triu_indices(D)
+            W = np.empty((K, _tri(D) + D + 1))
+            # off-diagonal terms appear twice in x'Px
+            W[:, :_tri(D)] = -0.5 * P[:, iu, ju] * np.where(iu == ju, 1.0, 2.0)
+            W[:, _tri(D):-1] = np.einsum("kij,kj->ki", P, m)
+            W[:, -1] = self.const - 0.5 * r
+        elif ct in ("diag", "spherical"):
+            prec = L**2 if ct == "diag" else np.repeat((L**2)[:, None], D, axis=1)
+            W = np.empty((K, 2 * D + 1))
+            W[:, :D] = -0.5 * prec
+            W[:, D:2 * D] = prec * m
+            W[:, -1] = self.const - 0.5 * r
+        else:
+            self.b = m @ L  # means in the whitened space
+            W = None
+        self.W = W
+        self.r = r
+
+    def __call__(self, xc: np.ndarray, phi: np.ndarray) -> np.ndarray:
+        """Log-joints (K, n) of centred rows ``xc`` with expanded features ``phi``."""
+        p = self.p
+        if p.covariance_type == "tied":
+            y = xc @ p.prec_chol
+            out = self.b @ y.T
+            out += (self.const - 0.5 * self.r)[:, None]
+            out -= 0.5 * np.einsum("nd,nd->n", y, y)[None, :]
+            for k in self.exact:
+                out[k] = self.const[k] - 0.5 * np.sum((y - self.b[k]) ** 2, axis=1)
+            return out
+        out = self.W @ phi.T
+        for k in self.exact:
+            out[k] = self.const[k] - 0.5 * _exact_quadratic(xc, p, k)
+        return out
+
+
+def _exact_quadratic(xc: np.ndarray, p: Params, k: int) -> np.ndarray:
+    diff = xc - p.means_c[k]
+    ct, L = p.covariance_type, p.prec_chol
+    if ct == "full":
+        return np.sum((diff @ L[k]) ** 2, axis=1)
+    if ct == "diag":
+        return np.sum((diff * L[k]) ** 2, axis=1)
+    return np.sum(diff**2, axis=1) * L[k] ** 2
+
+
+def log_joint_all(xc: np.ndarray, p: Params) -> np.ndarray:
+    """Log-joints (K, N) of centred data, chunked so expanded features stay small."""
+    lj = LogJoint(p)
+    F = _tri(xc.shape[1]) + xc.shape[1] + 1
+    rows = _chunk_rows(F)
+    out = np.empty((p.means_c.shape[0], xc.shape[0]))
+    for s in range(0, xc.shape[0], rows):
+        c = xc[s:s + rows]
+        out[:, s:s + rows] = lj(c, features(c, p.covariance_type))
+    return out
+
+
+def log_sum_exp_inplace(a: np.ndarray) -> np.ndarray:
+    """log-sum-exp over axis 0 in one pass; ``a`` is left holding the normalised exp (responsibilities)."""
+    mx = a.max(axis=0)
+    a -= mx
+    np.exp(a, out=a)
+    tot = a.sum(axis=0)
+    a /= tot
+    return mx + np.log(tot)
+
+
+def em_pass(xc: np.ndarray, p: Params, resp_out: np.ndarray) -> tuple[float, np.ndarray]:
+    """E-step with ``p`` fused with the M-step statistics: (mean log-likelihood, resp @ phi).
+
+    ``resp_out`` (K, N) receives the responsibilities (the exact M-step fallback needs them).
+    """
+    lj = LogJoint(p)
+    ct = p.covariance_type
+    S = None
+    total = 0.0
+    rows = _chunk_rows(_tri(xc.shape[1]) + xc.shape[1] + 1)
+    for s in range(0, xc.shape[0], rows):
+        c = xc[s:s + rows]
+        phi = features(c, ct)
+        a = lj(c, phi)
+        total += float(np.sum(log_sum_exp_inplace(a)))
+        resp_out[:, s:s + rows] = a
+        S = a @ phi if S is None else S + a @ phi
+    return total / xc.shape[0], S
+
+
+def _unpack_upper(packed: np.ndarray, D: int) -> np.ndarray:
+    """(K, D(D+1)/2) row-major upper triangles to symmetric (K, D, D)."""
+    iu, ju = np.triu_indices(D)
+    out = np.empty((packed.shape[0], D, D))
+    out[:, iu, ju] = packed
+    out[:, ju, iu] = packed
+    return out
+
+
+def m_step(xc: np.ndarray, S: np.ndarray | None, resp: np.ndarray, covariance_type: str,
+           reg_covar: float, scatter: np.ndarray | None = None) -> tuple[np.ndarray, Params]:
+    """New parameters from statistics ``S = resp @ phi``; exact recomputation where needed.
+
+    ``S=None`` computes every covariance from centred differences (initialisation).
+    ``scatter`` is ``xc.T @ xc`` (tied only). Returns (nk, params); weights are nk/sum(nk).
+    """
+    ct = covariance_type
+    D = xc.shape[1]
+    exact_all = S is None
+    if exact_all:
+        S = resp @ features(xc, ct)
+    nk = S[:, -1] + NK_EPS
+    lin = slice(_tri(D), _tri(D) + D) if ct == "full" else slice(D, 2 * D) if ct in ("diag", "spherical") else slice(0, D)
+    m = S[:, lin] / nk[:, None]
+    if ct == "full":
+        cov = _unpack_upper(S[:, :_tri(D)], D) / nk[:, None, None] - m[:, :, None] * m[:, None, :]
+        cov[:, np.arange(D), np.arange(D)] += reg_covar
+    elif ct == "tied":
+        if scatter is None:
+            scatter = xc.T @ xc
+        cov = (scatter - (nk[:, None] * m).T @ m) / nk.sum()
+        cov.flat[:: D + 1] += reg_covar
+    else:
+        cov = S[:, :D] / nk[:, None] - m**2 + reg_covar
+        if ct == "spherical":
+            cov = cov.mean(axis=1)
+    params = Params(ct, nk / nk.sum(), m, cov, None)
+    redo = _needs_exact(params, exact_all)
+    if redo.size:
+        _exact_covariances(xc, resp, nk, params, redo, reg_covar)
+    params.prec_chol = precision_cholesky(params.covariances, ct)
+    return nk, params
+
+
+def _needs_exact(p: Params, exact_all: bool) -> np.ndarray:
+    """Components whose expanded-form covariance may have lost digits (or is not PD)."""
+    K = p.means_c.shape[0]
+    if exact_all:
+        return np.arange(K)
+    try:
+        p.prec_chol = precision_cholesky(p.covariances, p.covariance_type)
+    except ValueError:
+        return np.arange(K)
+    r = _quadratic_offsets(p)
+    if p.covariance_type == "tied":
+        return np.arange(K) if np.any(r > R_EXACT) else np.empty(0, int)
+    return np.flatnonzero(r > R_EXACT)
+
+
+def _exact_covariances(xc: np.ndarray, resp: np.ndarray, nk: np.ndarray, p: Params,
+                       which: np.ndarray, reg_covar: float) -> None:
+    ct, m, D = p.covariance_type, p.means_c, xc.shape[1]
+    if ct == "tied":
+        cov = np.zeros((D, D))
+        for k in range(m.shape[0]):
+            diff = xc - m[k]
+            cov += (resp[k] * diff.T) @ diff
+        cov /= nk.sum()
+        cov.flat[:: D + 1] += reg_covar
+        p.covariances = cov
+        return
+    for k in which:
+        diff = xc - m[k]
+        if ct == "full":
+            c = (resp[k] * diff.T) @ diff / nk[k]
+            c.flat[:: D + 1] += reg_covar
+        else:
+            c = resp[k] @ (diff * diff) / nk[k] + reg_covar
+            if ct == "spherical":
+                c = c.mean()
+        p.covariances[k] = c
+
+
+__all__ = ["Params", "LogJoint", "em_pass", "m_step", "log_joint_all", "log_sum_exp_inplace",
+           "features", "R_EXACT", "ILL_DEFINED_COVARIANCE"]
