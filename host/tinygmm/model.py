@@ -222,7 +222,7 @@ def from_sklearn(
     """Import a fitted scikit-learn GaussianMixture (and StandardScaler) without loss.
 
     Duck-typed: reads ``weights_``, ``means_``, ``covariances_``, ``covariance_type`` and the
-    scaler's ``mean_``/``scale_`` (``None`` when with_mean/with_std is off).  ``X_train``
+    scaler's ``mean_``/``scale_`` (honouring ``with_mean``/``with_std``).  ``X_train``
     (raw data) sets the anomaly threshold as in ``Model.from_gmm``.
     """
     own_scaler = None
@@ -230,10 +230,10 @@ def from_sklearn(
         if not (hasattr(scaler, "mean_") and hasattr(scaler, "scale_")):
             raise TinyGMMError(f"expected a fitted StandardScaler, but {type(scaler).__name__} has no mean_/scale_")
         D = int(scaler.n_features_in_) if hasattr(scaler, "n_features_in_") else len(scaler.mean_ if scaler.mean_ is not None else scaler.scale_)
-        own_scaler = Scaler(
-            np.zeros(D) if scaler.mean_ is None else scaler.mean_,
-            np.ones(D) if scaler.scale_ is None else scaler.scale_,
-        )
+        # StandardScaler(with_mean=False) still computes mean_ but does not subtract it.
+        use_mean = getattr(scaler, "with_mean", True) and scaler.mean_ is not None
+        use_std = getattr(scaler, "with_std", True) and scaler.scale_ is not None
+        own_scaler = Scaler(scaler.mean_ if use_mean else np.zeros(D), scaler.scale_ if use_std else np.ones(D))
     if feature_names is None and hasattr(estimator, "feature_names_in_"):
         feature_names = [str(n) for n in estimator.feature_names_in_]
     return Model.from_gmm(estimator, own_scaler, feature_names, X_train, threshold_percentile)

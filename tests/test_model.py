@@ -1,0 +1,352 @@
+"""The model file: exact round trip, validation naming the field, model id, atomic write, sklearn import."""
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tinygmm
+from tinygmm import Model, Scaler, from_sklearn, load, save
+from tinygmm.errors import TinyGMMError
+from tinygmm.model import model_to_dict
+
+COV_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def random_model(seed: int, K: int, D: int, ct: str, scaled: bool = True, threshold: float | None = -3.25) -> Model:
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(0.1, 1.0, K)
+    means = rng.normal(size=(K, D)) * rng.uniform(0.01, 100)
+    if ct == "full":
+        A = rng.normal(size=(K, D, D))
+        cov = A @ A.transpose(0, 2, 1) + 0.1 * np.eye(D)
+    elif ct == "tied":
+        A = rng.normal(size=(D, D))
+        cov = A @ A.T + 0.1 * np.eye(D)
+    elif ct == "diag":
+        cov = rng.uniform(0.05, 5.0, (K, D))
+    else:
+        cov = rng.uniform(0.05, 5.0, K)
+    scaler = Scaler(rng.normal(size=D) * 50, rng.uniform(0.1, 20, D)) if scaled else None
+    return Model(ct, w / w.sum(), means, cov, scaler, [f"f {j} (u)" for j in range(D)], threshold, {"note": "test"})
+
+
+def assert_same_model(a: Model, b: Model) -> None:
+    assert a.covariance_type == b.covariance_type
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.scaler == b.scaler
+    assert a.feature_names == b.feature_names
+    assert a.anomaly_threshold == b.anomaly_threshold
+    assert a.metadata == b.metadata
+    assert a.model_id == b.model_id
+
+
+@pytest.mark.parametrize("ct", COV_TYPES)
+def test_round_trip_is_bit_exact(tmp_path, ct):
+    m = random_model(1, 3, 4, ct)
+    save(m, tmp_path / "m.json")
+    m2 = load(tmp_path / "m.json")
+    assert_same_model(m, m2)
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert doc["format"] == "tinygmm-model" and doc["schema_version"] == 1
+    assert doc["model_id"] == m.model_id
+
+
+def test_file_is_plain_json_not_pickle(tmp_path):
+    save(random_model(2, 2, 2, "full"), tmp_path / "m.json")
+    raw = (tmp_path / "m.json").read_bytes()
+    assert raw.startswith(b"{") and b"\x80" not in raw
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    K=st.integers(1, 4),
+    D=st.integers(1, 4),
+    ct=st.sampled_from(COV_TYPES),
+    scaled=st.booleans(),
+)
+def test_saved_model_loads_to_identical_predictions(tmp_path, seed, K, D, ct, scaled):
+    m = random_model(seed, K, D, ct, scaled)
+    path = tmp_path / "p.json"
+    save(m, path)
+    m2 = load(path)
+    X = np.random.default_rng(seed + 1).normal(size=(50, D)) * 30
+    np.testing.assert_array_equal(m.score_samples(X), m2.score_samples(X))
+    np.testing.assert_array_equal(m.predict_proba(X), m2.predict_proba(X))
+    np.testing.assert_array_equal(m.predict(X), m2.predict(X))
+    assert m2.model_id == m.model_id
+
+
+# --- validation: every error names the bad field ------------------------------------
+
+
+def edit(doc, key_path, value):
+    d = doc
+    for k in key_path[:-1]:
+        d = d[k]
+    d[key_path[-1]] = value
+
+
+def negate_eigen(doc):
+    c = np.array(doc["covariances"][2])
+    doc["covariances"][2] = (-c).tolist()
+
+
+CASES = [
+    (lambda d: edit(d, ["schema_version"], 2), "schema_version"),
+    (lambda d: edit(d, ["format"], "other"), "format"),
+    (lambda d: edit(d, ["covariance_type"], "banana"), "covariance_type"),
+    (lambda d: edit(d, ["weights", 0], d["weights"][0] + 0.01), "weights"),
+    (lambda d: edit(d, ["weights", 1], -d["weights"][1]), "weights[1]"),
+    (lambda d: edit(d, ["weights", 1], "0.3"), "weights[1]"),
+    (lambda d: edit(d, ["means"], d["means"][:2]), "means"),
+    (lambda d: edit(d, ["covariances", 1, 0, 0], None), "covariances[1][0][0]"),
+    (lambda d: edit(d, ["covariances", 0, 0, 1], d["covariances"][0][0][1] + 1.0), "covariances[0]"),
+    (negate_eigen, "covariances[2]"),
+    (lambda d: edit(d, ["scaler", "scale", 1], 0.0), "scaler.scale[1]"),
+    (lambda d: edit(d, ["scaler"], {"mean": [0.0]}), "scaler"),
+    (lambda d: edit(d, ["feature_names"], ["a"]), "feature_names"),
+    (lambda d: edit(d, ["anomaly_threshold"], "low"), "anomaly_threshold"),
+    (lambda d: edit(d, ["metadata"], []), "metadata"),
+    (lambda d: edit(d, ["n_components"], 7), "n_components"),
+    (lambda d: d.pop("means"), "means"),
+    (lambda d: edit(d, ["means", 0, 0], d["means"][0][0] * (1 + 1e-15) + 1e-300), "model_id"),
+    (lambda d: edit(d, ["anomaly_threshold"], -1.0), "model_id"),
+]
+
+
+@pytest.mark.parametrize("mutate,field", CASES, ids=[c[1] + str(i) for i, c in enumerate(CASES)])
+def test_invalid_file_names_the_field(tmp_path, mutate, field):
+    doc = model_to_dict(random_model(3, 3, 3, "full"))
+    mutate(doc)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(TinyGMMError) as e:
+        load(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: field '{field}'"), msg
+
+
+def test_edited_mean_reports_hand_edit(tmp_path):
+    path = tmp_path / "model.json"
+    save(random_model(3, 2, 2, "diag"), path)
+    doc = json.loads(path.read_text())
+    doc["means"][0][0] += 1.0
+    path.write_text(json.dumps(doc))
+    with pytest.raises(TinyGMMError, match="model_id.*changed after it was written"):
+        load(path)
+
+
+@pytest.mark.parametrize("ct,shape_field", [("tied", "covariances"), ("diag", "covariances[1, 2]"), ("spherical", "covariances[0]")])
+def test_non_positive_variances_named(ct, shape_field):
+    m = random_model(4, 3, 3, ct)
+    cov = m.covariances.copy()
+    if ct == "tied":
+        cov[0, 0] = -1.0
+    elif ct == "diag":
+        cov[1, 2] = 0.0
+    else:
+        cov[0] = -2.0
+    with pytest.raises(TinyGMMError, match=re.escape(f"field '{shape_field}'")):
+        Model(ct, m.weights, m.means, cov, m.scaler, m.feature_names)
+
+
+def test_nan_in_json_rejected(tmp_path):
+    path = tmp_path / "m.json"
+    save(random_model(5, 2, 2, "spherical"), path)
+    path.write_text(path.read_text().replace('"anomaly_threshold": -3.25', '"anomaly_threshold": NaN'))
+    with pytest.raises(TinyGMMError, match="NaN"):
+        load(path)
+
+
+def test_not_json_and_missing_file(tmp_path):
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(TinyGMMError, match="not a valid model file"):
+        load(tmp_path / "x.json")
+    with pytest.raises(TinyGMMError, match="no such model file"):
+        load(tmp_path / "missing.json")
+
+
+# --- model id -----------------------------------------------------------------------
+
+
+def test_model_id_golden_value():
+    # Pins the canonical serialisation: changing it changes every id users have recorded.
+    m = Model("spherical", np.array([0.25, 0.75]), np.array([[0.0], [1.5]]), np.array([1.0, 2.0]))
+    assert m.model_id == "c02a631c170b1d16"
+    assert len(m.model_id) == 16
+
+
+def test_model_id_ignores_names_and_metadata():
+    a = random_model(6, 2, 3, "full")
+    b = random_model(6, 2, 3, "full")
+    b.feature_names = ["p", "q", "r"]
+    b.metadata = {"created": "another day"}
+    assert a.model_id == b.model_id
+
+
+@pytest.mark.parametrize("change", ["weights", "means", "covariances", "scaler_mean", "scaler_scale", "no_scaler", "threshold", "no_threshold"])
+def test_model_id_changes_with_each_parameter(change):
+    base = random_model(7, 2, 2, "diag")
+    m = random_model(7, 2, 2, "diag")
+    bump = lambda a, i: a + np.where(np.arange(a.size).reshape(a.shape) == i, np.spacing(a), 0.0)  # noqa: E731
+    if change == "weights":
+        m.weights = np.array([base.weights[0] + 1e-12, base.weights[1] - 1e-12])
+    elif change == "means":
+        m.means = bump(base.means, 3)
+    elif change == "covariances":
+        m.covariances = bump(base.covariances, 0)
+    elif change == "scaler_mean":
+        m.scaler = Scaler(bump(base.scaler.mean, 1), base.scaler.scale)
+    elif change == "scaler_scale":
+        m.scaler = Scaler(base.scaler.mean, bump(base.scaler.scale, 0))
+    elif change == "no_scaler":
+        m.scaler = None
+    elif change == "threshold":
+        m.anomaly_threshold = np.nextafter(base.anomaly_threshold, 0)
+    else:
+        m.anomaly_threshold = None
+    assert m.model_id != base.model_id
+
+
+# --- atomic write -------------------------------------------------------------------
+
+
+def test_failed_write_leaves_old_file_intact(tmp_path, monkeypatch):
+    path = tmp_path / "model.json"
+    save(random_model(8, 2, 2, "full"), path)
+    before = path.read_bytes()
+
+    def boom(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(TinyGMMError, match="No space left"):
+        save(random_model(9, 2, 2, "full"), path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json"]
+
+
+def test_invalid_model_is_not_written(tmp_path):
+    path = tmp_path / "model.json"
+    save(random_model(8, 2, 2, "full"), path)
+    before = path.read_bytes()
+    m = random_model(9, 2, 2, "full")
+    m.anomaly_threshold = float("nan")
+    with pytest.raises(TinyGMMError, match="anomaly_threshold"):
+        save(m, path)
+    m = random_model(9, 2, 2, "full")
+    m.metadata = {"bad": object()}
+    with pytest.raises(TinyGMMError, match="metadata"):
+        save(m, path)
+    assert path.read_bytes() == before
+    assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_save_creates_parent_directories(tmp_path):
+    save(random_model(1, 1, 1, "full"), tmp_path / "a" / "b" / "m.json")
+    assert load(tmp_path / "a" / "b" / "m.json").n_features == 1
+
+
+# --- behaviour on raw data ----------------------------------------------------------
+
+
+def test_wrong_feature_count_is_a_user_error():
+    m = random_model(10, 2, 3, "full")
+    with pytest.raises(TinyGMMError, match="expects 3 features"):
+        m.predict(np.zeros((4, 2)))
+
+
+def test_scaler_matches_standard_scaler():
+    from sklearn.preprocessing import StandardScaler
+
+    X = np.random.default_rng(0).normal(size=(100, 3)) * [1, 100, 1e-3] + [5, -7, 1e4]
+    X[:, 2] = 3.0  # constant column: scale 1, as scikit-learn
+    ours, theirs = Scaler.fit(X), StandardScaler().fit(X)
+    np.testing.assert_allclose(ours.mean, theirs.mean_, rtol=1e-14)
+    np.testing.assert_allclose(ours.scale, theirs.scale_, rtol=1e-14)
+    np.testing.assert_allclose(ours.transform(X), theirs.transform(X), atol=1e-12)
+
+
+def test_from_gmm_threshold_is_training_percentile():
+    X = np.random.default_rng(1).normal(size=(1000, 2)) * [3, 0.5] + [10, 0]
+    scaler = Scaler.fit(X)
+    gmm = tinygmm.GaussianMixture(2, random_state=0).fit(scaler.transform(X))
+    m = Model.from_gmm(gmm, scaler, ["a", "b"], X_train=X, threshold_percentile=5.0)
+    assert m.anomaly_threshold == pytest.approx(np.percentile(gmm.score_samples(scaler.transform(X)), 5.0))
+    assert m.is_anomaly(X).mean() == pytest.approx(0.05, abs=0.002)
+    assert m.metadata["n_train"] == 1000 and m.metadata["tool"].startswith("tinygmm ")
+    np.testing.assert_array_equal(m.to_gmm().predict(scaler.transform(X)), gmm.predict(scaler.transform(X)))
+
+
+def test_from_gmm_rejects_unfitted():
+    with pytest.raises(TinyGMMError, match="fit"):
+        Model.from_gmm(tinygmm.GaussianMixture(2))
+
+
+# --- scikit-learn import ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    rng = np.random.default_rng(42)
+    return np.vstack([rng.normal(c, s, size=(150, 3)) for c, s in [([0, 0, 0], 1), ([20, 5, 100], 3), ([-10, 40, 50], [1, 10, 5])]])
+
+
+@pytest.mark.parametrize("ct", COV_TYPES)
+@pytest.mark.parametrize("with_scaler", [False, True])
+def test_from_sklearn_is_identical_to_sklearn(tmp_path, blobs, ct, with_scaler):
+    from sklearn.mixture import GaussianMixture as SkGMM
+    from sklearn.preprocessing import StandardScaler
+
+    sc = StandardScaler().fit(blobs) if with_scaler else None
+    Xt = sc.transform(blobs) if sc is not None else blobs
+    sk = SkGMM(3, covariance_type=ct, random_state=0).fit(Xt)
+    save(from_sklearn(sk, sc, ["a", "b", "c"]), tmp_path / "m.json")
+    m = load(tmp_path / "m.json")
+    X = np.vstack([blobs, np.random.default_rng(3).normal(size=(100, 3)) * 30])
+    Xs = sc.transform(X) if sc is not None else X
+    np.testing.assert_array_equal(m.predict(X), sk.predict(Xs))
+    np.testing.assert_allclose(m.predict_proba(X), sk.predict_proba(Xs), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(m.score_samples(X), sk.score_samples(Xs), rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(m.covariances, sk.covariances_)
+    assert m.feature_names == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("opts", [{"with_mean": False}, {"with_std": False}])
+def test_from_sklearn_scaler_without_mean_or_std(blobs, opts):
+    from sklearn.mixture import GaussianMixture as SkGMM
+    from sklearn.preprocessing import StandardScaler
+
+    sc = StandardScaler(**opts).fit(blobs)
+    sk = SkGMM(2, random_state=0).fit(sc.transform(blobs))
+    m = from_sklearn(sk, sc)
+    np.testing.assert_array_equal(m.scaler.mean if "with_mean" in opts else m.scaler.scale, 0.0 if "with_mean" in opts else 1.0)
+    np.testing.assert_allclose(m.score_samples(blobs), sk.score_samples(sc.transform(blobs)), atol=1e-10)
+
+
+def test_from_sklearn_rejects_wrong_objects():
+    from sklearn.mixture import GaussianMixture as SkGMM
+
+    with pytest.raises(TinyGMMError, match="fitted GaussianMixture"):
+        from_sklearn(SkGMM(2))
+    with pytest.raises(TinyGMMError, match="StandardScaler"):
+        from_sklearn(SkGMM(1).fit(np.random.default_rng(0).normal(size=(10, 2))), scaler=object())
+
+
+def test_tinygmm_does_not_import_sklearn():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, tinygmm; from tinygmm import cli, data, model, selection; "
+        "m = tinygmm.GaussianMixture(2, random_state=0).fit(np.random.default_rng(0).normal(size=(50, 2))); "
+        "tinygmm.Model.from_gmm(m).predict(np.zeros((1, 2))); "
+        "assert not any(k.startswith(('sklearn', 'scipy')) for k in sys.modules), 'sklearn/scipy imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
