@@ -1,0 +1,260 @@
+"""Choosing the number of components: BIC / AIC / likelihood-ratio table and the choice it makes."""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from .errors import ConvergenceWarning, TinyGMMError
+from .mixture import GaussianMixture, check_random_state
+
+CRITERIA = ("bic", "aic", "lrt")
+
+# Convergence of the incomplete-gamma series / continued fraction: relative size of the
+# last term (about one ulp), an iteration cap well above the ~sqrt(a) terms large
+# degrees of freedom need, and Lentz's guard against division by zero (Numerical Recipes 6.2).
+_GAMMA_EPS = 1e-16
+_GAMMA_MAX_ITER = 100_000
+_LENTZ_TINY = 1e-300
+
+
+@dataclass(frozen=True)
+class Row:
+    """One candidate number of components.
+
+    ``lrt_*`` describe the test of this k against the next candidate (None on the last row):
+    statistic ``2 * (ll_next - ll_k)`` on total log-likelihoods, degrees of freedom the
+    difference in free parameters, and its chi-square upper-tail p-value.
+    """
+
+    k: int
+    log_likelihood: float  # total over the N rows: score(X) * N
+    n_parameters: int
+    bic: float
+    aic: float
+    converged: bool
+    lrt_statistic: float | None = None
+    lrt_df: int | None = None
+    lrt_p_value: float | None = None
+
+
+@dataclass
+class Selection:
+    rows: list[Row]
+    best_k: int
+    model: GaussianMixture  # fitted with best_k components
+    rule: str  # how best_k was chosen, as a sentence
+    criterion: str
+
+    @property
+    def best_row(self) -> Row:
+        return next(r for r in self.rows if r.k == self.best_k)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Passed to the ``progress`` callback before each EM run."""
+
+    index: int  # 1-based position of k among the candidates
+    total: int  # number of candidates
+    k: int
+    restart: int  # 1-based
+    n_init: int
+
+
+def select_n_components(
+    X: Any,
+    candidates: Iterable[int],
+    criterion: str = "bic",
+    covariance_type: str = "full",
+    n_init: int = 1,
+    random_state: Any = None,
+    alpha: float = 0.05,
+    progress: Callable[[Progress], None] | None = None,
+    **gmm_kwargs: Any,
+) -> Selection:
+    """Fit a GaussianMixture for each candidate k and choose one by BIC, AIC or a likelihood-ratio test.
+
+    ``bic``/``aic``: the lowest value.  ``lrt``: the smallest k whose step to the next
+    candidate does not improve the total log-likelihood significantly at ``alpha``
+    (statistic ``2 (ll_{k+1} - ll_k)``, chi-square with the difference in parameter counts).
+    Caveat: a mixture with k components is a boundary case of one with k+1, so the
+    regularity conditions behind the chi-square limit do not hold; treat LRT p-values as a
+    heuristic (they tend to favour too many components), and prefer BIC when in doubt.
+
+    Each k gets ``n_init`` EM runs from one random stream, exactly as
+    ``GaussianMixture(k, n_init=n_init, random_state=random_state).fit(X)`` would do, run
+    here one at a time so that ``progress`` can report each of them.
+    """
+    if criterion not in CRITERIA:
+        raise TinyGMMError(f"criterion {criterion!r} is not one of {', '.join(CRITERIA)}")
+    if not 0.0 < alpha < 1.0:
+        raise TinyGMMError(f"alpha {alpha} must be between 0 and 1")
+    if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
+        raise TinyGMMError(f"n_init must be a positive integer, got {n_init!r}")
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or not np.all(np.isfinite(X)):
+        raise TinyGMMError("X must be a 2-D array of finite numbers")
+    ks = _check_candidates(candidates, X.shape[0])
+    if criterion == "lrt" and len(ks) < 2:
+        raise TinyGMMError("the likelihood-ratio test needs at least two candidate values of k")
+
+    n = X.shape[0]
+    fits: list[tuple[int, GaussianMixture, float, int]] = []
+    for index, k in enumerate(ks, start=1):
+        report = None
+        if progress is not None:
+            report = lambda restart, k=k, index=index: progress(Progress(index, len(ks), k, restart, n_init))  # noqa: E731
+        gmm = _fit_best_of(X, k, covariance_type, n_init, random_state, report, gmm_kwargs)
+        fits.append((k, gmm, gmm.score(X) * n, gmm._n_parameters()))
+
+    rows = []
+    for i, (k, gmm, ll, p) in enumerate(fits):
+        lrt: dict[str, Any] = {}
+        if i + 1 < len(fits):
+            _, _, ll_next, p_next = fits[i + 1]
+            stat = 2.0 * (ll_next - ll)
+            df = p_next - p
+            lrt = {"lrt_statistic": stat, "lrt_df": df, "lrt_p_value": chi2_sf(max(stat, 0.0), df)}
+        rows.append(
+            Row(k, ll, p, -2.0 * ll + p * math.log(n), -2.0 * ll + 2.0 * p, bool(gmm.converged_), **lrt)
+        )
+
+    best, rule = _choose(rows, criterion, alpha, consecutive=all(b - a == 1 for a, b in zip(ks, ks[1:])))
+    model = next(g for k, g, _, _ in fits if k == best)
+    return Selection(rows, best, model, rule, criterion)
+
+
+def _check_candidates(candidates: Iterable[int], n: int) -> list[int]:
+    try:
+        ks = sorted({int(k) for k in candidates})
+    except (TypeError, ValueError):
+        raise TinyGMMError(f"candidates must be whole numbers, got {candidates!r}") from None
+    if not ks:
+        raise TinyGMMError("no candidate numbers of components were given")
+    if ks[0] < 1:
+        raise TinyGMMError(f"the number of components must be at least 1, got {ks[0]}")
+    if ks[-1] > n:
+        raise TinyGMMError(f"k={ks[-1]} needs at least {ks[-1]} rows of data, but there are {n}; lower the k range")
+    return ks
+
+
+def _fit_best_of(
+    X: np.ndarray,
+    k: int,
+    covariance_type: str,
+    n_init: int,
+    random_state: Any,
+    report: Callable[[int], None] | None,
+    gmm_kwargs: dict,
+) -> GaussianMixture:
+    """The n_init loop of GaussianMixture.fit, one EM run per call: same stream, same winner."""
+    rng = check_random_state(random_state)
+    best: GaussianMixture | None = None
+    with warnings.catch_warnings():
+        # Only the winner's convergence matters, as in GaussianMixture.fit.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for restart in range(1, n_init + 1):
+            if report is not None:
+                report(restart)
+            gmm = GaussianMixture(k, covariance_type=covariance_type, n_init=1, random_state=rng, **gmm_kwargs)
+            try:
+                gmm.fit(X)
+            except ValueError as e:
+                raise TinyGMMError(f"fitting k={k} failed: {e}") from None
+            if best is None or gmm.lower_bound_ > best.lower_bound_:
+                best = gmm
+    assert best is not None
+    best.set_params(n_init=n_init, random_state=random_state)
+    if not best.converged_ and best.max_iter > 0:
+        warnings.warn(
+            f"k={k}: the best EM run did not converge in max_iter={best.max_iter} iterations; "
+            "increase max_iter or tol, or check for degenerate data",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return best
+
+
+def _choose(rows: list[Row], criterion: str, alpha: float, consecutive: bool) -> tuple[int, str]:
+    if criterion in ("bic", "aic"):
+        values = [getattr(r, criterion) for r in rows]
+        return rows[int(np.argmin(values))].k, f"lowest {criterion.upper()}"
+    step = "step to k+1" if consecutive else "step to the next candidate"
+    for r in rows[:-1]:
+        assert r.lrt_p_value is not None
+        if r.lrt_p_value >= alpha:
+            return r.k, f"smallest k whose {step} is not significant at alpha={alpha:g} (chi-square LRT)"
+    return rows[-1].k, (
+        f"every step was significant at alpha={alpha:g} (chi-square LRT), so the largest candidate; "
+        "try a wider k range"
+    )
+
+
+# -- chi-square tail without SciPy ----------------------------------------------------
+
+
+def chi2_sf(x: float, df: float) -> float:
+    """P(chi2_df > x): the regularised upper incomplete gamma Q(df/2, x/2)."""
+    if not df > 0:
+        raise ValueError(f"degrees of freedom must be positive, got {df}")
+    if math.isnan(x):
+        return math.nan
+    return gammaincc(0.5 * df, 0.5 * x)
+
+
+def gammaincc(a: float, x: float) -> float:
+    """Regularised upper incomplete gamma Q(a, x) = Gamma(a, x) / Gamma(a), for a > 0.
+
+    Series for P when x < a + 1 (where it converges fast and Q is not small), Lentz's
+    continued fraction for Q otherwise (so tiny tails keep their relative accuracy).
+    """
+    if x <= 0.0:
+        return 1.0
+    if math.isinf(x):
+        return 0.0
+    if x < a + 1.0:
+        return max(0.0, 1.0 - _gamma_p_series(a, x))
+    return _gamma_q_continued_fraction(a, x)
+
+
+def _log_prefactor(a: float, x: float) -> float:
+    # log(x^a e^-x / Gamma(a)), common to both expansions.
+    return a * math.log(x) - x - math.lgamma(a)
+
+
+def _gamma_p_series(a: float, x: float) -> float:
+    term = total = 1.0 / a
+    ap = a
+    for _ in range(_GAMMA_MAX_ITER):
+        ap += 1.0
+        term *= x / ap
+        total += term
+        if abs(term) < abs(total) * _GAMMA_EPS:
+            break
+    return total * math.exp(_log_prefactor(a, x))
+
+
+def _gamma_q_continued_fraction(a: float, x: float) -> float:
+    b = x + 1.0 - a
+    c = 1.0 / _LENTZ_TINY
+    d = 1.0 / b
+    h = d
+    for i in range(1, _GAMMA_MAX_ITER):
+        an = -i * (i - a)
+        b += 2.0
+        d = an * d + b
+        if abs(d) < _LENTZ_TINY:
+            d = _LENTZ_TINY
+        c = b + an / c
+        if abs(c) < _LENTZ_TINY:
+            c = _LENTZ_TINY
+        d = 1.0 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < _GAMMA_EPS:
+            break
+    return math.exp(_log_prefactor(a, x)) * h
