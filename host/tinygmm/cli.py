@@ -1,0 +1,403 @@
+"""The command line: argparse front door, the only module that prints for people."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+import numpy as np
+
+from . import __version__
+from .errors import TinyGMMError
+
+COVARIANCE_CHOICES = ("full", "tied", "diag", "spherical")
+CRITERION_CHOICES = ("bic", "aic", "lrt")
+DEFAULT_DEMO_OUTPUT = Path("tinygmm-demo") / "model.json"
+DEMO_K_RANGE = range(1, 7)
+# Exit codes: argparse uses 2 for bad usage; 130 = 128 + SIGINT, as shells report Ctrl-C.
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+# -- argument parsing -------------------------------------------------------------------
+
+
+def k_range(text: str) -> range:
+    """'1:12' -> range(1, 13) (both ends included)."""
+    try:
+        lo, hi = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a range like 1:12") from None
+    if lo < 1 or hi < lo:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 1 <= first <= last, as in 1:12")
+    return range(lo, hi + 1)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def percentile(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 100")
+    return value
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", metavar="DATA.csv", help="CSV file (comma, semicolon or tab separated)")
+    p.add_argument("--columns", help='columns to use, by header name or 0-based index: "Age,Income (k$)" or "2,4" '
+                   "(default: every all-numeric column)")
+    p.add_argument("--drop-missing", action="store_true", help="skip rows with empty/NA/nan cells instead of failing")
+    p.add_argument("--covariance", choices=COVARIANCE_CHOICES, default="full", help="covariance type (default: full)")
+    p.add_argument("--scale", choices=("standard", "none"), default="standard",
+                   help="standardise each column before fitting (default: standard)")
+    p.add_argument("--n-init", type=positive_int, default=1, metavar="N", help="EM restarts per k, best kept (default: 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed, for reproducible fits (default: 0)")
+
+
+def _add_selection_args(p: argparse.ArgumentParser, k_range_in: Any) -> None:
+    k_range_in.add_argument("--k-range", type=k_range, required=k_range_in is p, metavar="A:B",
+                            help="candidate numbers of components, both ends included, e.g. 1:12")
+    p.add_argument("--criterion", choices=CRITERION_CHOICES, default="bic",
+                   help="how to choose k: lowest BIC, lowest AIC, or likelihood-ratio test (default: bic)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level for --criterion lrt (default: 0.05)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as `tinygmm: error: [command: ]message`, exit 2, like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        command = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        self.exit(EXIT_USAGE, f"tinygmm: error: {command}{message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="tinygmm",
+        description="Fit Gaussian mixture models and take them to microcontrollers.",
+    )
+    parser.add_argument("--version", action="version", version=f"tinygmm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("fit", help="fit a model to a CSV file and save it as model JSON",
+                       description="Fit a Gaussian mixture to columns of a CSV file and save the model.")
+    _add_data_args(p)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("-k", "--n-components", type=positive_int, metavar="N", help="number of components")
+    _add_selection_args(p, k_range_in=group)
+    p.add_argument("--anomaly-percentile", type=percentile, default=1.0, metavar="P",
+                   help="anomaly threshold: this percentile of the training log-likelihoods (default: 1)")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="model.json", help="where to write the model")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("select", help="compare numbers of components by BIC/AIC/LRT and print the table",
+                       description="Fit each k in a range and print log-likelihood, BIC, AIC (and LRT) per k.")
+    _add_data_args(p)
+    _add_selection_args(p, k_range_in=p)
+    p.set_defaults(func=cmd_select)
+
+    p = sub.add_parser("info", help="describe a model file", description="Print what a model file holds.")
+    p.add_argument("model", type=Path, metavar="model.json")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="fit the built-in three-blob data end to end and show the result",
+                       description="Run the whole path on built-in data: choose k by BIC over 1..6, save, describe.")
+    p.add_argument("-o", "--output", type=Path, default=DEFAULT_DEMO_OUTPUT, metavar="model.json",
+                   help=f"where to write the demo model (default: {DEFAULT_DEMO_OUTPUT})")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+# -- entry point ------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 error, 2 usage, 130 interrupted)."""
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # --help, --version, usage errors
+            return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_USAGE)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
+    except TinyGMMError as e:
+        print(f"tinygmm: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _clear_progress_line()
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`tinygmm info m.json | head -1`): stop quietly, and keep
+        # Python from complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    _clear_progress_line()
+    print(f"tinygmm: warning: {message}", file=sys.stderr)
+
+
+# -- progress ---------------------------------------------------------------------------
+
+_progress_shown = False
+
+
+def _progress_callback() -> Callable[[Any], None] | None:
+    """A one-line progress reporter on stderr, or None when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def report(p: Any) -> None:
+        global _progress_shown
+        restart = f", restart {p.restart}/{p.n_init}" if p.n_init > 1 else ""
+        sys.stderr.write(f"\r\x1b[Kfitting k={p.k} ({p.index}/{p.total}){restart} ...")
+        sys.stderr.flush()
+        _progress_shown = True
+
+    return report
+
+
+def _clear_progress_line() -> None:
+    global _progress_shown
+    if _progress_shown:
+        sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
+        _progress_shown = False
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Fitted:
+    """Everything fit/select/demo share: the data, the scaler and the selection."""
+
+    X: np.ndarray
+    feature_names: list[str]
+    scaler: Any
+    selection: Any
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_data(args: argparse.Namespace) -> tuple[np.ndarray, list[str], list[str]]:
+    from .data import load_csv
+
+    data = load_csv(args.data, args.columns, args.drop_missing)
+    notes = []
+    if data.skipped_columns:
+        notes.append(f"skipped non-numeric column(s) {', '.join(map(repr, data.skipped_columns))}; "
+                     "choose columns with --columns")
+    if data.dropped_rows:
+        shown = ", ".join(map(str, data.dropped_rows[:10])) + (" ..." if len(data.dropped_rows) > 10 else "")
+        notes.append(f"dropped {len(data.dropped_rows)} row(s) with missing values (lines {shown})")
+    return data.X, data.feature_names, notes
+
+
+def _fit(X: np.ndarray, names: list[str], candidates: range | list[int], *, scale: str, criterion: str,
+         covariance: str, n_init: int, seed: int, alpha: float = 0.05) -> _Fitted:
+    from .model import Scaler
+    from .selection import select_n_components
+
+    scaler = Scaler.fit(X) if scale == "standard" else None
+    Xs = scaler.transform(X) if scaler is not None else X
+    try:
+        selection = select_n_components(Xs, candidates, criterion=criterion, covariance_type=covariance,
+                                        n_init=n_init, random_state=seed, alpha=alpha,
+                                        progress=_progress_callback())
+    finally:
+        _clear_progress_line()
+    return _Fitted(X, names, scaler, selection)
+
+
+def _build_model(fitted: _Fitted, percentile_: float, extra: dict) -> Any:
+    from .model import Model
+
+    model = Model.from_gmm(fitted.selection.model, fitted.scaler, fitted.feature_names,
+                           X_train=fitted.X, threshold_percentile=percentile_)
+    sel = fitted.selection
+    model.metadata.update(extra)
+    model.metadata["selection"] = {"criterion": sel.criterion, "candidates": [r.k for r in sel.rows],
+                                   "rule": sel.rule}
+    return model
+
+
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        print(f"tinygmm: note: {note}", file=sys.stderr)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .model import save
+
+    X, names, notes = _read_data(args)
+    _print_notes(notes)
+    candidates = [args.n_components] if args.n_components is not None else args.k_range
+    fitted = _fit(X, names, candidates, scale=args.scale, criterion=args.criterion, covariance=args.covariance,
+                  n_init=args.n_init, seed=args.seed, alpha=args.alpha)
+    if args.k_range is not None:
+        print(format_selection(fitted.selection))
+        print()
+    model = _build_model(fitted, args.anomaly_percentile, {
+        "data": Path(args.data).name, "columns": names, "seed": args.seed, "n_init": args.n_init,
+        "scale": args.scale,
+    })
+    save(model, args.output)
+    print(f"saved {args.output}: k={model.n_components}, {model.covariance_type} covariance, "
+          f"{model.n_features} feature(s), id {model.model_id}")
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    X, names, notes = _read_data(args)
+    _print_notes(notes)
+    fitted = _fit(X, names, args.k_range, scale=args.scale, criterion=args.criterion, covariance=args.covariance,
+                  n_init=args.n_init, seed=args.seed, alpha=args.alpha)
+    print(format_selection(fitted.selection))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .model import load
+
+    print(format_info(load(args.model), args.model))
+    return 0
+
+
+# The demo is a list of steps run in order; later commands (export, build, verify) append theirs.
+@dataclass
+class DemoState:
+    args: argparse.Namespace
+    output: Path
+    fitted: _Fitted | None = None
+    model: Any = None
+
+
+def _demo_fit(state: DemoState) -> None:
+    from .data import demo_data
+
+    X, names = demo_data()
+    print(f"demo data: {len(X)} points in {len(names)}-D, three Gaussian blobs; choosing k by BIC over "
+          f"{DEMO_K_RANGE.start}..{DEMO_K_RANGE.stop - 1}\n")
+    state.fitted = _fit(X, names, DEMO_K_RANGE, scale="standard", criterion="bic", covariance="full",
+                        n_init=1, seed=state.args.seed)
+    print(format_selection(state.fitted.selection))
+    print()
+
+
+def _demo_save(state: DemoState) -> None:
+    from .model import save
+
+    assert state.fitted is not None
+    state.model = _build_model(state.fitted, 1.0, {"data": "tinygmm demo (three blobs)", "seed": state.args.seed})
+    save(state.model, state.output)
+
+
+def _demo_info(state: DemoState) -> None:
+    print(format_info(state.model, state.output))
+
+
+DEMO_STEPS: list[tuple[str, Callable[[DemoState], None]]] = [
+    ("fit", _demo_fit),
+    ("save", _demo_save),
+    ("info", _demo_info),
+]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    state = DemoState(args, args.output)
+    for _name, step in DEMO_STEPS:
+        step(state)
+    return 0
+
+
+# -- formatting -------------------------------------------------------------------------
+
+
+def format_selection(sel: Any) -> str:
+    """The selection table with the chosen row marked by '*', then the rule."""
+    lrt = sel.criterion == "lrt"
+    header = ["", "k", "log-likelihood", "params", "BIC", "AIC"]
+    if lrt:
+        header += ["LRT stat", "df", "p-value"]
+    header.append("")
+    lines = [header]
+    for r in sel.rows:
+        cells = ["*" if r.k == sel.best_k else "", str(r.k), f"{r.log_likelihood:.2f}", str(r.n_parameters),
+                 f"{r.bic:.2f}", f"{r.aic:.2f}"]
+        if lrt:
+            if r.lrt_statistic is None:
+                cells += ["", "", ""]
+            else:
+                cells += [f"{r.lrt_statistic:.2f}", str(r.lrt_df), f"{r.lrt_p_value:.3g}"]
+        cells.append("" if r.converged else "(did not converge)")
+        lines.append(cells)
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    text = []
+    for row in lines:
+        parts = [row[0].ljust(widths[0])]
+        parts += [cell.rjust(w) for cell, w in zip(row[1:-1], widths[1:-1])]
+        parts.append(row[-1])
+        text.append("  ".join(parts).rstrip())
+    if lrt:
+        text.append("LRT: 2*(ll(k+1) - ll(k)) vs chi-square(df); mixtures break its regularity conditions, "
+                    "so read p-values as a guide")
+    text.append(f"chosen: k={sel.best_k}: {sel.rule}")
+    return "\n".join(text)
+
+
+def format_info(model: Any, path: Path | str) -> str:
+    names = model.feature_names
+    lines = [
+        f"model file:   {path}",
+        f"model id:     {model.model_id}",
+        f"components:   {model.n_components}",
+        f"covariance:   {model.covariance_type}",
+        f"features:     {model.n_features} ({', '.join(names)})",
+    ]
+    if model.scaler is None:
+        lines.append("scaler:       none (the model works on raw values)")
+    else:
+        lines.append("scaler:       standard, x_scaled = (x - mean) / scale")
+        lines += [f"  {n}: mean {m:.6g}, scale {s:.6g}" for n, m, s in zip(names, model.scaler.mean, model.scaler.scale)]
+    if model.anomaly_threshold is None:
+        lines.append("anomaly threshold: none")
+    else:
+        pct = model.metadata.get("threshold_percentile")
+        origin = f"; percentile {pct:g} of {model.metadata.get('n_train', '?')} training rows" if pct is not None else ""
+        lines.append(f"anomaly threshold: {model.anomaly_threshold:.6g} "
+                     f"(log-likelihood of the scaled input{origin})")
+    means = model.means if model.scaler is None else model.means * model.scaler.scale + model.scaler.mean
+    lines.append("components (means in original units):")
+    for k in range(model.n_components):
+        centre = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, means[k]))
+        lines.append(f"  {k}: weight {model.weights[k]:.4f}  mean {centre}")
+    if model.metadata:
+        lines.append("metadata:")
+        lines += [f"  {key}: {value if isinstance(value, str) else json.dumps(value)}" for key, value in model.metadata.items()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
