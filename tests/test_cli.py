@@ -192,3 +192,10 @@ def test_error_subprocess_has_no_traceback(tmp_path):
     assert res.stderr.startswith("tinygmm: error: ") and "line 3" in res.stderr and "'b'" in res.stderr
     assert "Traceback" not in res.stderr and res.stdout == ""
     assert not (tmp_path / "m.json").exists()
+
+
+def test_constant_column_is_pointed_out(tmp_path, capsys):
+    path = tmp_path / "c.csv"
+    path.write_text("a,b\n" + "".join(f"{i % 7},5\n" for i in range(40)))
+    code, out, err = run(["fit", str(path), "-k", "1", "-o", str(tmp_path / "m.json")], capsys)
+    assert code == 0 and "'b'" in err and "single value" in err

@@ -8,7 +8,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable
 
 import numpy as np
 
@@ -212,6 +212,10 @@ def _read_data(args: argparse.Namespace) -> tuple[np.ndarray, list[str], list[st
     if data.dropped_rows:
         shown = ", ".join(map(str, data.dropped_rows[:10])) + (" ..." if len(data.dropped_rows) > 10 else "")
         notes.append(f"dropped {len(data.dropped_rows)} row(s) with missing values (lines {shown})")
+    constant = [n for n, std in zip(data.feature_names, data.X.std(axis=0)) if std == 0.0]
+    if constant:
+        notes.append(f"column(s) {', '.join(map(repr, constant))} hold a single value and carry no information; "
+                     "leave them out with --columns")
     return data.X, data.feature_names, notes
 
 
@@ -260,7 +264,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(format_selection(fitted.selection))
         print()
     model = _build_model(fitted, args.anomaly_percentile, {
-        "data": Path(args.data).name, "columns": names, "seed": args.seed, "n_init": args.n_init,
+        "data": Path(args.data).name, "seed": args.seed, "n_init": args.n_init,
         "scale": args.scale,
     })
     save(model, args.output)
