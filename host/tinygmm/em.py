@@ -16,6 +16,8 @@ from centred differences, so the error stays below ~1e-11 per point.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from .covariance import (
@@ -46,33 +48,32 @@ class Params:
         self.prec_chol = prec_chol
 
 
-def _chunk_rows(n_features_expanded: int) -> int:
-    return max(256, CHUNK_BYTES // (8 * n_features_expanded))
-
-
 def _tri(D: int) -> int:
     return D * (D + 1) // 2
 
 
-def features(xc: np.ndarray, covariance_type: str) -> np.ndarray:
-    """Expanded features of centred rows: full [x_i x_j (i<=j), x, 1], diag/spherical [x^2, x, 1], tied [x, 1]."""
-    n, D = xc.shape
+def features(xt: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Expanded features (F, n) of centred columns ``xt`` (D, n), feature-major so every row is contiguous.
+
+    full [x_i x_j (i <= j), x, 1], diag/spherical [x^2, x, 1], tied [x, 1].
+    """
+    D, n = xt.shape
     if covariance_type == "full":
         T = _tri(D)
-        phi = np.empty((n, T + D + 1))
+        phi = np.empty((T + D + 1, n))
         off = 0
         for i in range(D):  # row i of the upper triangle: x_i * x_j for j >= i
-            np.multiply(xc[:, i:i + 1], xc[:, i:], out=phi[:, off:off + D - i])
+            np.multiply(xt[i], xt[i:], out=phi[off:off + D - i])
             off += D - i
-        phi[:, T:T + D] = xc
+        phi[T:T + D] = xt
     elif covariance_type in ("diag", "spherical"):
-        phi = np.empty((n, 2 * D + 1))
-        np.multiply(xc, xc, out=phi[:, :D])
-        phi[:, D:2 * D] = xc
+        phi = np.empty((2 * D + 1, n))
+        np.multiply(xt, xt, out=phi[:D])
+        phi[D:2 * D] = xt
     else:
-        phi = np.empty((n, D + 1))
-        phi[:, :D] = xc
-    phi[:, -1] = 1.0
+        phi = np.empty((D + 1, n))
+        phi[:D] = xt
+    phi[-1] = 1.0
     return phi
 
 
@@ -119,43 +120,47 @@ class LogJoint:
         self.W = W
         self.r = r
 
-    def __call__(self, xc: np.ndarray, phi: np.ndarray) -> np.ndarray:
-        """Log-joints (K, n) of centred rows ``xc`` with expanded features ``phi``."""
+    def __call__(self, xt: np.ndarray, phi: np.ndarray) -> np.ndarray:
+        """Log-joints (K, n) of centred columns ``xt`` (D, n) with expanded features ``phi`` (F, n)."""
         p = self.p
         if p.covariance_type == "tied":
-            y = xc @ p.prec_chol
-            out = self.b @ y.T
+            y = p.prec_chol.T @ xt  # whitened points, (D, n)
+            out = self.b @ y
             out += (self.const - 0.5 * self.r)[:, None]
-            out -= 0.5 * np.einsum("nd,nd->n", y, y)[None, :]
+            out -= 0.5 * np.einsum("dn,dn->n", y, y)[None, :]
             for k in self.exact:
-                out[k] = self.const[k] - 0.5 * np.sum((y - self.b[k]) ** 2, axis=1)
+                out[k] = self.const[k] - 0.5 * np.sum((y - self.b[k][:, None]) ** 2, axis=0)
             return out
-        out = self.W @ phi.T
+        out = self.W @ phi
         for k in self.exact:
-            out[k] = self.const[k] - 0.5 * _exact_quadratic(xc, p, k)
+            out[k] = self.const[k] - 0.5 * _exact_quadratic(xt, p, k)
         return out
 
 
-def _exact_quadratic(xc: np.ndarray, p: Params, k: int) -> np.ndarray:
-    diff = xc - p.means_c[k]
+def _exact_quadratic(xt: np.ndarray, p: Params, k: int) -> np.ndarray:
+    """||(x - mu_k) @ L_k||^2 from centred differences (no cancellation)."""
+    diff = xt - p.means_c[k][:, None]
     ct, L = p.covariance_type, p.prec_chol
     if ct == "full":
-        return np.sum((diff @ L[k]) ** 2, axis=1)
+        return np.sum((L[k].T @ diff) ** 2, axis=0)
     if ct == "diag":
-        return np.sum((diff * L[k]) ** 2, axis=1)
-    return np.sum(diff**2, axis=1) * L[k] ** 2
+        return np.sum((diff * L[k][:, None]) ** 2, axis=0)
+    return np.sum(diff**2, axis=0) * L[k] ** 2
 
 
-def log_joint_all(xc: np.ndarray, p: Params) -> np.ndarray:
-    """Log-joints (K, N) of centred data, chunked so expanded features stay small."""
+def _chunks(xt: np.ndarray):
+    """Column slices of ``xt`` whose expanded features stay within CHUNK_BYTES."""
+    D, N = xt.shape
+    rows = max(256, CHUNK_BYTES // (8 * (_tri(D) + D + 1)))
+    for s in range(0, N, rows):
+        yield slice(s, min(s + rows, N))
+
+
+def evaluate(xt: np.ndarray, p: Params, reduce: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``reduce`` applied to the (K, n) log-joints of each chunk, results concatenated along the last axis."""
     lj = LogJoint(p)
-    F = _tri(xc.shape[1]) + xc.shape[1] + 1
-    rows = _chunk_rows(F)
-    out = np.empty((p.means_c.shape[0], xc.shape[0]))
-    for s in range(0, xc.shape[0], rows):
-        c = xc[s:s + rows]
-        out[:, s:s + rows] = lj(c, features(c, p.covariance_type))
-    return out
+    return np.concatenate([reduce(lj(xt[:, c], features(xt[:, c], p.covariance_type)))
+                           for c in _chunks(xt)], axis=-1)
 
 
 def log_sum_exp_inplace(a: np.ndarray) -> np.ndarray:
@@ -168,24 +173,26 @@ def log_sum_exp_inplace(a: np.ndarray) -> np.ndarray:
     return mx + np.log(tot)
 
 
-def em_pass(xc: np.ndarray, p: Params, resp_out: np.ndarray) -> tuple[float, np.ndarray]:
-    """E-step with ``p`` fused with the M-step statistics: (mean log-likelihood, resp @ phi).
+def responsibilities(log_joint: np.ndarray) -> np.ndarray:
+    """Posterior probabilities (K, n) from log-joints (K, n), computed in place."""
+    log_sum_exp_inplace(log_joint)
+    return log_joint
 
-    ``resp_out`` (K, N) receives the responsibilities (the exact M-step fallback needs them).
+
+def em_pass(xt: np.ndarray, p: Params) -> tuple[float, np.ndarray]:
+    """E-step with ``p`` fused with the M-step statistics: (mean log-likelihood, resp @ phi.T).
+
+    Responsibilities live one chunk at a time: no (K, N) array is kept.
     """
     lj = LogJoint(p)
-    ct = p.covariance_type
     S = None
     total = 0.0
-    rows = _chunk_rows(_tri(xc.shape[1]) + xc.shape[1] + 1)
-    for s in range(0, xc.shape[0], rows):
-        c = xc[s:s + rows]
-        phi = features(c, ct)
-        a = lj(c, phi)
+    for c in _chunks(xt):
+        phi = features(xt[:, c], p.covariance_type)
+        a = lj(xt[:, c], phi)
         total += float(np.sum(log_sum_exp_inplace(a)))
-        resp_out[:, s:s + rows] = a
-        S = a @ phi if S is None else S + a @ phi
-    return total / xc.shape[0], S
+        S = a @ phi.T if S is None else S + a @ phi.T
+    return total / xt.shape[1], S
 
 
 def _unpack_upper(packed: np.ndarray, D: int) -> np.ndarray:
@@ -197,18 +204,19 @@ def _unpack_upper(packed: np.ndarray, D: int) -> np.ndarray:
     return out
 
 
-def m_step(xc: np.ndarray, S: np.ndarray | None, resp: np.ndarray, covariance_type: str,
+def m_step(xt: np.ndarray, S: np.ndarray | None, resp: Callable[[], np.ndarray], covariance_type: str,
            reg_covar: float, scatter: np.ndarray | None = None) -> tuple[np.ndarray, Params]:
-    """New parameters from statistics ``S = resp @ phi``; exact recomputation where needed.
+    """New parameters from statistics ``S = resp @ phi.T``; exact recomputation where needed.
 
-    ``S=None`` computes every covariance from centred differences (initialisation).
-    ``scatter`` is ``xc.T @ xc`` (tied only). Returns (nk, params); weights are nk/sum(nk).
+    ``resp()`` gives the (K, N) responsibilities, asked for only when some covariance must be
+    recomputed from centred differences. ``S=None`` does so for every component (initialisation).
+    ``scatter`` is ``xt @ xt.T`` (tied only). Returns (nk, params); weights are nk/sum(nk).
     """
     ct = covariance_type
-    D = xc.shape[1]
+    D = xt.shape[0]
     exact_all = S is None
     if exact_all:
-        S = resp @ features(xc, ct)
+        S = resp() @ features(xt, ct).T
     nk = S[:, -1] + NK_EPS
     lin = slice(_tri(D), _tri(D) + D) if ct == "full" else slice(D, 2 * D) if ct in ("diag", "spherical") else slice(0, D)
     m = S[:, lin] / nk[:, None]
@@ -217,7 +225,7 @@ def m_step(xc: np.ndarray, S: np.ndarray | None, resp: np.ndarray, covariance_ty
         cov[:, np.arange(D), np.arange(D)] += reg_covar
     elif ct == "tied":
         if scatter is None:
-            scatter = xc.T @ xc
+            scatter = xt @ xt.T
         cov = (scatter - (nk[:, None] * m).T @ m) / nk.sum()
         cov.flat[:: D + 1] += reg_covar
     else:
@@ -227,13 +235,16 @@ def m_step(xc: np.ndarray, S: np.ndarray | None, resp: np.ndarray, covariance_ty
     params = Params(ct, nk / nk.sum(), m, cov, None)
     redo = _needs_exact(params, exact_all)
     if redo.size:
-        _exact_covariances(xc, resp, nk, params, redo, reg_covar)
-    params.prec_chol = precision_cholesky(params.covariances, ct)
+        _exact_covariances(xt, resp(), nk, params, redo, reg_covar)
+        params.prec_chol = precision_cholesky(params.covariances, ct)
     return nk, params
 
 
 def _needs_exact(p: Params, exact_all: bool) -> np.ndarray:
-    """Components whose expanded-form covariance may have lost digits (or is not PD)."""
+    """Components whose expanded-form covariance may have lost digits (or is not PD).
+
+    Sets ``p.prec_chol`` when the expanded form is kept.
+    """
     K = p.means_c.shape[0]
     if exact_all:
         return np.arange(K)
@@ -247,29 +258,26 @@ def _needs_exact(p: Params, exact_all: bool) -> np.ndarray:
     return np.flatnonzero(r > R_EXACT)
 
 
-def _exact_covariances(xc: np.ndarray, resp: np.ndarray, nk: np.ndarray, p: Params,
+def _exact_covariances(xt: np.ndarray, resp: np.ndarray, nk: np.ndarray, p: Params,
                        which: np.ndarray, reg_covar: float) -> None:
-    ct, m, D = p.covariance_type, p.means_c, xc.shape[1]
+    """Covariances of the components ``which`` from centred differences sum r (x - mu)(x - mu)'."""
+    ct, m, D = p.covariance_type, p.means_c, xt.shape[0]
     if ct == "tied":
         cov = np.zeros((D, D))
         for k in range(m.shape[0]):
-            diff = xc - m[k]
-            cov += (resp[k] * diff.T) @ diff
+            diff = xt - m[k][:, None]
+            cov += (resp[k] * diff) @ diff.T
         cov /= nk.sum()
         cov.flat[:: D + 1] += reg_covar
         p.covariances = cov
         return
     for k in which:
-        diff = xc - m[k]
+        diff = xt - m[k][:, None]
         if ct == "full":
-            c = (resp[k] * diff.T) @ diff / nk[k]
+            c = (resp[k] * diff) @ diff.T / nk[k]
             c.flat[:: D + 1] += reg_covar
         else:
-            c = resp[k] @ (diff * diff) / nk[k] + reg_covar
+            c = (diff * diff) @ resp[k] / nk[k] + reg_covar
             if ct == "spherical":
                 c = c.mean()
         p.covariances[k] = c
-
-
-__all__ = ["Params", "LogJoint", "em_pass", "m_step", "log_joint_all", "log_sum_exp_inplace",
-           "features", "R_EXACT", "ILL_DEFINED_COVARIANCE"]

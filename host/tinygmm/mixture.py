@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import covariance as cov
-from .em import Params, em_pass, log_joint_all, log_sum_exp_inplace, m_step
+from .em import Params, em_pass, evaluate, log_sum_exp_inplace, m_step, responsibilities
 from .errors import ConvergenceWarning, NotFittedError
 from .kmeans import kmeans, kmeans_plusplus
 
@@ -212,9 +212,8 @@ class GaussianMixture:
         self.n_features_in_ = D
 
         center = X.mean(axis=0)
-        xc = X - center
-        scatter = xc.T @ xc if self.covariance_type == "tied" else None
-        resp = np.empty((self.n_components, n))
+        xt = np.ascontiguousarray((X - center).T)  # feature-major: (D, N)
+        scatter = xt @ xt.T if self.covariance_type == "tied" else None
         rng = check_random_state(self.random_state)
 
         best = None
@@ -223,7 +222,7 @@ class GaussianMixture:
         for i_init in range(n_init):
             self._verbose_init_begin(i_init)
             if do_init:
-                params = self._initial_params(X, xc, center, rng, init)
+                params = self._initial_params(X, xt, center, rng, init)
                 lower_bound = -np.inf
             else:
                 params = self._centred_params(center)
@@ -233,8 +232,10 @@ class GaussianMixture:
             converged = False
             for n_iter in range(1, self.max_iter + 1):
                 prev = lower_bound
-                lower_bound, S = em_pass(xc, params, resp)
-                _, params = m_step(xc, S, resp, self.covariance_type, self.reg_covar, scatter)
+                lower_bound, S = em_pass(xt, params)
+                old = params
+                _, params = m_step(xt, S, lambda: evaluate(xt, old, responsibilities),
+                                   self.covariance_type, self.reg_covar, scatter)
                 lower_bounds.append(lower_bound)
                 change = lower_bound - prev
                 self._verbose_iter_end(n_iter, change)
@@ -261,7 +262,7 @@ class GaussianMixture:
         # A final E-step so that fit_predict(X) always equals fit(X).predict(X).
         return self.predict(X)
 
-    def _initial_params(self, X: np.ndarray, xc: np.ndarray, center: np.ndarray,
+    def _initial_params(self, X: np.ndarray, xt: np.ndarray, center: np.ndarray,
                         rng: np.random.RandomState, init: tuple) -> Params:
         """Initial parameters from responsibilities of ``init_params``, overridden by user values."""
         w_init, m_init, p_init = init
@@ -281,7 +282,7 @@ class GaussianMixture:
             else:
                 _, idx = kmeans_plusplus(X, K, rng)
                 resp[np.arange(K), idx] = 1.0
-            nk, p = m_step(xc, None, resp, ct, self.reg_covar)
+            nk, p = m_step(xt, None, lambda: resp, ct, self.reg_covar)
             weights, means_c, covariances = nk / n, p.means_c, p.covariances
         if w_init is not None:
             weights = w_init
@@ -306,15 +307,16 @@ class GaussianMixture:
         self.precisions_ = cov.precisions_from_cholesky(p.prec_chol, self.covariance_type)
 
     # -- inference -----------------------------------------------------------------------
-    def _weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
-        """log w_k + log N(x | k) as (K, n), evaluated about the mean of the means."""
+    def _evaluate(self, X: Any, reduce) -> np.ndarray:
+        """``reduce`` over the (K, n) log-joints of chunks of X, about the mean of the means."""
+        X = self._check_X(X)
         center = self.means_.mean(axis=0)
-        return log_joint_all(X - center, self._centred_params(center))
+        xt = np.ascontiguousarray((X - center).T)
+        return evaluate(xt, self._centred_params(center), reduce)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-likelihood of each sample."""
-        X = self._check_X(X)
-        return log_sum_exp_inplace(self._weighted_log_prob(X))
+        return self._evaluate(X, log_sum_exp_inplace)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean log-likelihood of the samples."""
@@ -322,15 +324,11 @@ class GaussianMixture:
 
     def predict(self, X: Any) -> np.ndarray:
         """Index of the most probable component of each sample."""
-        X = self._check_X(X)
-        return np.argmax(self._weighted_log_prob(X), axis=0)
+        return self._evaluate(X, lambda a: np.argmax(a, axis=0))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Posterior probability of each component, shape (n_samples, n_components)."""
-        X = self._check_X(X)
-        a = self._weighted_log_prob(X)
-        log_sum_exp_inplace(a)
-        return a.T.copy()
+        return self._evaluate(X, responsibilities).T.copy()
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw samples and their component labels (same draws as scikit-learn for a seed)."""
