@@ -1,0 +1,196 @@
+"""Fold a Model into the float32 parameters the C core evaluates; shared by render and twin.
+
+Everything that can be computed once is computed here in float64 and rounded to
+float32 exactly once per stored value (see firmware/lib/tinygmm/tinygmm.h for the
+device-side formulas):
+
+* centre ``c``: the scaler mean (the training mean), else the GMM mean ``sum w_k mu_k``,
+  rounded to float32. Component means are stored *relative to the rounded centre*,
+  computed in float64, so the rounding of ``c`` cancels and a 1e5 offset costs nothing.
+* factors ``A_k``: lower-triangular with ``A_k^T A_k = precision_k`` (``A = C^-1`` for the
+  Cholesky factor ``C`` of the covariance), times sqrt(1/2) so the device needs no 0.5.
+  A scaler is folded into the columns of ``A`` (``A diag(1/scale)``) for full, tied and
+  diag; spherical keeps one scalar per component and applies ``1/scale`` to the input.
+* full/tied offsets ``b_k = A32_k m_k`` use the *rounded* factor, so the device computes
+  ``A32 (z - m_k)`` up to rounding: the factor's own rounding then scales with the
+  distance to the component, not with the distance to the centre.
+* bias ``log w_k - D/2 log 2pi + log det A_k`` (log det of the unscaled factor: scores are
+  log-densities of the scaled input, as on the host).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import TinyGMMError
+from .model import Model
+
+COVARIANCE_CODES = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
+# tinygmm_model stores K and D as uint8_t (one byte each in flash on the Uno).
+MAX_COMPONENTS = 255
+MAX_FEATURES = 255
+LOG_2PI = math.log(2.0 * math.pi)
+HALF_SQRT = math.sqrt(0.5)
+
+
+@dataclass(frozen=True, eq=False)
+class Exact:
+    """The folded parameters in float64, before rounding (used for error bounds)."""
+
+    covariance_type: str
+    centre: np.ndarray  # (D,) float64 value of the float32 centre
+    inv_scale: np.ndarray | None  # (D,) exact 1/scale (spherical with scaler only)
+    factor: np.ndarray  # full (K,D,D) / tied (D,D) lower-triangular; diag (K,D); spherical (K,) = 1/(2 var)
+    means: np.ndarray  # (K, D) component means relative to the centre (input units of z)
+    bias: np.ndarray  # (K,)
+
+
+@dataclass(frozen=True, eq=False)
+class DeviceModel:
+    """A model as the device stores it: float32 arrays in tinygmm_model's layout."""
+
+    covariance_type: str
+    centre: np.ndarray  # (D,)
+    inv_scale: np.ndarray | None  # (D,) or None
+    bias: np.ndarray  # (K,)
+    offset: np.ndarray  # (K, D): b_k (full, tied) or m_k (diag, spherical)
+    factor: np.ndarray  # full (K, P), tied (P,), diag (K, D), spherical (K,); P = D(D+1)/2, rows packed
+    anomaly_threshold: np.float32 | None
+    model_id: str
+    feature_names: tuple[str, ...]
+    exact: Exact
+
+    @property
+    def n_components(self) -> int:
+        return int(self.bias.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.centre.shape[0])
+
+    @property
+    def covariance_code(self) -> int:
+        return COVARIANCE_CODES[self.covariance_type]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The parameter arrays in the order tinygmm_model points to them (inv_scale only if kept)."""
+        out = {"centre": self.centre}
+        if self.inv_scale is not None:
+            out["inv_scale"] = self.inv_scale
+        out.update(bias=self.bias, offset=self.offset.ravel(), factor=self.factor.ravel())
+        return out
+
+    @property
+    def n_floats(self) -> int:
+        return sum(a.size for a in self.arrays().values())
+
+    @property
+    def parameter_bytes(self) -> int:
+        return 4 * self.n_floats
+
+
+def packed_size(n_features: int) -> int:
+    """Floats in one packed lower-triangular D x D factor."""
+    return n_features * (n_features + 1) // 2
+
+
+def inverse_lower(C: np.ndarray) -> np.ndarray:
+    """Inverse of lower-triangular ``C`` (..., D, D) by forward substitution.
+
+    Backward stable, unlike a general LU inverse, which matters for near-singular covariances.
+    """
+    D = C.shape[-1]
+    A = np.zeros_like(C)
+    for i in range(D):
+        rhs = -np.einsum("...j,...jc->...c", C[..., i, :i], A[..., :i, :])
+        rhs[..., i] += 1.0
+        A[..., i, :] = rhs / C[..., i, i, None]
+    return A
+
+
+def exact_parameters(model: Model) -> Exact:
+    """Fold scaler, centre and constants into float64 parameters (see the module docstring)."""
+    ct = model.covariance_type
+    K, D = model.n_components, model.n_features
+    mu = np.asarray(model.means, dtype=np.float64)
+    cov = np.asarray(model.covariances, dtype=np.float64)
+    if ct in ("full", "tied"):
+        try:
+            A = inverse_lower(np.linalg.cholesky(cov))
+        except np.linalg.LinAlgError:
+            raise TinyGMMError(f"covariance of the {ct} model is not positive definite") from None
+        log_det = np.sum(np.log(np.diagonal(A, axis1=-2, axis2=-1)), axis=-1)
+    elif ct == "diag":
+        A = 1.0 / np.sqrt(cov)
+        log_det = np.sum(np.log(A), axis=1)
+    else:  # spherical: log det = D log(1/sigma) = -D/2 log var
+        A = 0.5 / cov
+        log_det = -0.5 * D * np.log(cov)
+    bias = np.log(model.weights) - 0.5 * D * LOG_2PI + log_det
+    bias = np.broadcast_to(bias, (K,)).astype(np.float64)
+
+    inv_scale = None
+    if model.scaler is not None:
+        mean, scale = model.scaler.mean, model.scaler.scale
+        centre = _float32(mean, "scaler mean").astype(np.float64)
+        if ct == "spherical":
+            inv_scale = 1.0 / scale
+            means = mu + (mean - centre) / scale
+        else:
+            A = A / scale  # columns: A diag(1/scale); diag: a / scale
+            means = mu * scale + (mean - centre)
+    else:
+        centre = _float32(model.weights @ mu, "mean").astype(np.float64)
+        means = mu - centre
+    if ct != "spherical":
+        A = A * HALF_SQRT
+    return Exact(ct, centre, inv_scale, A, means, bias)
+
+
+def _float32(a: np.ndarray, what: str) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        out = np.asarray(a, dtype=np.float64).astype(np.float32)
+    if not np.all(np.isfinite(out)):
+        raise TinyGMMError(
+            f"the model's {what} overflows float32 (|value| > 3.4e38); rescale the data (fit with a scaler) and refit"
+        )
+    return out
+
+
+def fold(model: Model) -> DeviceModel:
+    """The float32 device parameters of ``model``; TinyGMMError if it cannot be represented."""
+    K, D = model.n_components, model.n_features
+    if K > MAX_COMPONENTS or D > MAX_FEATURES:
+        raise TinyGMMError(
+            f"the device format holds at most {MAX_COMPONENTS} components and {MAX_FEATURES} features; "
+            f"this model has {K} and {D}"
+        )
+    ex = exact_parameters(model)
+    ct = model.covariance_type
+    if ct in ("full", "tied"):
+        A32 = _float32(ex.factor, "precision factor")
+        rows, cols = np.tril_indices(D)  # row-major packing: row i holds A[i, 0..i]
+        factor = A32[..., rows, cols]
+        spec = "kij,kj->ki" if ct == "full" else "ij,kj->ki"
+        offset = _float32(np.einsum(spec, A32.astype(np.float64), ex.means), "folded means")
+    else:
+        factor = _float32(ex.factor, "precision")
+        offset = _float32(ex.means, "means")
+    diag_factor = np.diagonal(A32, axis1=-2, axis2=-1) if ct in ("full", "tied") else factor
+    if np.any(diag_factor == 0):
+        raise TinyGMMError("a precision underflows to 0 in float32 (a variance above ~1e38); rescale the data and refit")
+    thr = None if model.anomaly_threshold is None else _float32(np.array(model.anomaly_threshold), "anomaly threshold")[()]
+    return DeviceModel(
+        covariance_type=ct,
+        centre=ex.centre.astype(np.float32),
+        inv_scale=None if ex.inv_scale is None else _float32(ex.inv_scale, "scaler"),
+        bias=_float32(ex.bias, "bias (log weight and log determinant)"),
+        offset=offset,
+        factor=factor,
+        anomaly_threshold=thr,
+        model_id=model.model_id,
+        feature_names=tuple(model.feature_names),
+        exact=ex,
+    )

@@ -1,0 +1,290 @@
+"""The float32 device twin: what the C core outputs, computed in NumPy, many points at once.
+
+Operation for operation as firmware/lib/tinygmm/tinygmm.h (same rounding, same order,
+sums left to right), so with the C core built with -ffp-contract=off on a target with
+IEEE single-precision arithmetic (x86-64 SSE, the ESP32 FPU, avr-libc's soft float for
++ - *), statuses, labels and log-joints are equal bit for bit. The log-joint path uses
+no libm. ``score`` and ``predict_proba`` call exp/log, whose last bit differs between
+libms (glibc/avr-libc expf vs NumPy's): bounded by ``score_twin_tolerance`` and
+``proba_twin_tolerance``.
+
+The C core's pruning (early exit) is exact, so the twin evaluates every row of every
+component and takes the argmax (lowest index on ties) -- the same answer.
+
+``log_joint_error_bound`` bounds the float32 log-joint's distance from the float64
+log-joint of the original model (the fidelity of the device, not just of the twin).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .export import DeviceModel, fold
+from .model import Model
+
+# tinygmm_status (firmware/lib/tinygmm/tinygmm.h)
+OK = 0
+ERR_FEATURES = 1
+ERR_NONFINITE = 2
+ERR_OVERFLOW = 3
+ERR_MODEL = 4
+ERR_NO_THRESHOLD = 5
+STATUS_NAMES = {OK: "ok", ERR_FEATURES: "wrong feature count", ERR_NONFINITE: "NaN or Inf input",
+                ERR_OVERFLOW: "float32 overflow", ERR_MODEL: "unusable model", ERR_NO_THRESHOLD: "no threshold"}
+
+# Unit roundoff of float32 (round to nearest).
+U32 = 2.0**-24
+# TINYGMM_LSE_SKIP in tinygmm.h: terms exp(d), d < -17, cannot change a float32 sum >= 1.
+LSE_SKIP = np.float32(-17.0)
+# The first-order error analysis below drops products of two roundings (relative size
+# ~1e-7 of the bound) and the float64 reference's own rounding (~1e-16): a factor 2 covers both.
+BOUND_SAFETY = 2.0
+
+
+def _gamma(n: np.ndarray | int) -> np.ndarray:
+    """Higham's gamma_n = n u / (1 - n u): relative error of n chained float32 operations."""
+    n = np.asarray(n, dtype=np.float64)
+    return n * U32 / (1.0 - n * U32)
+
+
+@dataclass
+class DeviceOutputs:
+    """Everything the device API returns for a batch; values are meaningful where the status is OK."""
+
+    status_predict: np.ndarray  # (N,) int
+    label: np.ndarray  # (N,) int, -1 where not OK
+    status_log_joint: np.ndarray  # (N,)
+    log_joint: np.ndarray  # (N, K) float32 (-inf for overflowed components)
+    status_score: np.ndarray
+    score: np.ndarray  # (N,) float32
+    status_proba: np.ndarray
+    proba: np.ndarray  # (N, K) float32
+    status_anomaly: np.ndarray
+    anomaly: np.ndarray  # (N,) bool
+
+
+class DeviceTwin:
+    """The float32 device twin of a Model (or of an already folded DeviceModel)."""
+
+    def __init__(self, model: Model | DeviceModel):
+        self.device = model if isinstance(model, DeviceModel) else fold(model)
+
+    # -- the device computation -------------------------------------------------------
+    def _prepare(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(status (N,), z (N, D) float32) as tinygmm__prepare."""
+        dev = self.device
+        x = np.asarray(X, dtype=np.float32)
+        if x.ndim == 1:
+            x = x.reshape(1, -1)
+        N = x.shape[0]
+        if x.shape[1] != dev.n_features:
+            return np.full(N, ERR_FEATURES), np.zeros((N, dev.n_features), np.float32)
+        status = np.where(np.all(np.isfinite(x), axis=1), OK, ERR_NONFINITE)
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = x - dev.centre
+            if dev.inv_scale is not None:
+                z = z * dev.inv_scale
+            if dev.covariance_type == "tied":
+                z = _lower_matvec(dev.factor, z)
+        status = np.where((status == OK) & ~np.all(np.isfinite(z), axis=1), ERR_OVERFLOW, status)
+        return status, z
+
+    def _log_joint(self, z: np.ndarray) -> np.ndarray:
+        """(N, K) float32 log-joints of centred inputs (-inf where the quadratic form overflowed)."""
+        dev = self.device
+        D = dev.n_features
+        ct = dev.covariance_type
+        s = np.zeros((z.shape[0], dev.n_components), np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if ct == "full":
+                w = _lower_matvec_per_component(dev.factor, z)  # (N, K, D), rows as the device
+            for i in range(D):
+                if ct == "full":
+                    y = w[:, :, i] - dev.offset[:, i]
+                elif ct == "tied":
+                    y = z[:, i, None] - dev.offset[:, i]
+                elif ct == "diag":
+                    y = (z[:, i, None] - dev.offset[:, i]) * dev.factor[:, i]
+                else:
+                    y = z[:, i, None] - dev.offset[:, i]
+                s = s + y * y
+            lj = dev.bias - s * dev.factor if ct == "spherical" else dev.bias - s
+        return np.where(np.isnan(lj), np.float32(-np.inf), lj)
+
+    def evaluate(self, X: np.ndarray, threshold: float | None = None) -> DeviceOutputs:
+        """All outputs of the device API for each row of ``X`` (raw, unscaled features)."""
+        dev = self.device
+        K = dev.n_components
+        status, z = self._prepare(X)
+        N = status.shape[0]
+        ok = status == OK
+        lj = np.full((N, K), np.nan, np.float32)
+        lj[ok] = self._log_joint(z[ok])
+        top = np.argmax(np.where(ok[:, None], lj, 0), axis=1)  # first maximum: lowest index on ties
+        best = lj[np.arange(N), top]
+        overflow_all = ok & (best == -np.inf)
+        st_lj = np.where(ok & np.any(lj == -np.inf, axis=1), ERR_OVERFLOW, status)
+        st = np.where(overflow_all, ERR_OVERFLOW, status)
+        good = st == OK
+
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            d = lj - best[:, None]
+            ssum = np.ones(N, np.float32)
+            for k in range(K):
+                add = good & (k != top) & ~(d[:, k] < LSE_SKIP)
+                ssum = np.where(add, ssum + np.exp(np.where(add, d[:, k], 0)), ssum)
+            score = np.where(ssum == 1, best, best + np.log(ssum)).astype(np.float32)
+
+            e = np.where(np.arange(K) == top[:, None], np.float32(1), np.exp(d)).astype(np.float32)
+            psum = np.ones(N, np.float32)
+            for k in range(K):
+                psum = np.where(k != top, psum + e[:, k], psum)
+            proba = (e / psum[:, None]).astype(np.float32)
+
+        thr = dev.anomaly_threshold if threshold is None else np.float32(threshold)
+        if thr is None:
+            st_anom = np.full(N, ERR_NO_THRESHOLD)
+            anomaly = np.zeros(N, bool)
+        else:
+            st_anom = st
+            anomaly = good & (score < thr)
+        return DeviceOutputs(
+            status_predict=st,
+            label=np.where(good, top, -1),
+            status_log_joint=st_lj,
+            log_joint=np.where(((st_lj == OK) | (st_lj == ERR_OVERFLOW))[:, None], lj, np.nan).astype(np.float32),
+            status_score=st,
+            score=np.where(good, score, np.nan).astype(np.float32),
+            status_proba=st,
+            proba=np.where(good[:, None], proba, np.nan).astype(np.float32),
+            status_anomaly=st_anom,
+            anomaly=anomaly & (st_anom == OK),
+        )
+
+    # -- sklearn-style conveniences (values only; -1 / NaN where the device reports an error) --
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.evaluate(X).label
+
+    def log_joint(self, X: np.ndarray) -> np.ndarray:
+        return self.evaluate(X).log_joint
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        return self.evaluate(X).score
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.evaluate(X).proba
+
+
+def _lower_matvec(packed: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """w = A z for one packed lower-triangular A, each row summed left to right in float32."""
+    D = z.shape[1]
+    w = np.empty_like(z)
+    p = 0
+    for i in range(D):
+        acc = packed[p] * z[:, 0]
+        for j in range(1, i + 1):
+            acc = acc + packed[p + j] * z[:, j]
+        w[:, i] = acc
+        p += i + 1
+    return w
+
+
+def _lower_matvec_per_component(packed: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """(N, K, D): A_k z for each component's packed factor (K, P), rows left to right."""
+    N, D = z.shape
+    K = packed.shape[0]
+    w = np.empty((N, K, D), np.float32)
+    p = 0
+    for i in range(D):
+        acc = packed[:, p] * z[:, 0, None]
+        for j in range(1, i + 1):
+            acc = acc + packed[:, p + j] * z[:, j, None]
+        w[:, :, i] = acc
+        p += i + 1
+    return w
+
+
+# -- tolerances and error bounds ------------------------------------------------------------
+
+
+def score_twin_tolerance(score: np.ndarray, n_components: int) -> np.ndarray:
+    """|C score - twin score| allowed: exp/log from different libms.
+
+    Each of glibc's/avr-libc's and NumPy's expf/logf is within 1 ulp of the true value, so
+    two of them differ by <= 2 ulps: each term exp(d) <= 1 by <= 4u, the sum S >= 1 (K
+    roundings that may go either way) by <= (4 + 2K)u relative, log S by that plus 2 ulps,
+    and the final best + log S by one ulp of the result.
+    """
+    score = np.abs(np.asarray(score, dtype=np.float64))
+    return 2.0 * np.spacing(score.astype(np.float32)).astype(np.float64) + (2.0 * n_components + 8.0) * 2.0 * U32
+
+
+def proba_twin_tolerance(proba: np.ndarray, n_components: int) -> np.ndarray:
+    """|C proba - twin proba| allowed: each exp term by <= 4u relative, their sum by
+    <= (4 + 2K)u, the quotient by one more rounding; plus FLT_MIN for subnormal tails."""
+    proba = np.abs(np.asarray(proba, dtype=np.float64))
+    return proba * (2.0 * n_components + 10.0) * 2.0 * U32 + float(np.finfo(np.float32).tiny)
+
+
+def log_joint_error_bound(model: Model | DeviceModel, X: np.ndarray) -> np.ndarray:
+    """(N, K) bound on |float32 device log-joint - float64 log-joint of the model| at float32 inputs.
+
+    First-order rounding analysis of the device formulas (u = 2^-24, gamma_n = nu/(1-nu)):
+    with z the centred input, m_k the component mean (both relative to the centre), d = z - m_k
+    and y the exact rows of the quadratic form,
+      full/tied  |dy_i| <= gamma_{i+2} sum_j |A_ij z_j| + u |b_ki| + u |y_i| + u sum_j |A_ij d_j|
+                 (dot product of i+1 terms and the rounding of z; b; the subtraction; the rounding of A)
+      diag       |dy_i| <= u |a_i| (|z_i| + |m_i|) + 3u |y_i|
+      spherical  |dd_i| <= e_z |z_i| + u |m_i| + u |d_i|  (e_z = u, or gamma_3 when the input is scaled)
+    then |ds| <= sum_i (2|y_i| |dy_i| + dy_i^2) + gamma_{D+1} s (squares, D additions),
+    spherical adds 2u h s (rounding of h and of s*h), and the bias adds u |bias| + u(|bias| + s).
+    The result is multiplied by BOUND_SAFETY.
+    """
+    dev = model if isinstance(model, DeviceModel) else fold(model)
+    ex = dev.exact
+    x = np.asarray(X, dtype=np.float32).astype(np.float64)
+    if x.ndim == 1:
+        x = x.reshape(1, -1)
+    D = dev.n_features
+    z = x - ex.centre
+    if ex.inv_scale is not None:
+        z = z * ex.inv_scale
+    d = z[:, None, :] - ex.means[None, :, :]  # (N, K, D)
+    ct = ex.covariance_type
+    if ct in ("full", "tied"):
+        A = ex.factor if ct == "full" else ex.factor[None]
+        absA = np.abs(A)
+        y = np.einsum("kij,nkj->nki", A, d)
+        Az = np.einsum("kij,nj->nki", absA, np.abs(z))
+        Ad = np.einsum("kij,nkj->nki", absA, np.abs(d))
+        b = np.einsum("kij,kj->ki", A, ex.means)
+        dy = _gamma(np.arange(D) + 2) * Az + U32 * np.abs(b)[None] + U32 * np.abs(y) + U32 * Ad
+    elif ct == "diag":
+        a = ex.factor
+        y = d * a[None]
+        dy = U32 * np.abs(a)[None] * (np.abs(z)[:, None, :] + np.abs(ex.means)[None]) + 3 * U32 * np.abs(y)
+    else:
+        e_z = _gamma(3) if ex.inv_scale is not None else U32
+        y = d
+        dy = e_z * np.abs(z)[:, None, :] + U32 * np.abs(ex.means)[None] + U32 * np.abs(d)
+    s = np.sum(y * y, axis=2)
+    ds = np.sum(2 * np.abs(y) * dy + dy * dy, axis=2) + _gamma(D + 1) * s
+    if ct == "spherical":
+        h = ex.factor[None]
+        ds, s = h * ds + 2 * U32 * h * s, h * s
+    bias = np.abs(ex.bias)[None]
+    return BOUND_SAFETY * (U32 * bias + ds + U32 * (bias + s))
+
+
+def score_error_bound(lj_bound: np.ndarray, score64: np.ndarray, n_components: int) -> np.ndarray:
+    """Bound on |device score - float64 score| given the log-joint bounds (N, K).
+
+    log-sum-exp is 1-Lipschitz in the max norm, so log-joint errors contribute at most
+    max_k bound_k; the float32 log-sum-exp adds: dropped terms (each < 2^-24 of the sum,
+    at most K of them: Ku), the K additions (Ku), exp and its argument (2u + 17u per kept
+    term, relative to S), log (one ulp of log S <= u log K + u), and the final addition
+    (u |score|). Together: max_k bound_k + u (|score| + 2K + 24 + log K), doubled.
+    """
+    K = n_components
+    return np.max(lj_bound, axis=1) + BOUND_SAFETY * U32 * (np.abs(score64) + 2 * K + 24 + np.log(K))
