@@ -32,6 +32,8 @@ from .covariance import (
 R_EXACT = 1e4
 # Rows per chunk: the expanded features of one chunk stay within ~4 MiB (cache- and RAM-friendly).
 CHUNK_BYTES = 4 << 20
+# Smallest shifted log-joint kept: e^-700 is still a normal float64 (min normal ~ e^-708).
+LOG_TINY = -700.0
 # scikit-learn adds 10 eps to each component's weight so that empty components divide safely.
 NK_EPS = 10 * np.finfo(np.float64).eps
 
@@ -52,26 +54,31 @@ def _tri(D: int) -> int:
     return D * (D + 1) // 2
 
 
-def features(xt: np.ndarray, covariance_type: str) -> np.ndarray:
+def n_expanded(covariance_type: str, D: int) -> int:
+    """Number F of expanded features."""
+    return {"full": _tri(D) + D + 1, "tied": D + 1}.get(covariance_type, 2 * D + 1)
+
+
+def features(xt: np.ndarray, covariance_type: str, buf: np.ndarray | None = None) -> np.ndarray:
     """Expanded features (F, n) of centred columns ``xt`` (D, n), feature-major so every row is contiguous.
 
-    full [x_i x_j (i <= j), x, 1], diag/spherical [x^2, x, 1], tied [x, 1].
+    full [x_i x_j (i <= j), x, 1], diag/spherical [x^2, x, 1], tied [x, 1]. ``buf`` (F, >= n) is
+    reused when given: fresh multi-megabyte arrays per chunk cost more in page faults than the maths.
     """
     D, n = xt.shape
+    F = n_expanded(covariance_type, D)
+    phi = np.empty((F, n)) if buf is None else buf[:, :n]
     if covariance_type == "full":
         T = _tri(D)
-        phi = np.empty((T + D + 1, n))
         off = 0
         for i in range(D):  # row i of the upper triangle: x_i * x_j for j >= i
             np.multiply(xt[i], xt[i:], out=phi[off:off + D - i])
             off += D - i
         phi[T:T + D] = xt
     elif covariance_type in ("diag", "spherical"):
-        phi = np.empty((2 * D + 1, n))
         np.multiply(xt, xt, out=phi[:D])
         phi[D:2 * D] = xt
     else:
-        phi = np.empty((D + 1, n))
         phi[:D] = xt
     phi[-1] = 1.0
     return phi
@@ -120,18 +127,19 @@ class LogJoint:
         self.W = W
         self.r = r
 
-    def __call__(self, xt: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    def __call__(self, xt: np.ndarray, phi: np.ndarray, buf: np.ndarray | None = None) -> np.ndarray:
         """Log-joints (K, n) of centred columns ``xt`` (D, n) with expanded features ``phi`` (F, n)."""
         p = self.p
+        out = None if buf is None else buf[:, :xt.shape[1]]
         if p.covariance_type == "tied":
             y = p.prec_chol.T @ xt  # whitened points, (D, n)
-            out = self.b @ y
+            out = np.matmul(self.b, y, out=out)
             out += (self.const - 0.5 * self.r)[:, None]
             out -= 0.5 * np.einsum("dn,dn->n", y, y)[None, :]
             for k in self.exact:
                 out[k] = self.const[k] - 0.5 * np.sum((y - self.b[k][:, None]) ** 2, axis=0)
             return out
-        out = self.W @ phi
+        out = np.matmul(self.W, phi, out=out)
         for k in self.exact:
             out[k] = self.const[k] - 0.5 * _exact_quadratic(xt, p, k)
         return out
@@ -148,12 +156,15 @@ def _exact_quadratic(xt: np.ndarray, p: Params, k: int) -> np.ndarray:
     return np.sum(diff**2, axis=0) * L[k] ** 2
 
 
+def _chunk_rows(xt: np.ndarray) -> int:
+    """Columns per chunk: the expanded features of a chunk stay within CHUNK_BYTES."""
+    return min(xt.shape[1], max(256, CHUNK_BYTES // (8 * (_tri(xt.shape[0]) + xt.shape[0] + 1))))
+
+
 def _chunks(xt: np.ndarray):
-    """Column slices of ``xt`` whose expanded features stay within CHUNK_BYTES."""
-    D, N = xt.shape
-    rows = max(256, CHUNK_BYTES // (8 * (_tri(D) + D + 1)))
-    for s in range(0, N, rows):
-        yield slice(s, min(s + rows, N))
+    rows = _chunk_rows(xt)
+    for s in range(0, xt.shape[1], rows):
+        yield slice(s, min(s + rows, xt.shape[1]))
 
 
 def evaluate(xt: np.ndarray, p: Params, reduce: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -164,9 +175,15 @@ def evaluate(xt: np.ndarray, p: Params, reduce: Callable[[np.ndarray], np.ndarra
 
 
 def log_sum_exp_inplace(a: np.ndarray) -> np.ndarray:
-    """log-sum-exp over axis 0 in one pass; ``a`` is left holding the normalised exp (responsibilities)."""
+    """log-sum-exp over axis 0 in one pass; ``a`` is left holding the normalised exp (responsibilities).
+
+    Shifted log-joints are clamped at LOG_TINY so that no subnormal float reaches the matrix
+    products (subnormal arithmetic is ~10x slower on x86); a responsibility below e^-700
+    (1e-304) is zero at any precision a result carries.
+    """
     mx = a.max(axis=0)
     a -= mx
+    np.maximum(a, LOG_TINY, out=a)
     np.exp(a, out=a)
     tot = a.sum(axis=0)
     a /= tot
@@ -185,13 +202,16 @@ def em_pass(xt: np.ndarray, p: Params) -> tuple[float, np.ndarray]:
     Responsibilities live one chunk at a time: no (K, N) array is kept.
     """
     lj = LogJoint(p)
-    S = None
+    rows = _chunk_rows(xt)
+    phi_buf = np.empty((n_expanded(p.covariance_type, xt.shape[0]), rows))
+    a_buf = np.empty((p.means_c.shape[0], rows))
+    S = np.zeros((a_buf.shape[0], phi_buf.shape[0]))
     total = 0.0
     for c in _chunks(xt):
-        phi = features(xt[:, c], p.covariance_type)
-        a = lj(xt[:, c], phi)
+        phi = features(xt[:, c], p.covariance_type, phi_buf)
+        a = lj(xt[:, c], phi, a_buf)
         total += float(np.sum(log_sum_exp_inplace(a)))
-        S = a @ phi.T if S is None else S + a @ phi.T
+        S += a @ phi.T
     return total / xt.shape[1], S
 
 
