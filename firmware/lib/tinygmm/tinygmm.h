@@ -44,6 +44,18 @@
 #define TINYGMM_READ_MODEL(dst, src) (*(dst) = *(src))
 #endif
 
+/* avr-libc's double is float (32 bits) and its expf/logf are macros for exp/log, whose
+ * double signature trips -Wdouble-promotion; explicit casts there cost nothing. */
+#if defined(__AVR__)
+#define TINYGMM__EXPF(v) ((float)exp((double)(v)))
+#define TINYGMM__LOGF(v) ((float)log((double)(v)))
+#else
+#define TINYGMM__EXPF(v) expf(v)
+#define TINYGMM__LOGF(v) logf(v)
+#endif
+/* INFINITY is a double on avr-libc. */
+#define TINYGMM__NEG_INF (-(float)INFINITY)
+
 /* Rendered model objects are static: a translation unit that includes a model header
  * without using it must not get a -Wunused warning. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -236,16 +248,16 @@ static inline int tinygmm__argmax(const tinygmm_model *m, const float *z, float 
 {
     const int K = m->n_components;
     const int D = m->n_features;
-    float best = -INFINITY;
+    float best = TINYGMM__NEG_INF;
     int best_k = K; /* sentinel above every index: the first finite or -inf result wins */
     int first = 0;
     int k, done;
 
     if (K > 1 && D > 1) {
-        float first_cand = -INFINITY;
+        float first_cand = TINYGMM__NEG_INF;
         int first_k = K;
         for (k = 0; k < K; ++k) {
-            const float c = tinygmm__eval(m, z, k, 1, -INFINITY, K, &done);
+            const float c = tinygmm__eval(m, z, k, 1, TINYGMM__NEG_INF, K, &done);
             if (c > first_cand || (c == first_cand && k < first_k)) {
                 first_cand = c;
                 first_k = k;
@@ -254,7 +266,7 @@ static inline int tinygmm__argmax(const tinygmm_model *m, const float *z, float 
         first = (first_k < K) ? first_k : 0;
     }
     {
-        const float lj = tinygmm__eval(m, z, first, D, -INFINITY, K, &done);
+        const float lj = tinygmm__eval(m, z, first, D, TINYGMM__NEG_INF, K, &done);
         if (done) {
             best = lj;
             best_k = first;
@@ -287,9 +299,9 @@ static inline tinygmm_status tinygmm_log_joint(const tinygmm_model *model, const
         return st;
     }
     for (k = 0; k < m.n_components; ++k) {
-        const float lj = tinygmm__eval(&m, z, k, m.n_features, -INFINITY, m.n_components, &done);
-        out[k] = done ? lj : -INFINITY;
-        if (!done || lj == -INFINITY) {
+        const float lj = tinygmm__eval(&m, z, k, m.n_features, TINYGMM__NEG_INF, m.n_components, &done);
+        out[k] = done ? lj : TINYGMM__NEG_INF;
+        if (!done || lj == TINYGMM__NEG_INF) {
             st = TINYGMM_ERR_OVERFLOW;
         }
     }
@@ -308,7 +320,7 @@ static inline tinygmm_status tinygmm_predict(const tinygmm_model *model, const f
         return st;
     }
     k = tinygmm__argmax(&m, z, &best);
-    if (best == -INFINITY) {
+    if (best == TINYGMM__NEG_INF) {
         return TINYGMM_ERR_OVERFLOW;
     }
     *label = k;
@@ -329,7 +341,7 @@ static inline tinygmm_status tinygmm_score(const tinygmm_model *model, const flo
         return st;
     }
     top = tinygmm__argmax(&m, z, &best);
-    if (best == -INFINITY) {
+    if (best == TINYGMM__NEG_INF) {
         return TINYGMM_ERR_OVERFLOW;
     }
     limit = best - TINYGMM_LSE_PRUNE;
@@ -339,12 +351,12 @@ static inline tinygmm_status tinygmm_score(const tinygmm_model *model, const flo
             if (done) {
                 const float d = lj - best;
                 if (!(d < TINYGMM_LSE_SKIP)) {
-                    sum += expf(d);
+                    sum += TINYGMM__EXPF(d);
                 }
             }
         }
     }
-    *score = (sum == 1.0f) ? best : best + logf(sum);
+    *score = (sum == 1.0f) ? best : best + TINYGMM__LOGF(sum);
     return TINYGMM_OK;
 }
 
@@ -352,7 +364,7 @@ static inline tinygmm_status tinygmm_score(const tinygmm_model *model, const flo
 static inline tinygmm_status tinygmm_predict_proba(const tinygmm_model *model, const float *x, int n_features,
                                                    float *proba)
 {
-    float best = -INFINITY, sum = 1.0f;
+    float best = TINYGMM__NEG_INF, sum = 1.0f;
     int k, K, top = 0;
     tinygmm_status st = tinygmm_log_joint(model, x, n_features, proba);
     if (st != TINYGMM_OK && st != TINYGMM_ERR_OVERFLOW) {
@@ -365,11 +377,11 @@ static inline tinygmm_status tinygmm_predict_proba(const tinygmm_model *model, c
             top = k;
         }
     }
-    if (best == -INFINITY) {
+    if (best == TINYGMM__NEG_INF) {
         return TINYGMM_ERR_OVERFLOW;
     }
     for (k = 0; k < K; ++k) {
-        proba[k] = (k == top) ? 1.0f : expf(proba[k] - best);
+        proba[k] = (k == top) ? 1.0f : TINYGMM__EXPF(proba[k] - best);
         if (k != top) {
             sum += proba[k];
         }
