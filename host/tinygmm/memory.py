@@ -135,7 +135,8 @@ def check_fits(report: MemoryReport) -> MemoryReport:
 
 AVR_MCU = "atmega328p"
 # The firmware build flags every target shares (see tinygmm.h: no fused multiply-add).
-AVR_CFLAGS = ["-std=c99", f"-mmcu={AVR_MCU}", "-Os", "-ffp-contract=off"]
+AVR_CFLAGS = [f"-mmcu={AVR_MCU}", "-Os", "-ffp-contract=off"]
+AVR_LANGUAGES = {"c99": ["avr-gcc", "-std=c99"], "c++11": ["avr-g++", "-x", "c++", "-std=c++11"]}
 _SIZE_LINE = re.compile(r"^(\.\S+)\s+(\d+)\s+\d+\s*$")
 
 
@@ -149,11 +150,13 @@ def avr_sections(elf: Path) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in map(_SIZE_LINE.match, out.splitlines()) if m}
 
 
-def build_avr_probe(out_dir: Path, header: Path | None, extra_flags: list[str] | None = None) -> Path:
+def build_avr_probe(
+    out_dir: Path, header: Path | None, extra_flags: list[str] | None = None, language: str = "c99"
+) -> Path:
     """Build firmware/tools/avr_probe.c (with ``header``, or the empty baseline) and return the ELF."""
     tools, core = firmware_dir() / "tools", firmware_dir() / "lib" / "tinygmm"
-    elf = out_dir / ("probe.elf" if header is not None else "baseline.elf")
-    cmd = ["avr-gcc", *AVR_CFLAGS, *(extra_flags or []), f"-I{core}"]
+    elf = out_dir / (f"probe-{language.replace('+', 'p')}.elf" if header is not None else "baseline.elf")
+    cmd = [*AVR_LANGUAGES[language], *AVR_CFLAGS, *(extra_flags or []), f"-I{core}"]
     if header is not None:
         cmd += [f'-DPROBE_MODEL_HEADER="{header}"', "-DPROBE_MODEL=gmm_model",
                 "-DPROBE_MODEL_N_COMPONENTS=GMM_MODEL_N_COMPONENTS", "-fstack-usage"]
