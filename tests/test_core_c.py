@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 
 from tinygmm.export import fold
 from tinygmm.twin import (
-    ERR_FEATURES, ERR_NO_THRESHOLD, ERR_NONFINITE, ERR_OVERFLOW, OK, DeviceTwin,
+    ERR_FEATURES, ERR_NO_THRESHOLD, ERR_NONFINITE, ERR_OVERFLOW, OK, DeviceTwin, certified_argmax,
     log_joint_error_bound, proba_twin_tolerance, score_error_bound, score_twin_tolerance,
 )
 
@@ -25,10 +25,10 @@ EXAMPLES = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 MAX_UNCERTIFIED = 0.01
 # Far out, two components with the same covariance (every pair of a tied model) are separated
 # by a hyperplane reaching to infinity; points near it have a relative top-two gap below
-# float32's resolution of the quadratic form (~D u), whatever the arithmetic. Measured: up to
-# 4% of far points of tied models are uncertified (0% for the other types), and the device
-# still agreed with float64 on all of them; we allow 10% uncertified and 1% disagreement.
-MAX_UNCERTIFIED_FAR = 0.10
+# float32's resolution of the quadratic form (~D u), whatever the arithmetic. Measured over
+# 60 random models: up to 1.9% of far points of tied models uncertified (0.1% diag, 0 full
+# and spherical) and at most 0.1% disagreeing with float64; we allow 5% and 1%.
+MAX_UNCERTIFIED_FAR = 0.05
 MAX_DISAGREE_FAR = 0.01
 
 
@@ -80,15 +80,6 @@ def test_core_matches_twin_bit_for_bit(drivers, case):
     assert outs["c99"].tobytes() == outs["c++11"].tobytes()
 
 
-def _certified(lj64: np.ndarray, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(float64 argmax, whether every rival is further below it than both error bounds)."""
-    n = np.arange(lj64.shape[0])
-    top = np.argmax(lj64, axis=1)
-    margin = lj64[n, top][:, None] - lj64 - bound[n, top][:, None] - bound
-    margin[n, top] = np.inf
-    return top, np.all(margin > 0, axis=1)
-
-
 @EXAMPLES
 @given(case=model_cases())
 def test_core_vs_float64_within_documented_bounds(drivers, case):
@@ -104,7 +95,7 @@ def test_core_vs_float64_within_documented_bounds(drivers, case):
     err = np.abs(out["log_joint"].astype(np.float64) - lj64)
     worst = np.unravel_index(np.argmax(err / bound), err.shape)
     assert np.all(err <= bound), f"log-joint error {err[worst]:.3g} > bound {bound[worst]:.3g} at {worst}"
-    top, certified = _certified(lj64, bound)
+    top, certified = certified_argmax(dev, X, lj64)
     np.testing.assert_array_equal(out["label"][certified], top[certified])
     assert np.mean(~certified) <= MAX_UNCERTIFIED, f"{np.mean(~certified):.2%} of predictions not certified"
     score64 = reference_score(m, X)
@@ -126,7 +117,7 @@ def test_far_points_give_float64_component_and_finite_score(drivers, case):
     lj64 = reference_log_joint(m, X)
     bound = log_joint_error_bound(dev, X)
     assert np.all(np.abs(out["log_joint"] - lj64) <= bound)
-    top, certified = _certified(lj64, bound)
+    top, certified = certified_argmax(dev, X, lj64)
     np.testing.assert_array_equal(out["label"][certified], top[certified])
     assert np.mean(~certified) <= MAX_UNCERTIFIED_FAR
     assert np.mean(out["label"] != top) <= MAX_DISAGREE_FAR

@@ -288,3 +288,46 @@ def score_error_bound(lj_bound: np.ndarray, score64: np.ndarray, n_components: i
     """
     K = n_components
     return np.max(lj_bound, axis=1) + BOUND_SAFETY * U32 * (np.abs(score64) + 2 * K + 24 + np.log(K))
+
+
+def _tied_pair_bound(dev: DeviceModel, X: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """(N, K) bound on the error of lj_top - lj_k for tied models, where w = A z is shared.
+
+    The rounding of w (c_i, common to every component) cancels in the difference except for
+    2 c_i |y_top,i - y_k,i| = 2 c_i |b_k,i - b_top,i|; per component remain f_ki (b's rounding,
+    the subtraction, A's rounding applied to m_k) and the squares and sums. Far from the data,
+    where |y| is large and nearly equal across components, this is much tighter than adding
+    two single-component bounds.
+    """
+    ex = dev.exact
+    x = np.asarray(X, dtype=np.float32).astype(np.float64)
+    z = x - ex.centre
+    D = dev.n_features
+    A = ex.factor
+    absA = np.abs(A)
+    c = (_gamma(np.arange(D) + 3) * (np.abs(z) @ absA.T))  # (N, D) common to all components
+    b = ex.means @ A.T  # (K, D)
+    y = (z @ A.T)[:, None, :] - b[None]  # (N, K, D)
+    f = U32 * (np.abs(b)[None] + np.abs(y) + (np.abs(ex.means) @ absA.T)[None])
+    s = np.sum(y * y, axis=2)
+    bias = np.abs(ex.bias)[None]
+    g = np.sum(2 * np.abs(y) * f + f * f, axis=2) + _gamma(D + 1) * s + U32 * bias + U32 * (bias + s)
+    n = np.arange(x.shape[0])
+    common = 2 * np.einsum("nd,nkd->nk", c, np.abs(b[None] - b[top][:, None, :]) + f + f[n, top][:, None, :])
+    return BOUND_SAFETY * (common + g + g[n, top][:, None])
+
+
+def certified_argmax(model: Model | DeviceModel, X: np.ndarray, log_joint64: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 argmax, certified) per point: certified where every rival lies further below the
+    top than the device's error bound on their difference, so the device must predict the same."""
+    dev = model if isinstance(model, DeviceModel) else fold(model)
+    lj = np.asarray(log_joint64, dtype=np.float64)
+    n = np.arange(lj.shape[0])
+    top = np.argmax(lj, axis=1)
+    bound = log_joint_error_bound(dev, X)
+    pair = bound[n, top][:, None] + bound
+    if dev.covariance_type == "tied":
+        pair = np.minimum(pair, _tied_pair_bound(dev, X, top))
+    margin = lj[n, top][:, None] - lj - pair
+    margin[n, top] = np.inf
+    return top, np.all(margin > 0, axis=1)
