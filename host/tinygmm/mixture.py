@@ -141,7 +141,7 @@ class GaussianMixture:
         if self.init_params not in INIT_PARAMS:
             raise bad("init_params", f"a str among {set(sorted(INIT_PARAMS))}")
         if not isinstance(self.warm_start, (bool, np.bool_)):
-            raise bad("warm_start", "an instance of 'bool' or 'numpy.bool_'")
+            raise bad("warm_start", "an instance of 'bool' or an instance of 'numpy.bool'")
         if not (is_int(self.verbose) or isinstance(self.verbose, (bool, np.bool_))) or self.verbose < 0:
             raise bad("verbose", "an int in the range [0, inf) or a bool")
 
