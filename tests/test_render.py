@@ -115,7 +115,7 @@ def test_two_models_in_one_program(tmp_path):
 
     def compile_(lang: str, define_max: bool) -> subprocess.CompletedProcess:
         main.write_text(
-            ("#define TINYGMM_MAX_FEATURES 5\n" if define_max else "")
+            ("#define TINYGMM_MAX_FEATURES 5\n#define TINYGMM_MAX_COMPONENTS 4\n" if define_max else "")
             + '#include "a.h"\n#include "b.h"\n'
             "int main(void) { float x[5] = {0}; int a = 0, b = 0;\n"
             "  return (int)tinygmm_predict(&model_a, x, 2, &a) + (int)tinygmm_predict(&model_b, x, 5, &b); }\n"
@@ -127,6 +127,7 @@ def test_two_models_in_one_program(tmp_path):
         ok = compile_(lang, True)
         assert ok.returncode == 0, ok.stderr
         assert subprocess.run([str(tmp_path / "m")]).returncode == 0
-        # Without the define, a's D=2 sizes the buffer and b's header refuses to compile.
+        # Without the defines, a's D=2, K=3 size the buffers and b's header refuses to compile.
         bad = compile_(lang, False)
-        assert bad.returncode != 0 and "model_b_fits_max_features" in bad.stderr
+        assert bad.returncode != 0
+        assert "model_b_fits_max_features" in bad.stderr and "model_b_fits_max_components" in bad.stderr

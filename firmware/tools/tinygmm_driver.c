@@ -15,6 +15,8 @@
 #ifdef DRIVER_MODEL_HEADER
 #include DRIVER_MODEL_HEADER
 #else
+#define TINYGMM_MAX_FEATURES 64 /* room for any model the tests read at run time */
+#define TINYGMM_MAX_COMPONENTS 64
 #include "tinygmm.h"
 #endif
 

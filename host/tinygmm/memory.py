@@ -26,21 +26,22 @@ class Target:
     ram: int | None
     pointer_bytes: int
     core_flash: int  # the core with all five entry points, float library and expf/logf included
-    core_stack: int  # deepest call chain of the core, without the 4*D input buffer
+    core_stack: int  # deepest call chain of the core, without the 4*D input and 8*K first-row buffers
     core_measured: bool  # False: an estimate (no toolchain to measure with)
 
 
 # Limits: the Uno's flash less the 512-byte Optiboot bootloader and its 2 KB SRAM (Arduino's
 # boards.txt); the ESP32 dev board's default 1.25 MB app partition and 320 KB DRAM
 # (PlatformIO's esp32dev.json). Another issue moves these into boards.py.
-# core_flash/core_stack for the Uno: avr-gcc 5.4 -Os, avr_probe.c minus an empty main, 4770 B
-# (D=1) to 5364 B (D=16; constant D unrolls more), so 5400 covers them; stack from -fstack-usage: score 62 + argmax 34
-# + eval 53 frames, 3 return addresses and expf/logf, less the 8-byte z buffer of D=2.
+# core_flash/core_stack for the Uno: avr-gcc 5.4 -Os, avr_probe.c minus an empty main: 5666 B
+# (D=1) to 6428 B (D=16; a constant D unrolls more), so 6500 covers them; stack from
+# -fstack-usage along score -> argmax -> rows, 3 return addresses and expf/logf: 198-200 B
+# beyond the 4*D + 8*K buffers.
 # ESP32: no Xtensa toolchain here; Xtensa code is about as dense as AVR's on this code and
-# needs no soft-float library, so 4 KB is a generous guess until measured.
+# needs no soft-float library, so the Uno's figures are a generous guess until measured.
 TARGETS: dict[str, Target] = {
-    "uno": Target("uno", 32256, 2048, 2, 5400, 176, True),
-    "esp32dev": Target("esp32dev", 1310720, 327680, 4, 4096, 256, False),
+    "uno": Target("uno", 32256, 2048, 2, 6500, 200, True),
+    "esp32dev": Target("esp32dev", 1310720, 327680, 4, 6500, 256, False),
     "native": Target("native", None, None, 8, 8192, 512, False),
 }
 
@@ -51,7 +52,7 @@ class MemoryReport:
     model_flash: int  # parameter arrays + the tinygmm_model struct
     core_flash: int
     static_ram: int  # the model costs no static RAM: everything is in flash
-    stack_ram: int  # peak stack of one call: core frames + the 4*D input buffer
+    stack_ram: int  # peak stack of one call: core frames + the 4*D input and 8*K first-row buffers
     caller_ram: int  # K floats the caller provides for log_joint / predict_proba
     flash_available: int | None
     ram_available: int | None
@@ -105,7 +106,7 @@ def memory_report(model: Model | DeviceModel, target: str = "uno", measure: bool
         model_flash=dev.parameter_bytes + model_struct_bytes(t.pointer_bytes),
         core_flash=t.core_flash,
         static_ram=0,
-        stack_ram=t.core_stack + 4 * dev.n_features,
+        stack_ram=t.core_stack + 4 * dev.n_features + 8 * dev.n_components,
         caller_ram=4 * dev.n_components,
         flash_available=t.flash,
         ram_available=t.ram,
@@ -180,9 +181,9 @@ def _stack_frames(su_files: list[Path]) -> dict[str, int]:
 
 # Call chains through the core; a function missing from the .su files was inlined into its caller.
 _CHAINS = [
-    ["tinygmm_anomaly", "tinygmm_anomaly_at", "tinygmm_score", "tinygmm__argmax", "tinygmm__eval"],
-    ["tinygmm_predict", "tinygmm__argmax", "tinygmm__eval"],
-    ["tinygmm_predict_proba", "tinygmm_log_joint", "tinygmm__eval"],
+    ["tinygmm_anomaly", "tinygmm_anomaly_at", "tinygmm_score", "tinygmm__argmax", "tinygmm__rows"],
+    ["tinygmm_predict", "tinygmm__argmax", "tinygmm__rows"],
+    ["tinygmm_predict_proba", "tinygmm_log_joint", "tinygmm__rows"],
 ]
 # Return address (2 bytes on the ATmega328P) per call level, and expf/logf's own frames
 # (avr-libc's are leaf routines of a few pushes; 16 bytes is their measured upper end).

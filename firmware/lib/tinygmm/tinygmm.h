@@ -70,6 +70,11 @@
 #ifndef TINYGMM_MAX_FEATURES
 #define TINYGMM_MAX_FEATURES 16
 #endif
+/* Largest component count: sizes the first-row cache of predict and score (8 bytes per
+ * component of stack); set the same way as TINYGMM_MAX_FEATURES. */
+#ifndef TINYGMM_MAX_COMPONENTS
+#define TINYGMM_MAX_COMPONENTS 16
+#endif
 
 /* Log-sum-exp terms exp(d) with d < -17 are skipped: exp(-17) = 4.1e-8 < 2^-24, so
  * adding one to a running sum that starts at 1 cannot change a float32 (round to
@@ -86,7 +91,7 @@ typedef enum tinygmm_status {
     TINYGMM_ERR_NONFINITE = 2,    /* an input is NaN or +-Inf */
     TINYGMM_ERR_OVERFLOW = 3,     /* the quadratic form overflows float32: every component's
                                      (predict, score, proba, anomaly) or some (log_joint) */
-    TINYGMM_ERR_MODEL = 4,        /* unknown covariance type, K or D of 0, D > TINYGMM_MAX_FEATURES */
+    TINYGMM_ERR_MODEL = 4,        /* unknown covariance type, K or D of 0 or above TINYGMM_MAX_* */
     TINYGMM_ERR_NO_THRESHOLD = 5  /* tinygmm_anomaly on a model saved without a threshold */
 } tinygmm_status;
 
@@ -145,7 +150,8 @@ static inline tinygmm_status tinygmm__prepare(const tinygmm_model *model, const 
     int D, i, j;
     TINYGMM_READ_MODEL(m, model);
     D = m->n_features;
-    if (m->n_components == 0 || D == 0 || D > TINYGMM_MAX_FEATURES || m->covariance_type > TINYGMM_SPHERICAL) {
+    if (m->n_components == 0 || D == 0 || D > TINYGMM_MAX_FEATURES ||
+        m->n_components > TINYGMM_MAX_COMPONENTS || m->covariance_type > TINYGMM_SPHERICAL) {
         return TINYGMM_ERR_MODEL;
     }
     if (n_features != D) {
@@ -183,101 +189,119 @@ static inline tinygmm_status tinygmm__prepare(const tinygmm_model *model, const 
     return TINYGMM_OK;
 }
 
-/* Evaluate the first `rows` rows of component k's quadratic form and return
- * bias_k - partial sum. Stops as soon as the component cannot beat (limit, limit_k):
- * it survives while cand > limit, or cand == limit and k <= limit_k (lower index wins
- * ties). The partial sum of squares only grows (round-to-nearest is monotone and
- * every term is >= 0), so a component pruned here would lose with all rows too: the
- * pruning is exact. A NaN sum (inf - inf inside a row) is pruned as an overflow.
- * *done is 1 when all D rows were evaluated without pruning; the value returned is
- * then the log-joint, bit for bit what tinygmm_log_joint stores. */
-static inline float tinygmm__eval(const tinygmm_model *m, const float *z, int k, int rows, float limit, int limit_k,
-                                  int *done)
+/* 1 while a candidate log-joint `cand` of component k can still beat (limit, limit_k): it is
+ * higher, or equal with a lower index (ties go to the lowest index). NaN never survives. */
+static inline int tinygmm__alive(float cand, int k, float limit, int limit_k)
+{
+    return cand > limit || (cand == limit && k <= limit_k);
+}
+
+/* Add rows [from, D) of component k's quadratic form to *s and return bias_k - *s (the
+ * log-joint once every row is in). Stops as soon as the component cannot beat
+ * (limit, limit_k): the partial sum of squares only grows (round-to-nearest is monotone
+ * and every term is >= 0), so a component pruned here would lose with all rows too, and
+ * the pruning is exact. A NaN sum (inf - inf inside a row) is pruned as an overflow.
+ * *alive is 0 when pruned. With from == D nothing is added and the value is re-derived
+ * from *s by the same operation, so every path yields the same bits. */
+static inline float tinygmm__rows(const tinygmm_model *m, const float *z, int k, int from, int to, float *s_io,
+                                  float limit, int limit_k, int *alive)
 {
     const int D = m->n_features;
+    const int ct = m->covariance_type;
     const float bias = TINYGMM_READ_FLOAT(m->bias + k);
     const float *off = m->offset + (size_t)k * (size_t)D;
     const float *a = m->factor;
-    float s = 0.0f;
-    float cand = bias;
+    float s = *s_io;
     float h = 0.0f;
+    float cand = bias;
     int i, j;
 
-    if (m->covariance_type == TINYGMM_FULL) {
-        a += (size_t)k * ((size_t)D * (size_t)(D + 1) / 2u);
-    } else if (m->covariance_type == TINYGMM_DIAG) {
+    if (ct == TINYGMM_FULL) {
+        a += (size_t)k * ((size_t)D * (size_t)(D + 1) / 2u) + (size_t)from * (size_t)(from + 1) / 2u;
+    } else if (ct == TINYGMM_DIAG) {
         a += (size_t)k * (size_t)D;
-    } else if (m->covariance_type == TINYGMM_SPHERICAL) {
+    } else if (ct == TINYGMM_SPHERICAL) {
         h = TINYGMM_READ_FLOAT(a + k);
     }
-    for (i = 0; i < rows; ++i) {
+    if (from >= to) {
+        cand = (ct == TINYGMM_SPHERICAL) ? bias - s * h : bias - s;
+    }
+    for (i = from; i < to; ++i) {
         float y;
-        switch (m->covariance_type) {
-        case TINYGMM_FULL:
+        if (ct == TINYGMM_FULL) {
             y = TINYGMM_READ_FLOAT(a) * z[0];
             for (j = 1; j <= i; ++j) {
                 y += TINYGMM_READ_FLOAT(a + j) * z[j];
             }
             a += i + 1;
             y = y - TINYGMM_READ_FLOAT(off + i);
-            break;
-        case TINYGMM_TIED: /* z already holds w = A z */
-            y = z[i] - TINYGMM_READ_FLOAT(off + i);
-            break;
-        case TINYGMM_DIAG:
+        } else if (ct == TINYGMM_DIAG) {
             y = (z[i] - TINYGMM_READ_FLOAT(off + i)) * TINYGMM_READ_FLOAT(a + i);
-            break;
-        default: /* TINYGMM_SPHERICAL */
+        } else { /* tied (z holds w = A z) and spherical */
             y = z[i] - TINYGMM_READ_FLOAT(off + i);
-            break;
         }
         s += y * y;
-        cand = (m->covariance_type == TINYGMM_SPHERICAL) ? bias - s * h : bias - s;
-        if (!(cand > limit || (cand == limit && k <= limit_k))) {
-            *done = 0;
-            return cand;
+        cand = (ct == TINYGMM_SPHERICAL) ? bias - s * h : bias - s;
+        if (!tinygmm__alive(cand, k, limit, limit_k)) {
+            break;
         }
     }
-    *done = (rows == D);
+    *s_io = s;
+    *alive = tinygmm__alive(cand, k, limit, limit_k);
     return cand;
 }
 
-/* Argmax of the log-joints (lowest index on ties), evaluating the component with
- * the best first row first and pruning the rest against it. */
-static inline int tinygmm__argmax(const tinygmm_model *m, const float *z, float *best_out)
+/* Argmax of the log-joints (lowest index on ties). The first row of every component is
+ * evaluated first (kept in s0/c0: partial sum and candidate); the component with the best
+ * first row is finished first, and the others are pruned against it, most often straight
+ * from their cached first row. */
+static inline int tinygmm__argmax(const tinygmm_model *m, const float *z, float *s0, float *c0, float *best_out)
 {
     const int K = m->n_components;
     const int D = m->n_features;
     float best = TINYGMM__NEG_INF;
     int best_k = K; /* sentinel above every index: the first finite or -inf result wins */
-    int first = 0;
-    int k, done;
+    int first = K;
+    int k, alive;
 
-    if (K > 1 && D > 1) {
-        float first_cand = TINYGMM__NEG_INF;
-        int first_k = K;
-        for (k = 0; k < K; ++k) {
-            const float c = tinygmm__eval(m, z, k, 1, TINYGMM__NEG_INF, K, &done);
-            if (c > first_cand || (c == first_cand && k < first_k)) {
-                first_cand = c;
-                first_k = k;
+    {
+        /* Row 0 of every component, inline: the same operations as tinygmm__rows(k, 0, 1)
+         * (0 + y*y == y*y exactly), without a call per component. */
+        const int ct = m->covariance_type;
+        const size_t step = (ct == TINYGMM_FULL) ? (size_t)D * (size_t)(D + 1) / 2u : (size_t)D;
+        const float *a = m->factor;
+        const float *off = m->offset;
+        for (k = 0; k < K; ++k, off += D, a += step) {
+            const float bias = TINYGMM_READ_FLOAT(m->bias + k);
+            float y;
+            if (ct == TINYGMM_FULL) {
+                y = TINYGMM_READ_FLOAT(a) * z[0];
+                y = y - TINYGMM_READ_FLOAT(off);
+            } else if (ct == TINYGMM_DIAG) {
+                y = (z[0] - TINYGMM_READ_FLOAT(off)) * TINYGMM_READ_FLOAT(a);
+            } else {
+                y = z[0] - TINYGMM_READ_FLOAT(off);
+            }
+            s0[k] = y * y;
+            c0[k] = (ct == TINYGMM_SPHERICAL) ? bias - s0[k] * TINYGMM_READ_FLOAT(m->factor + k) : bias - s0[k];
+            /* NaN (an overflowed row) never becomes first */
+            if (first == K ? c0[k] == c0[k] : c0[k] > c0[first]) {
+                first = k;
             }
         }
-        first = (first_k < K) ? first_k : 0;
     }
-    {
-        const float lj = tinygmm__eval(m, z, first, D, TINYGMM__NEG_INF, K, &done);
-        if (done) {
-            best = lj;
-            best_k = first;
-        }
+    if (first == K) { /* every first row overflowed */
+        *best_out = best;
+        return 0;
     }
-    for (k = 0; k < K; ++k) {
-        if (k != first) {
-            const float lj = tinygmm__eval(m, z, k, D, best, best_k, &done);
-            if (done) { /* survived the last row: strictly better, or equal with a lower index */
+    for (k = first; k < K + first; ++k) {
+        const int kk = (k < K) ? k : k - K;
+        if (kk == first || tinygmm__alive(c0[kk], kk, best, best_k)) {
+            float s = s0[kk];
+            const float lj = tinygmm__rows(m, z, kk, 1, D, &s, best, best_k, &alive);
+            if (alive) { /* survived the last row: strictly better, or equal with a lower index */
                 best = lj;
-                best_k = k;
+                best_k = kk;
             }
         }
     }
@@ -294,14 +318,15 @@ static inline tinygmm_status tinygmm_log_joint(const tinygmm_model *model, const
     tinygmm_model m;
     float z[TINYGMM_MAX_FEATURES];
     tinygmm_status st = tinygmm__prepare(model, x, n_features, &m, z);
-    int k, done;
+    int k, alive;
     if (st != TINYGMM_OK) {
         return st;
     }
     for (k = 0; k < m.n_components; ++k) {
-        const float lj = tinygmm__eval(&m, z, k, m.n_features, TINYGMM__NEG_INF, m.n_components, &done);
-        out[k] = done ? lj : TINYGMM__NEG_INF;
-        if (!done || lj == TINYGMM__NEG_INF) {
+        float s = 0.0f;
+        const float lj = tinygmm__rows(&m, z, k, 0, m.n_features, &s, TINYGMM__NEG_INF, m.n_components, &alive);
+        out[k] = alive ? lj : TINYGMM__NEG_INF;
+        if (!alive || lj == TINYGMM__NEG_INF) {
             st = TINYGMM_ERR_OVERFLOW;
         }
     }
@@ -313,13 +338,14 @@ static inline tinygmm_status tinygmm_predict(const tinygmm_model *model, const f
 {
     tinygmm_model m;
     float z[TINYGMM_MAX_FEATURES];
+    float s0[TINYGMM_MAX_COMPONENTS], c0[TINYGMM_MAX_COMPONENTS];
     float best;
     int k;
     tinygmm_status st = tinygmm__prepare(model, x, n_features, &m, z);
     if (st != TINYGMM_OK) {
         return st;
     }
-    k = tinygmm__argmax(&m, z, &best);
+    k = tinygmm__argmax(&m, z, s0, c0, &best);
     if (best == TINYGMM__NEG_INF) {
         return TINYGMM_ERR_OVERFLOW;
     }
@@ -334,21 +360,23 @@ static inline tinygmm_status tinygmm_score(const tinygmm_model *model, const flo
 {
     tinygmm_model m;
     float z[TINYGMM_MAX_FEATURES];
+    float s0[TINYGMM_MAX_COMPONENTS], c0[TINYGMM_MAX_COMPONENTS];
     float best, limit, sum = 1.0f;
-    int k, top, done;
+    int k, top, alive;
     tinygmm_status st = tinygmm__prepare(model, x, n_features, &m, z);
     if (st != TINYGMM_OK) {
         return st;
     }
-    top = tinygmm__argmax(&m, z, &best);
+    top = tinygmm__argmax(&m, z, s0, c0, &best);
     if (best == TINYGMM__NEG_INF) {
         return TINYGMM_ERR_OVERFLOW;
     }
     limit = best - TINYGMM_LSE_PRUNE;
     for (k = 0; k < m.n_components; ++k) {
-        if (k != top) {
-            const float lj = tinygmm__eval(&m, z, k, m.n_features, limit, m.n_components, &done);
-            if (done) {
+        if (k != top && tinygmm__alive(c0[k], k, limit, m.n_components)) {
+            float s = s0[k];
+            const float lj = tinygmm__rows(&m, z, k, 1, m.n_features, &s, limit, m.n_components, &alive);
+            if (alive) {
                 const float d = lj - best;
                 if (!(d < TINYGMM_LSE_SKIP)) {
                     sum += TINYGMM__EXPF(d);
