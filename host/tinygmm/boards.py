@@ -127,9 +127,14 @@ def boards_for_usb_id(vid: int, pid: int) -> list[tuple[Board, str]]:
     return [(b, b.usb_ids[key]) for b in BOARDS.values() if key in b.usb_ids]
 
 
-def format_board(board: Board) -> str:
-    """One line for `tinygmm boards`."""
-    where = "builds offline here" if board.buildable_here() else (
-        board.offline or "needs apt-get install " + " ".join(board.missing_tools()))
-    return (f"{board.env:<9} {board.title}; {board.limits()}; RX buffer {board.rx_buffer} B; "
-            f"platform {board.platform}; {where}")
+def format_boards() -> list[str]:
+    """The table `tinygmm boards` prints: a header, then one line per board."""
+    rows = [("board", "flash B", "RAM B", "RX B", "platform", "builds offline here")]
+    for b in BOARDS.values():
+        where = "yes" if b.buildable_here() else "no: " + (
+            b.offline or "apt-get install " + " ".join(b.missing_tools()))
+        rows.append((b.env, "-" if b.flash is None else str(b.flash), "-" if b.ram is None else str(b.ram),
+                     str(b.rx_buffer), b.platform, where))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return ["  ".join([r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:4], widths[1:4])),
+                       r[4].ljust(widths[4]), r[5]]) for r in rows]

@@ -123,6 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"where to write the demo model (default: {DEFAULT_DEMO_OUTPUT})")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("boards", help="list the boards a project can be built for, with their memory limits",
+                       description="List the boards: PlatformIO env, flash and RAM limits, serial buffer, platform.")
+    p.set_defaults(func=cmd_boards)
+
+    p = sub.add_parser("pio-offline", help="make a PlatformIO core that builds native and uno with no network",
+                       description="Provision an isolated PlatformIO core from PyPI (SCons) and Debian packages "
+                       "(gcc-avr avr-libc binutils-avr arduino-core-avr), then print the variable to export.")
+    p.add_argument("--core-dir", type=Path, metavar="DIR",
+                   help="where to make it (default: $TINYGMM_PIO_CORE or ~/.cache/tinygmm/pio-core)")
+    p.set_defaults(func=cmd_pio_offline)
     return parser
 
 
@@ -333,6 +344,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     state = DemoState(args, args.output)
     for _name, step in DEMO_STEPS:
         step(state)
+    return 0
+
+
+def cmd_boards(args: argparse.Namespace) -> int:
+    from .boards import format_boards
+
+    print("\n".join(format_boards()))
+    return 0
+
+
+def cmd_pio_offline(args: argparse.Namespace) -> int:
+    from .pio import provision_offline
+
+    result = provision_offline(args.core_dir)
+    _print_notes(result.notes)
+    state = "made" if result.created else "up to date"
+    print(f"offline PlatformIO core {state}: {result.core_dir}", file=sys.stderr)
+    print(result.export_line())
     return 0
 
 

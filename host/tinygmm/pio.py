@@ -210,11 +210,12 @@ def _inside(folder: Path) -> Iterator[None]:
         os.chdir(old)
 
 
-def lint_ini(path: Path | str) -> list[str]:
+def lint_ini(path: Path | str, shown_as: str | None = None) -> list[str]:
     """Check a platformio.ini with PlatformIO's own linter and option schema.
 
     Raises TinyGMMError naming every bad value (``monitor_speed = fast``), parse error and unknown
     option name (PlatformIO itself only warns about those); returns PlatformIO's other warnings.
+    ``shown_as`` names the file in messages (default: its path).
     """
     from platformio.project.config import ProjectConfig
     from platformio.project.options import get_config_options_schema
@@ -231,18 +232,19 @@ def lint_ini(path: Path | str) -> list[str]:
             problems.append(f"{err['message']}{where}")
         known = {(opt["scope"], opt["name"]) for opt in get_config_options_schema()}
         if not result["errors"]:
-            config = ProjectConfig(str(path))
-            for section in config.sections():
+            parser = ProjectConfig(str(path))._parser  # the options as written, without [env] inherited
+            for section in parser.sections():
                 scope = ProjectConfig.get_section_scope(section)
                 if scope not in ("platformio", "env"):
                     continue  # user sections such as [common] may hold anything
-                for option in config.options(section):
+                for option in parser.options(section):
                     custom = scope == "env" and option.startswith(ProjectConfig.CUSTOM_OPTION_PREFIXES)
                     if (scope, option) not in known and not custom:
                         problems.append(f"unknown option `{option}` in [{section}]")
     warnings = [w for w in result["warnings"] if not w.startswith("Ignore unknown configuration option")]
     if problems:
-        raise TinyGMMError(f"{path} is not a valid platformio.ini:\n  " + "\n  ".join(problems))
+        shown = shown_as or str(path)
+        raise TinyGMMError(f"{shown} is not valid:\n  " + "\n  ".join(p.replace(str(path), shown) for p in problems))
     return warnings
 
 
@@ -251,10 +253,7 @@ def lint_ini_text(text: str) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="tinygmm-ini-") as tmp:
         ini = Path(tmp) / "platformio.ini"
         ini.write_text(text)
-        try:
-            return lint_ini(ini)
-        except TinyGMMError as e:
-            raise TinyGMMError(str(e).replace(str(ini.resolve()), "the generated platformio.ini")) from None
+        return lint_ini(ini, shown_as="the generated platformio.ini")
 
 
 # -- offline core -------------------------------------------------------------------------
