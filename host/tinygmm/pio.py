@@ -136,8 +136,8 @@ def run_pio(args: Sequence[str], project_dir: Path | str | None = None, core_dir
     """Run ``pio ARGS`` in ``project_dir`` and pass its output through whole (to ``echo``: stdout by default).
 
     With ``check``, a failure raises TinyGMMError saying what to install or do when the cause is
-    recognised (a missing toolchain, PlatformIO or network); the output itself was already shown,
-    or, with ``echo=False``, is included in the message.
+    recognised (a missing toolchain, PlatformIO or network); the output itself was already shown
+    on stdout, or else is included in the message.
     """
     stream: IO[str] | None = sys.stdout if echo is True else (None if echo is False else echo)
     env = pio_env(core_dir)
@@ -164,7 +164,7 @@ def run_pio(args: Sequence[str], project_dir: Path | str | None = None, core_dir
         hint = diagnose(result.output)
         message = f"`pio {' '.join(args)}` failed (exit status {result.returncode})"
         message += f": {hint}" if hint else ""
-        if stream is None:
+        if stream is not sys.stdout:  # not shown to the user yet
             message += "\nPlatformIO's output:\n" + result.output.rstrip()
         elif not hint:
             message += "; PlatformIO's output above says why"
