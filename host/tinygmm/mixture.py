@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import covariance as cov
-from .em import Params, em_pass, evaluate, log_sum_exp_inplace, m_step, responsibilities
+from .em import Params, em_pass, evaluate, log_sum_exp_inplace, m_step, params_from_labels, responsibilities
 from .errors import ConvergenceWarning, NotFittedError
 from .kmeans import kmeans, kmeans_plusplus
 
@@ -190,11 +190,17 @@ class GaussianMixture:
     # -- fitting -------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> "GaussianMixture":
         """Estimate the parameters with EM, keeping the best of ``n_init`` initialisations."""
-        self.fit_predict(X, y)
+        self._fit(X)
         return self
 
     def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
         """Fit, then return the most probable component of each row of X."""
+        X = self._fit(X)
+        # A final E-step so that fit_predict(X) always equals fit(X).predict(X).
+        return self.predict(X)
+
+    def _fit(self, X: Any) -> np.ndarray:
+        """EM with restarts; returns X as validated."""
         self._validate_params()
         X = _check_array(X)
         n, D = X.shape
@@ -259,8 +265,7 @@ class GaussianMixture:
         params, self.n_iter_, self.lower_bounds_ = best
         self._set_from_centred(params, center)
         self.lower_bound_ = max_lower_bound
-        # A final E-step so that fit_predict(X) always equals fit(X).predict(X).
-        return self.predict(X)
+        return X
 
     def _initial_params(self, X: np.ndarray, xt: np.ndarray, center: np.ndarray,
                         rng: np.random.RandomState, init: tuple) -> Params:
@@ -270,19 +275,19 @@ class GaussianMixture:
         n = X.shape[0]
         weights = means_c = covariances = None
         if w_init is None or m_init is None or p_init is None:
-            resp = np.zeros((K, n))
-            if self.init_params == "kmeans":
-                labels, _ = kmeans(X, K, rng)
-                resp[labels, np.arange(n)] = 1.0
-            elif self.init_params == "random":
+            if self.init_params == "random":
                 resp = rng.uniform(size=(n, K))
                 resp = np.ascontiguousarray((resp / resp.sum(axis=1)[:, None]).T)
-            elif self.init_params == "random_from_data":
-                resp[np.arange(K), rng.choice(n, size=K, replace=False)] = 1.0
-            else:
-                _, idx = kmeans_plusplus(X, K, rng)
-                resp[np.arange(K), idx] = 1.0
-            nk, p = m_step(xt, None, lambda: resp, ct, self.reg_covar)
+                nk, p = m_step(xt, None, lambda: resp, ct, self.reg_covar)
+            else:  # hard assignments; -1: the row starts in no component
+                if self.init_params == "kmeans":
+                    labels, _ = kmeans(xt, K, rng)
+                else:
+                    idx = (rng.choice(n, size=K, replace=False) if self.init_params == "random_from_data"
+                           else kmeans_plusplus(X, K, rng)[1])
+                    labels = np.full(n, -1)
+                    labels[idx] = np.arange(K)
+                nk, p = params_from_labels(xt, labels, K, ct, self.reg_covar)
             weights, means_c, covariances = nk / n, p.means_c, p.covariances
         if w_init is not None:
             weights = w_init
