@@ -251,6 +251,26 @@ def test_failure_reaches_the_user_whole(offline_core, project):
     assert "exit status" in text and "nosuchenv" in text and "PlatformIO's output:" in text
 
 
+def test_missing_avr_gcc_says_what_to_install(tmp_path, monkeypatch, project):
+    # A core made where gcc-avr is absent: the toolchain links dangle and PATH has no avr-gcc.
+    monkeypatch.setattr(pio, "AVR_BIN", tmp_path / "no-avr")
+    core = provision_offline(tmp_path / "core").core_dir
+    fresh = tmp_path / "p"
+    shutil.copytree(project, fresh, ignore=shutil.ignore_patterns(".pio"))
+    with pytest.raises(TinyGMMError, match=r"failed \(exit status 1\): avr-gcc not found: "
+                                           r"apt-get install gcc-avr avr-libc binutils-avr"):
+        run_pio(["run", "-e", "uno"], fresh, core, echo=False, extra_env={**NO_NETWORK, "PATH": str(tmp_path)})
+
+
+def test_missing_arduino_core_says_what_to_install(tmp_path, monkeypatch, project, avr):
+    monkeypatch.setattr(pio, "ARDUINO_AVR_DIR", tmp_path / "no-arduino")
+    core = provision_offline(tmp_path / "core").core_dir
+    fresh = tmp_path / "p"
+    shutil.copytree(project, fresh, ignore=shutil.ignore_patterns(".pio"))
+    with pytest.raises(TinyGMMError, match="the Arduino AVR core is missing: apt-get install arduino-core-avr"):
+        run_pio(["run", "-e", "uno"], fresh, core, echo=False, extra_env=NO_NETWORK)
+
+
 def test_diagnoses():
     assert pio.diagnose("...\nError: avr-gcc not found: apt-get install gcc-avr avr-libc binutils-avr\n") == \
         "avr-gcc not found: apt-get install gcc-avr avr-libc binutils-avr"
