@@ -59,15 +59,6 @@ def test_offline_board_manifest_matches_table():
     assert uno["upload"]["speed"] == BOARDS["uno"].baud
 
 
-def test_memory_targets_agree_with_table():
-    # memory.py keeps its own TARGETS until it reads limits from boards.py; they must not drift.
-    from tinygmm.memory import TARGETS
-
-    for name, t in TARGETS.items():
-        b = BOARDS[name]
-        assert (t.flash, t.ram, t.pointer_bytes) == (b.flash, b.ram, b.pointer_bytes)
-
-
 def test_usb_lookup():
     assert [b.env for b, _ in boards_for_usb_id(0x2341, 0x0043)] == ["uno"]
     assert {b.env for b, _ in boards_for_usb_id(0x1A86, 0x7523)} == {"uno", "esp32dev"}  # CH340 clones

@@ -7,10 +7,12 @@ import subprocess
 import numpy as np
 import pytest
 
+from tinygmm.boards import BOARDS
+
 from tinygmm.errors import TinyGMMError
 from tinygmm.export import fold, packed_size
 from tinygmm.memory import (
-    AVR_CFLAGS, TARGETS, avr_sections, build_avr_probe, check_fits, have_avr_gcc, measure_avr, memory_report,
+    AVR_CFLAGS, CORE_COSTS, avr_sections, build_avr_probe, check_fits, have_avr_gcc, measure_avr, memory_report,
 )
 from tinygmm.render import model_struct_bytes, write_header
 from tinygmm.resources import firmware_dir
@@ -48,14 +50,14 @@ def test_refusal_names_bytes_needed_and_available():
 
 
 def test_unknown_target():
-    with pytest.raises(TinyGMMError, match="unknown target"):
+    with pytest.raises(TinyGMMError, match="unknown board 'pdp11'"):
         memory_report(random_model(np.random.default_rng(1), "diag", 2, 2), "pdp11")
 
 
-def test_targets_table():
-    assert (TARGETS["uno"].flash, TARGETS["uno"].ram) == (32256, 2048)
-    assert (TARGETS["esp32dev"].flash, TARGETS["esp32dev"].ram) == (1310720, 327680)
-    assert TARGETS["native"].flash is None and TARGETS["native"].ram is None
+def test_every_board_has_a_core_cost():
+    assert set(CORE_COSTS) == set(BOARDS)
+    report = memory_report(random_model(np.random.default_rng(1), "diag", 2, 2), "uno")
+    assert (report.flash_available, report.ram_available) == (BOARDS["uno"].flash, BOARDS["uno"].ram)
 
 
 def _require_avr_gcc() -> None:

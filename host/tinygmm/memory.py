@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .boards import get_board
 from .errors import TinyGMMError
 from .export import DeviceModel, fold
 from .model import Model
@@ -20,29 +21,23 @@ from .resources import firmware_dir
 
 
 @dataclass(frozen=True)
-class Target:
-    name: str
-    flash: int | None  # bytes available to the program (None: unlimited)
-    ram: int | None
-    pointer_bytes: int
-    core_flash: int  # the core with all five entry points, float library and expf/logf included
-    core_stack: int  # deepest call chain of the core, without the 4*D input and 8*K first-row buffers
-    core_measured: bool  # False: an estimate (no toolchain to measure with)
+class CoreCost:
+    """What the inference core itself costs on a target (the board's limits live in boards.py)."""
+
+    flash: int  # the core with all five entry points, float library and expf/logf included
+    stack: int  # deepest call chain of the core, without the 4*D input and 8*K first-row buffers
+    measured: bool  # False: an estimate (no toolchain to measure with)
 
 
-# Limits: the Uno's flash less the 512-byte Optiboot bootloader and its 2 KB SRAM (Arduino's
-# boards.txt); the ESP32 dev board's default 1.25 MB app partition and 320 KB DRAM
-# (PlatformIO's esp32dev.json). Another issue moves these into boards.py.
-# core_flash/core_stack for the Uno: avr-gcc 5.4 -Os, avr_probe.c minus an empty main: 5666 B
-# (D=1) to 6428 B (D=16; a constant D unrolls more), so 6500 covers them; stack from
-# -fstack-usage along score -> argmax -> rows, 3 return addresses and expf/logf: 198-200 B
-# beyond the 4*D + 8*K buffers.
+# Uno: avr-gcc 5.4 -Os, avr_probe.c minus an empty main: 5666 B (D=1) to 6428 B (D=16; a
+# constant D unrolls more), so 6500 covers them; stack from -fstack-usage along
+# score -> argmax -> rows, 3 return addresses and expf/logf: 198-200 B beyond the 4*D + 8*K buffers.
 # ESP32: no Xtensa toolchain here; Xtensa code is about as dense as AVR's on this code and
 # needs no soft-float library, so the Uno's figures are a generous guess until measured.
-TARGETS: dict[str, Target] = {
-    "uno": Target("uno", 32256, 2048, 2, 6500, 200, True),
-    "esp32dev": Target("esp32dev", 1310720, 327680, 4, 6500, 256, False),
-    "native": Target("native", None, None, 8, 8192, 512, False),
+CORE_COSTS: dict[str, CoreCost] = {
+    "uno": CoreCost(6500, 200, True),
+    "esp32dev": CoreCost(6500, 256, False),
+    "native": CoreCost(8192, 512, False),
 }
 
 
@@ -83,33 +78,27 @@ class MemoryReport:
         ]
 
 
-def _target(name: str) -> Target:
-    try:
-        return TARGETS[name]
-    except KeyError:
-        raise TinyGMMError(f"unknown target {name!r}; known targets: {', '.join(TARGETS)}") from None
-
-
 def memory_report(model: Model | DeviceModel, target: str = "uno", measure: bool = False) -> MemoryReport:
     """Flash and RAM of ``model`` plus the core on ``target``.
 
     ``measure=True`` builds the core with avr-gcc for the Uno (TinyGMMError if avr-gcc is missing).
     """
-    t = _target(target)
+    board = get_board(target)
+    cost = CORE_COSTS[board.env]
     dev = model if isinstance(model, DeviceModel) else fold(model)
     if measure:
         if target != "uno":
             raise TinyGMMError(f"sizes can be measured only for the uno here (no toolchain for {target})")
         return measure_avr(dev)
     return MemoryReport(
-        target=t.name,
-        model_flash=dev.parameter_bytes + model_struct_bytes(t.pointer_bytes),
-        core_flash=t.core_flash,
+        target=board.env,
+        model_flash=dev.parameter_bytes + model_struct_bytes(board.pointer_bytes),
+        core_flash=cost.flash,
         static_ram=0,
-        stack_ram=t.core_stack + 4 * dev.n_features + 8 * dev.n_components,
+        stack_ram=cost.stack + 4 * dev.n_features + 8 * dev.n_components,
         caller_ram=4 * dev.n_components,
-        flash_available=t.flash,
-        ram_available=t.ram,
+        flash_available=board.flash,
+        ram_available=board.ram,
         measured=False,
     )
 
@@ -196,7 +185,7 @@ def measure_avr(model: Model | DeviceModel) -> MemoryReport:
     if not have_avr_gcc():
         raise TinyGMMError("avr-gcc is not installed (Debian: apt-get install gcc-avr avr-libc binutils-avr)")
     dev = model if isinstance(model, DeviceModel) else fold(model)
-    t = TARGETS["uno"]
+    uno = get_board("uno")
     with tempfile.TemporaryDirectory(prefix="tinygmm-avr-") as tmp:
         out = Path(tmp)
         header = write_header(dev, out / "model.h", "gmm_model")
@@ -208,7 +197,7 @@ def measure_avr(model: Model | DeviceModel) -> MemoryReport:
     stack = max(
         sum(frames.get(f, 0) for f in chain) + AVR_RETURN_BYTES * sum(f in frames for f in chain) for chain in _CHAINS
     ) + AVR_LIBM_STACK
-    model_flash = dev.parameter_bytes + model_struct_bytes(t.pointer_bytes)
+    model_flash = dev.parameter_bytes + model_struct_bytes(uno.pointer_bytes)
     total = probe[".text"] + probe.get(".data", 0) - base[".text"] - base.get(".data", 0)
     return MemoryReport(
         target="uno",
@@ -217,7 +206,7 @@ def measure_avr(model: Model | DeviceModel) -> MemoryReport:
         static_ram=static,
         stack_ram=stack,
         caller_ram=4 * dev.n_components,
-        flash_available=t.flash,
-        ram_available=t.ram,
+        flash_available=uno.flash,
+        ram_available=uno.ram,
         measured=True,
     )

@@ -1,0 +1,39 @@
+"""Shared fixtures: what a test needs from the machine, skipped with a reason (or failed under CI=true)."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require(condition: bool, what: str) -> None:
+    """Skip the test saying ``what`` is missing; under CI=true a missing tool is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} (CI=true: CI must install it)")
+    pytest.skip(what)
+
+
+def require_programs(*programs: str, install: str) -> None:
+    missing = [p for p in programs if shutil.which(p) is None]
+    require(not missing, f"needs {', '.join(missing)}: {install}")
+
+
+@pytest.fixture(scope="session")
+def pio_core(tmp_path_factory):
+    """An offline PlatformIO core (native + uno from Debian packages), made once per session."""
+    from tinygmm.pio import provision_offline
+
+    return provision_offline(tmp_path_factory.mktemp("pio") / "core")
+
+
+@pytest.fixture
+def avr_toolchain():
+    from tinygmm.boards import BOARDS
+
+    missing = BOARDS["uno"].missing_tools()
+    require(not missing, "the uno build needs apt-get install " + " ".join(missing))

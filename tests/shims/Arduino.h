@@ -1,0 +1,29 @@
+/* A minimal stand-in for the Arduino core, enough to compile and run the Arduino glue on the
+ * host: Serial reads stdin and writes stdout. Used where no ESP32 toolchain is reachable. */
+#ifndef TINYGMM_TEST_ARDUINO_SHIM_H
+#define TINYGMM_TEST_ARDUINO_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+class HardwareSerial {
+public:
+    void begin(unsigned long baud);
+    size_t setRxBufferSize(size_t size);
+    explicit operator bool() const { return true; }
+    int available();
+    int read();
+    size_t write(const uint8_t *data, size_t len);
+    bool eof() const { return eof_; }
+
+private:
+    int next_ = -1;
+    bool eof_ = false;
+};
+
+extern HardwareSerial Serial;
+unsigned long micros();
+void setup();
+void loop();
+
+#endif

@@ -1,0 +1,43 @@
+/* The shim's Serial (stdin/stdout) and a main() that runs setup() then loop() until stdin ends. */
+#include "Arduino.h"
+
+#include <chrono>
+#include <cstdio>
+
+HardwareSerial Serial;
+
+void HardwareSerial::begin(unsigned long) { setvbuf(stdout, NULL, _IONBF, 0); }
+size_t HardwareSerial::setRxBufferSize(size_t size) { return size; }
+
+int HardwareSerial::available()
+{
+    if (next_ < 0 && !eof_) {
+        next_ = getchar();
+        eof_ = next_ == EOF;
+    }
+    return next_ >= 0 ? 1 : 0;
+}
+
+int HardwareSerial::read()
+{
+    const int c = available() ? next_ : -1;
+    next_ = -1;
+    return c;
+}
+
+size_t HardwareSerial::write(const uint8_t *data, size_t len) { return fwrite(data, 1, len, stdout); }
+
+unsigned long micros()
+{
+    using namespace std::chrono;
+    return (unsigned long)duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+int main()
+{
+    setup();
+    while (!Serial.eof()) {
+        loop();
+    }
+    return 0;
+}
