@@ -134,6 +134,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--core-dir", type=Path, metavar="DIR",
                    help="where to make it (default: $TINYGMM_PIO_CORE or ~/.cache/tinygmm/pio-core)")
     p.set_defaults(func=cmd_pio_offline)
+
+    p = sub.add_parser("export", help="write a PlatformIO project for a model and boards",
+                       description="Render a PlatformIO project (firmware, model header, platformio.ini with one env "
+                       "per board plus native, test vectors, README). Re-exporting rewrites only the files tinygmm "
+                       "generated.")
+    p.add_argument("model", type=Path, metavar="model.json")
+    p.add_argument("--board", action="append", default=[], metavar="BOARD", dest="boards",
+                   help="a board to build for (repeatable; see `tinygmm boards`); native is always included")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="project folder")
+    p.add_argument("--data", metavar="DATA.csv", help="training data: its rows become test vectors too")
+    p.add_argument("--columns", help="columns of --data, as for `tinygmm fit` (default: the model's feature names)")
+    p.add_argument("--force", action="store_true", help="overwrite files tinygmm did not write, or edited since")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("build", help="build an exported project with PlatformIO (pio run)",
+                       description="Run `pio run` for one env (default: every env that builds here).")
+    p.add_argument("project", type=Path, metavar="DIR")
+    p.add_argument("-e", "--env", metavar="ENV", help="PlatformIO env (board) to build")
+    p.add_argument("--offline", action="store_true",
+                   help="use tinygmm's offline PlatformIO core (made on first use; see `tinygmm pio-offline`)")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("flash", help="build and upload an exported project to a board",
+                       description="Run `pio run -t upload` for a board env on a serial port.")
+    p.add_argument("project", type=Path, metavar="DIR")
+    p.add_argument("-e", "--env", required=True, metavar="ENV", help="PlatformIO env (board) to upload")
+    p.add_argument("--port", default="auto", metavar="PORT|auto",
+                   help="serial port; auto picks the only port that looks like the board (default: auto)")
+    p.add_argument("--offline", action="store_true", help="use tinygmm's offline PlatformIO core")
+    p.set_defaults(func=cmd_flash)
+
+    p = sub.add_parser("ports", help="list serial ports and the boards they probably are",
+                       description="List serial ports with their USB VID:PID and the boards that usually use it.")
+    p.set_defaults(func=cmd_ports)
     return parser
 
 
@@ -362,6 +396,84 @@ def cmd_pio_offline(args: argparse.Namespace) -> int:
     state = "made" if result.created else "up to date"
     print(f"offline PlatformIO core {state}: {result.core_dir}", file=sys.stderr)
     print(result.export_line())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .model import load
+    from .project import export_project
+
+    model = load(args.model)
+    X_train = None
+    if args.data:
+        from .data import load_csv
+
+        columns = args.columns or ",".join(model.feature_names)
+        X_train = load_csv(args.data, columns, drop_missing=True).X
+        if X_train.shape[1] != model.n_features:
+            raise TinyGMMError(f"{args.data}: {X_train.shape[1]} columns selected but the model has "
+                               f"{model.n_features} features; choose them with --columns")
+    result = export_project(model, args.boards or ["native"], args.output, X_train=X_train, force=args.force)
+    removed = f", {len(result.removed)} removed" if result.removed else ""
+    print(f"project {result.project}: {len(result.written)} file(s) written, {len(result.unchanged)} unchanged{removed}")
+    for line in result.memory:
+        print(f"  {line}")
+    print(f"next: tinygmm build {result.project}   (add --offline where PlatformIO's registry is unreachable)")
+    return 0
+
+
+def _core_dir(args: argparse.Namespace) -> Path | None:
+    if not args.offline:
+        return None
+    from .pio import provision_offline
+
+    return provision_offline().core_dir
+
+
+def _project_envs(project: Path) -> list[str]:
+    from .project import read_project
+
+    _, manifest = read_project(project)
+    return ["native", *[b for b in manifest.get("boards", []) if b != "native"]]
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .boards import get_board
+    from .pio import parse_memory_use, run_pio
+
+    envs = _project_envs(args.project)
+    if args.env is not None and args.env not in envs:
+        raise TinyGMMError(f"{args.project} has no env {args.env!r}; it has {', '.join(envs)} "
+                           "(add a board with `tinygmm export --board`)")
+    core = _core_dir(args)
+    # without -e: every env this machine can build (the ESP32 needs PlatformIO's registry)
+    targets = [args.env] if args.env else [e for e in envs if not (args.offline and get_board(e).offline)]
+    for env in targets:
+        result = run_pio(["run", "-e", env], args.project, core)
+        use = parse_memory_use(result.output)
+        if use is not None:
+            print(f"tinygmm: {env}: flash {use.flash} B of {use.flash_max}, RAM {use.ram} B of {use.ram_max}")
+    return 0
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    from .pio import run_pio
+    from .ports import resolve_port
+
+    envs = _project_envs(args.project)
+    if args.env not in envs or args.env == "native":
+        boards = [e for e in envs if e != "native"] or ["none: add one with `tinygmm export --board`"]
+        raise TinyGMMError(f"cannot flash env {args.env!r}; the project's boards: {', '.join(boards)}")
+    port = resolve_port(args.port, args.env)
+    run_pio(["run", "-e", args.env, "-t", "upload", "--upload-port", port], args.project, _core_dir(args))
+    print(f"tinygmm: {args.env} flashed on {port}")
+    return 0
+
+
+def cmd_ports(args: argparse.Namespace) -> int:
+    from .ports import format_ports, list_ports
+
+    print("\n".join(format_ports(list_ports())))
     return 0
 
 

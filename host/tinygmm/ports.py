@@ -1,6 +1,7 @@
 """Serial ports and the boards they probably are (by USB VID:PID), and `--port auto`."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from .boards import Board, boards_for_usb_id
@@ -43,6 +44,8 @@ def resolve_port(port: str | None, env: str | None = None, ports: list[Port] | N
     if port is None:
         raise TinyGMMError("no port given: pass --port PORT (see `tinygmm ports`) or --port auto")
     if port != "auto":
+        if port.startswith("/dev/") and not os.path.exists(port):
+            raise TinyGMMError(f"no serial port {port}: is the board plugged in? `tinygmm ports` lists the ports")
         return port
     ports = list_ports() if ports is None else ports
     matching = [p for p in ports if p.candidates and (env is None or any(e == env for e, _ in p.candidates))]
