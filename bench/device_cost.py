@@ -30,6 +30,10 @@ MALL_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "Mall_Custo
 # count of unpruned evaluation times one float multiply-add, ~320 cycles on the ATmega328P).
 CYCLES_PER_FLOAT_OP = 320
 EMLEARN = {"mall": (27_800, 45_800), "blobs16x8": (596_000, 606_000)}
+# The rest of a PlatformIO Uno build's flags (platform atmelavr: -Os -ffunction-sections
+# -fdata-sections -flto, linked with -flto -fuse-linker-plugin -Wl,--gc-sections), on top of
+# AVR_CFLAGS (-mmcu=atmega328p -Os -ffp-contract=off), so the cycles are those of a real sketch.
+PIO_FLAGS = ["-ffunction-sections", "-fdata-sections", "-flto", "-fuse-linker-plugin", "-Wl,--gc-sections"]
 # The issue's targets: predict median, predict worst, score median.
 TARGETS = {"mall": (9_000, 16_000, 30_000), "blobs16x8": (40_000, 250_000, 130_000)}
 
@@ -72,7 +76,7 @@ def run_firmware(tmp: Path, header: Path, points: np.ndarray, runner: Path) -> n
     (tmp / "points.h").write_text(points_header(points))
     elf = tmp / "bench.elf"
     tools, core = firmware_dir() / "tools", firmware_dir() / "lib" / "tinygmm"
-    subprocess.run(["avr-gcc", "-std=c99", *AVR_CFLAGS, f"-I{core}", f'-DBENCH_MODEL_HEADER="{header}"',
+    subprocess.run(["avr-gcc", "-std=c99", *AVR_CFLAGS, *PIO_FLAGS, f"-I{core}", f'-DBENCH_MODEL_HEADER="{header}"',
                     f'-DBENCH_POINTS_HEADER="{tmp / "points.h"}"', str(tools / "avr_bench.c"), "-o", str(elf), "-lm"],
                    check=True)
     out = subprocess.run([str(runner), str(elf)], capture_output=True, text=True, check=True).stdout

@@ -189,119 +189,215 @@ static inline tinygmm_status tinygmm__prepare(const tinygmm_model *model, const 
     return TINYGMM_OK;
 }
 
-/* 1 while a candidate log-joint `cand` of component k can still beat (limit, limit_k): it is
- * higher, or equal with a lower index (ties go to the lowest index). NaN never survives. */
-static inline int tinygmm__alive(float cand, int k, float limit, int limit_k)
+/* IEEE bits of a float. */
+static inline uint32_t tinygmm__bits(float v)
 {
-    return cand > limit || (cand == limit && k <= limit_k);
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return u;
 }
 
-/* Add rows [from, D) of component k's quadratic form to *s and return bias_k - *s (the
- * log-joint once every row is in). Stops as soon as the component cannot beat
- * (limit, limit_k): the partial sum of squares only grows (round-to-nearest is monotone
- * and every term is >= 0), so a component pruned here would lose with all rows too, and
- * the pruning is exact. A NaN sum (inf - inf inside a row) is pruned as an overflow.
- * *alive is 0 when pruned. With from == D nothing is added and the value is re-derived
- * from *s by the same operation, so every path yields the same bits. */
-static inline float tinygmm__rows(const tinygmm_model *m, const float *z, int k, int from, int to, float *s_io,
-                                  float limit, int limit_k, int *alive)
+static inline int tinygmm__isnan(float v)
+{
+    return (tinygmm__bits(v) & UINT32_C(0x7FFFFFFF)) > UINT32_C(0x7F800000);
+}
+
+/* An order key: key(a) < key(b) as unsigned integers iff a < b, for floats that are not NaN
+ * (-0 and +0 share a key). Comparing keys costs a few instructions; a float comparison is a
+ * library call on AVR. */
+static inline uint32_t tinygmm__key(float v)
+{
+    const uint32_t u = tinygmm__bits(v);
+    return (u & UINT32_C(0x80000000)) ? UINT32_C(0) - u : (u | UINT32_C(0x80000000));
+}
+
+/* The search loop is kept out of line (and shared by predict and score): inlined, its size
+ * would follow each model's K and D. Unused in a translation unit, it does not warn. */
+#if defined(__GNUC__) || defined(__clang__)
+#define TINYGMM__OUTLINE static __attribute__((noinline, unused))
+#else
+#define TINYGMM__OUTLINE static inline
+#endif
+
+/* Kill threshold that prunes only NaN sums: every NaN's bits, read as unsigned, lie above +inf's. */
+#define TINYGMM__NEVER UINT32_C(0x7F800001)
+
+/* The kill threshold of a component with bias `bias` against `limit` (it loses once
+ * fl(bias - s) < limit): the bits T such that every partial sum of squares s >= 0 with
+ * bits(s) >= T (non-negative floats order like their bits) ends below limit. With p the float
+ * just below limit and t = fl(bias - p), T = bits(t) + 1 is above the real bias - p, so
+ * s >= T gives bias - s < p and fl(bias - s) <= p < limit (rounding is monotone, and s only
+ * grows). Conservative by about an ulp of t; the exact comparison after the last row decides
+ * the rest, so pruning stays exact. NaN sums are always killed. */
+static inline uint32_t tinygmm__kill(float bias, float limit)
+{
+    uint32_t u = tinygmm__bits(limit);
+    float p;
+    if (u == UINT32_C(0xFF800000)) { /* limit -inf: nothing loses */
+        return TINYGMM__NEVER;
+    }
+    u = (u == 0u) ? UINT32_C(0x80000001) : (u & UINT32_C(0x80000000)) ? u + 1u : u - 1u;
+    memcpy(&p, &u, sizeof p);
+    u = tinygmm__bits(bias - p);
+    return (u & UINT32_C(0x80000000)) ? 0u : u + 1u; /* t < 0: even s = 0 loses */
+}
+
+/* 1 if a candidate with key ck of component k beats the best (key bk, index best_k): higher,
+ * or equal with a lower index (ties go to the lowest index). */
+static inline int tinygmm__beats(uint32_t ck, int k, uint32_t bk, int best_k)
+{
+    return ck > bk || (ck == bk && k <= best_k);
+}
+
+/* Where component k's parameters start: its offsets and (full, diag) its factor. */
+static inline const float *tinygmm__offset_of(const tinygmm_model *m, int k)
+{
+    return m->offset + (size_t)k * (size_t)m->n_features;
+}
+
+static inline const float *tinygmm__factor_of(const tinygmm_model *m, int k)
+{
+    const size_t D = m->n_features;
+    const int ct = m->covariance_type;
+    return m->factor + (ct == TINYGMM_FULL ? (size_t)k * (D * (D + 1u) / 2u) : ct == TINYGMM_DIAG ? (size_t)k * D : 0u);
+}
+
+/* Row 0 of a component's quadratic form, y_0^2 (never NaN: z is finite); a and off point to
+ * its factor and offsets. */
+static inline float tinygmm__row0(int ct, const float *z, const float *a, const float *off)
+{
+    float y;
+    if (ct == TINYGMM_FULL) {
+        y = TINYGMM_READ_FLOAT(a) * z[0];
+        y = y - TINYGMM_READ_FLOAT(off);
+    } else {
+        y = z[0] - TINYGMM_READ_FLOAT(off);
+        if (ct == TINYGMM_DIAG) {
+            y = y * TINYGMM_READ_FLOAT(a);
+        }
+    } /* tied (z holds w = A z) and spherical: y = z_0 - m_0 */
+    return y * y;
+}
+
+/* Add rows [1, D) of component k's quadratic form to *s (which holds row 0), left to right.
+ * Returns 0 (pruned) as soon as bits(*s) >= kill: the partial sum only grows (round-to-nearest
+ * is monotone and every term is >= 0), so the component loses (see tinygmm__kill). */
+static inline int tinygmm__rest(const tinygmm_model *m, const float *z, int k, float *s_io, uint32_t kill)
 {
     const int D = m->n_features;
     const int ct = m->covariance_type;
-    const float bias = TINYGMM_READ_FLOAT(m->bias + k);
-    const float *off = m->offset + (size_t)k * (size_t)D;
-    const float *a = m->factor;
+    const float *off = tinygmm__offset_of(m, k);
+    const float *a = tinygmm__factor_of(m, k);
     float s = *s_io;
-    float h = 0.0f;
-    float cand = bias;
     int i, j;
-
-    if (ct == TINYGMM_FULL) {
-        a += (size_t)k * ((size_t)D * (size_t)(D + 1) / 2u) + (size_t)from * (size_t)(from + 1) / 2u;
-    } else if (ct == TINYGMM_DIAG) {
-        a += (size_t)k * (size_t)D;
-    } else if (ct == TINYGMM_SPHERICAL) {
-        h = TINYGMM_READ_FLOAT(a + k);
-    }
-    if (from >= to) {
-        cand = (ct == TINYGMM_SPHERICAL) ? bias - s * h : bias - s;
-    }
-    for (i = from; i < to; ++i) {
+    for (i = 1; i < D; ++i) {
         float y;
         if (ct == TINYGMM_FULL) {
+            a += i; /* row i starts at i(i+1)/2 */
             y = TINYGMM_READ_FLOAT(a) * z[0];
             for (j = 1; j <= i; ++j) {
                 y += TINYGMM_READ_FLOAT(a + j) * z[j];
             }
-            a += i + 1;
             y = y - TINYGMM_READ_FLOAT(off + i);
-        } else if (ct == TINYGMM_DIAG) {
-            y = (z[i] - TINYGMM_READ_FLOAT(off + i)) * TINYGMM_READ_FLOAT(a + i);
-        } else { /* tied (z holds w = A z) and spherical */
+        } else {
             y = z[i] - TINYGMM_READ_FLOAT(off + i);
+            if (ct == TINYGMM_DIAG) {
+                y = y * TINYGMM_READ_FLOAT(a + i);
+            }
         }
         s += y * y;
-        cand = (ct == TINYGMM_SPHERICAL) ? bias - s * h : bias - s;
-        if (!tinygmm__alive(cand, k, limit, limit_k)) {
-            break;
+        if (tinygmm__bits(s) >= kill) {
+            return 0;
         }
     }
     *s_io = s;
-    *alive = tinygmm__alive(cand, k, limit, limit_k);
-    return cand;
+    return 1;
 }
 
-/* Argmax of the log-joints (lowest index on ties). The first row of every component is
- * evaluated first (kept in s0/c0: partial sum and candidate); the component with the best
- * first row is finished first, and the others are pruned against it, most often straight
- * from their cached first row. */
-static inline int tinygmm__argmax(const tinygmm_model *m, const float *z, float *s0, float *c0, float *best_out)
+/* The log-joint from the full sum of squares s. */
+static inline float tinygmm__from_sum(const tinygmm_model *m, int k, float bias, float s)
+{
+    return (m->covariance_type == TINYGMM_SPHERICAL) ? bias - s * TINYGMM_READ_FLOAT(m->factor + k) : bias - s;
+}
+
+/* Kill threshold of component k against limit: pruning needs at least two rows after row 0 to
+ * pay for its subtraction (the last row is decided by the exact comparison anyway), and the
+ * spherical h_k would need a division. */
+static inline uint32_t tinygmm__kill_for(const tinygmm_model *m, float bias, float limit)
+{
+    return (m->n_features <= 2 || m->covariance_type == TINYGMM_SPHERICAL) ? TINYGMM__NEVER : tinygmm__kill(bias, limit);
+}
+
+/* Row 0 of every component: s0[k] = y_0^2 and key[k] = key(bias_k - s0[k]) (the candidate
+ * after row 0, an upper bound of the log-joint). Returns the component with the highest
+ * candidate, lowest index on ties: it is finished first. */
+static inline int tinygmm__first_rows(const tinygmm_model *m, const float *z, float *s0, uint32_t *key)
 {
     const int K = m->n_components;
-    const int D = m->n_features;
-    float best = TINYGMM__NEG_INF;
-    int best_k = K; /* sentinel above every index: the first finite or -inf result wins */
-    int first = K;
-    int k, alive;
-
-    {
-        /* Row 0 of every component, inline: the same operations as tinygmm__rows(k, 0, 1)
-         * (0 + y*y == y*y exactly), without a call per component. */
-        const int ct = m->covariance_type;
-        const size_t step = (ct == TINYGMM_FULL) ? (size_t)D * (size_t)(D + 1) / 2u : (size_t)D;
-        const float *a = m->factor;
-        const float *off = m->offset;
-        for (k = 0; k < K; ++k, off += D, a += step) {
-            const float bias = TINYGMM_READ_FLOAT(m->bias + k);
-            float y;
-            if (ct == TINYGMM_FULL) {
-                y = TINYGMM_READ_FLOAT(a) * z[0];
-                y = y - TINYGMM_READ_FLOAT(off);
-            } else if (ct == TINYGMM_DIAG) {
-                y = (z[0] - TINYGMM_READ_FLOAT(off)) * TINYGMM_READ_FLOAT(a);
-            } else {
-                y = z[0] - TINYGMM_READ_FLOAT(off);
-            }
-            s0[k] = y * y;
-            c0[k] = (ct == TINYGMM_SPHERICAL) ? bias - s0[k] * TINYGMM_READ_FLOAT(m->factor + k) : bias - s0[k];
-            /* NaN (an overflowed row) never becomes first */
-            if (first == K ? c0[k] == c0[k] : c0[k] > c0[first]) {
-                first = k;
-            }
+    const int ct = m->covariance_type;
+    const size_t D = m->n_features;
+    const size_t step = (ct == TINYGMM_FULL) ? D * (D + 1u) / 2u : (ct == TINYGMM_DIAG) ? D : 0u;
+    const float *a = m->factor;
+    const float *off = m->offset;
+    uint32_t top = 0u; /* below every key */
+    int k, first = 0;
+    for (k = 0; k < K; ++k, a += step, off += D) {
+        const float s = tinygmm__row0(ct, z, a, off);
+        const uint32_t c = tinygmm__key(tinygmm__from_sum(m, k, TINYGMM_READ_FLOAT(m->bias + k), s));
+        s0[k] = s;
+        key[k] = c;
+        if (c > top) {
+            top = c;
+            first = k;
         }
     }
-    if (first == K) { /* every first row overflowed */
-        *best_out = best;
-        return 0;
-    }
+    return first;
+}
+
+/* The search shared by predict and score. Row 0 of every component first; the component with
+ * the best first row is finished first, then the others in index order (wrapping around),
+ * each pruned once it cannot reach the limit: the best so far (predict: exact argmax, lowest
+ * index on ties) or the best so far - TINYGMM_LSE_PRUNE (score: every term it could still
+ * add is skipped anyway, see TINYGMM_LSE_SKIP). Most are pruned straight from their first
+ * row, the rest by the kill threshold (an integer comparison per row). On return lj[k] holds
+ * the log-joint of every component finished (-inf for pruned and overflowed ones), *best_out
+ * the highest; returns its index. lj holds the first rows meanwhile. */
+TINYGMM__OUTLINE int tinygmm__search(const tinygmm_model *m, const float *z, float *lj, uint32_t *key, int for_score,
+                                     float *best_out)
+{
+    const int K = m->n_components;
+    const int first = tinygmm__first_rows(m, z, lj, key);
+    float best = TINYGMM__NEG_INF, limit = TINYGMM__NEG_INF;
+    uint32_t bk = tinygmm__key(best), lk = bk;
+    int best_k = K, limit_k = K; /* sentinel above every index: the first result wins */
+    int k;
     for (k = first; k < K + first; ++k) {
         const int kk = (k < K) ? k : k - K;
-        if (kk == first || tinygmm__alive(c0[kk], kk, best, best_k)) {
-            float s = s0[kk];
-            const float lj = tinygmm__rows(m, z, kk, 1, D, &s, best, best_k, &alive);
-            if (alive) { /* survived the last row: strictly better, or equal with a lower index */
-                best = lj;
-                best_k = kk;
+        float v = TINYGMM__NEG_INF;
+        uint32_t vk;
+        if (kk == first || tinygmm__beats(key[kk], kk, lk, limit_k)) {
+            const float bias = TINYGMM_READ_FLOAT(m->bias + kk);
+            float s = lj[kk];
+            if (tinygmm__rest(m, z, kk, &s, tinygmm__kill_for(m, bias, limit))) {
+                v = tinygmm__from_sum(m, kk, bias, s);
+                if (tinygmm__isnan(v)) {
+                    v = TINYGMM__NEG_INF;
+                }
+            }
+        }
+        lj[kk] = v;
+        vk = tinygmm__key(v);
+        if (tinygmm__beats(vk, kk, bk, best_k)) {
+            best = v;
+            bk = vk;
+            best_k = kk;
+            if (for_score) {
+                limit = best - TINYGMM_LSE_PRUNE;
+                lk = tinygmm__key(limit);
+            } else {
+                limit = best;
+                lk = bk;
+                limit_k = kk;
             }
         }
     }
@@ -318,15 +414,17 @@ static inline tinygmm_status tinygmm_log_joint(const tinygmm_model *model, const
     tinygmm_model m;
     float z[TINYGMM_MAX_FEATURES];
     tinygmm_status st = tinygmm__prepare(model, x, n_features, &m, z);
-    int k, alive;
+    int k;
     if (st != TINYGMM_OK) {
         return st;
     }
     for (k = 0; k < m.n_components; ++k) {
-        float s = 0.0f;
-        const float lj = tinygmm__rows(&m, z, k, 0, m.n_features, &s, TINYGMM__NEG_INF, m.n_components, &alive);
-        out[k] = alive ? lj : TINYGMM__NEG_INF;
-        if (!alive || lj == TINYGMM__NEG_INF) {
+        float s = tinygmm__row0(m.covariance_type, z, tinygmm__factor_of(&m, k), tinygmm__offset_of(&m, k));
+        const float lj = tinygmm__rest(&m, z, k, &s, TINYGMM__NEVER)
+                             ? tinygmm__from_sum(&m, k, TINYGMM_READ_FLOAT(m.bias + k), s)
+                             : TINYGMM__NEG_INF;
+        out[k] = lj;
+        if (lj == TINYGMM__NEG_INF) {
             st = TINYGMM_ERR_OVERFLOW;
         }
     }
@@ -338,14 +436,15 @@ static inline tinygmm_status tinygmm_predict(const tinygmm_model *model, const f
 {
     tinygmm_model m;
     float z[TINYGMM_MAX_FEATURES];
-    float s0[TINYGMM_MAX_COMPONENTS], c0[TINYGMM_MAX_COMPONENTS];
+    float s0[TINYGMM_MAX_COMPONENTS];
+    uint32_t key[TINYGMM_MAX_COMPONENTS];
     float best;
     int k;
     tinygmm_status st = tinygmm__prepare(model, x, n_features, &m, z);
     if (st != TINYGMM_OK) {
         return st;
     }
-    k = tinygmm__argmax(&m, z, s0, c0, &best);
+    k = tinygmm__search(&m, z, s0, key, 0, &best);
     if (best == TINYGMM__NEG_INF) {
         return TINYGMM_ERR_OVERFLOW;
     }
@@ -354,33 +453,32 @@ static inline tinygmm_status tinygmm_predict(const tinygmm_model *model, const f
 }
 
 /* *score = log p(x) = m + log(1 + sum_{k != argmax} exp(lj_k - m)), m the largest
- * log-joint; the terms are added in index order. Components that cannot reach
- * m - 17 are pruned (exact, see TINYGMM_LSE_SKIP). */
+ * log-joint; the terms are added in index order, those with lj_k - m < -17 skipped.
+ * One pass: the component with the best first row is finished first, and every other is
+ * pruned once it cannot reach (best so far) - 18, at which point its term is skipped anyway
+ * (exact, see TINYGMM_LSE_SKIP); the log-joints of the others are kept for the sum. */
 static inline tinygmm_status tinygmm_score(const tinygmm_model *model, const float *x, int n_features, float *score)
 {
     tinygmm_model m;
     float z[TINYGMM_MAX_FEATURES];
-    float s0[TINYGMM_MAX_COMPONENTS], c0[TINYGMM_MAX_COMPONENTS];
-    float best, limit, sum = 1.0f;
-    int k, top, alive;
+    float lj[TINYGMM_MAX_COMPONENTS]; /* s0 (first rows), then the log-joints (-inf if pruned) */
+    uint32_t key[TINYGMM_MAX_COMPONENTS];
+    float best, sum = 1.0f;
+    int k, K, best_k;
     tinygmm_status st = tinygmm__prepare(model, x, n_features, &m, z);
     if (st != TINYGMM_OK) {
         return st;
     }
-    top = tinygmm__argmax(&m, z, s0, c0, &best);
+    K = m.n_components;
+    best_k = tinygmm__search(&m, z, lj, key, 1, &best);
     if (best == TINYGMM__NEG_INF) {
         return TINYGMM_ERR_OVERFLOW;
     }
-    limit = best - TINYGMM_LSE_PRUNE;
-    for (k = 0; k < m.n_components; ++k) {
-        if (k != top && tinygmm__alive(c0[k], k, limit, m.n_components)) {
-            float s = s0[k];
-            const float lj = tinygmm__rows(&m, z, k, 1, m.n_features, &s, limit, m.n_components, &alive);
-            if (alive) {
-                const float d = lj - best;
-                if (!(d < TINYGMM_LSE_SKIP)) {
-                    sum += TINYGMM__EXPF(d);
-                }
+    for (k = 0; k < K; ++k) {
+        if (k != best_k) {
+            const float d = lj[k] - best;
+            if (!(d < TINYGMM_LSE_SKIP)) {
+                sum += TINYGMM__EXPF(d);
             }
         }
     }
