@@ -57,7 +57,7 @@ def record_dtype(K: int) -> np.dtype:
 
 def model_bytes(dev: DeviceModel) -> bytes:
     head = np.array([dev.n_components, dev.n_features, dev.covariance_code,
-                     dev.inv_scale is not None, dev.anomaly_threshold is not None], dtype="<i4")
+                     dev.inv_scale is not None, dev.anomaly_threshold is not None, dev.lead], dtype="<i4")
     thr = np.array([0.0 if dev.anomaly_threshold is None else dev.anomaly_threshold], dtype="<f4")
     parts = [head.tobytes(), thr.tobytes()] + [a.astype("<f4").tobytes() for a in dev.arrays().values()]
     return b"".join(parts)

@@ -4,7 +4,7 @@
  *   -DDRIVER_MODEL_HEADER='"path/model.h"' -DDRIVER_MODEL=name   the rendered model header, or
  *   nothing: the model is read from stdin (float32 arrays laid out as tinygmm_model).
  * stdin (native-endian):
- *   [runtime model only] int32 K, D, covariance_type, has_inv_scale, has_threshold; float32
+ *   [runtime model only] int32 K, D, covariance_type, has_inv_scale, has_threshold, lead; float32
  *   threshold, centre[D], inv_scale[D] (if present), bias[K], offset[K*D], factor[n]
  *   then int32 n_given, int32 N, float32 x[N][n_given] (n_given is passed as n_features)
  * stdout per point: int32 status and value of each API call, see RECORD in the tests.
@@ -91,14 +91,15 @@ int main(void)
     (void)D;
 #else
     static tinygmm_model runtime;
-    int32_t ct, has_scale, has_thr;
+    int32_t ct, has_scale, has_thr, lead;
     size_t n_factor;
     K = read_i32();
     D = read_i32();
     ct = read_i32();
     has_scale = read_i32();
     has_thr = read_i32();
-    if (K < 1 || K > 255 || D < 1 || D > 255 || ct < 0 || ct > 3) {
+    lead = read_i32();
+    if (K < 1 || K > 255 || D < 1 || D > 255 || ct < 0 || ct > 3 || lead < 0 || lead >= D) {
         die("bad model header");
     }
     read_exact(&runtime.anomaly_threshold, sizeof(float), 1);
@@ -115,6 +116,7 @@ int main(void)
     runtime.n_features = (uint8_t)D;
     runtime.covariance_type = (uint8_t)ct;
     runtime.has_threshold = (uint8_t)(has_thr != 0);
+    runtime.lead = (uint8_t)lead;
     model = &runtime;
 #endif
     n_given = read_i32();

@@ -18,13 +18,15 @@ MODEL_TEMPLATE = "model.h.j2"
 VALUES_PER_LINE = 6
 _C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _COVARIANCE_ENUMS = {"full": "TINYGMM_FULL", "tied": "TINYGMM_TIED", "diag": "TINYGMM_DIAG", "spherical": "TINYGMM_SPHERICAL"}
-# sizeof(tinygmm_model): 5 pointers + 1 float + 4 uint8_t, padded to the pointer alignment.
+# sizeof(tinygmm_model): 5 pointers + 1 float + 5 uint8_t, padded to the pointer alignment
+# (AVR aligns nothing).
 POINTER_BYTES = {"AVR (Uno)": 2, "32-bit (ESP32)": 4, "64-bit host": 8}
 
 
 def model_struct_bytes(pointer_bytes: int) -> int:
-    raw = 5 * pointer_bytes + 4 + 4
-    return -(-raw // pointer_bytes) * pointer_bytes
+    raw = 5 * pointer_bytes + 4 + 5
+    align = 1 if pointer_bytes == 2 else pointer_bytes
+    return -(-raw // align) * align
 
 
 def c_float(value: float | np.floating) -> str:
@@ -127,6 +129,7 @@ def header_context(model: Model | DeviceModel, name: str = "gmm_model") -> dict:
         "threshold_text": "none (tinygmm_anomaly returns TINYGMM_ERR_NO_THRESHOLD)" if thr is None else f"{float(thr):.9g}",
         "threshold_literal": "0.0f" if thr is None else c_float(thr),
         "has_threshold": 0 if thr is None else 1,
+        "lead": dev.lead,
         "size_lines": size_lines,
         "arrays": arrays,
         "ref_centre": f"{name}_centre",

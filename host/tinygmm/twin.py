@@ -81,6 +81,7 @@ class DeviceTwin:
         if x.shape[1] != dev.n_features:
             return np.full(N, ERR_FEATURES), np.zeros((N, dev.n_features), np.float32)
         status = np.where(np.all(np.isfinite(x), axis=1), OK, ERR_NONFINITE)
+        x = x[:, dev.order]  # device order: feature i is input feature (i + lead) mod D
         with np.errstate(over="ignore", invalid="ignore"):
             z = x - dev.centre
             if dev.inv_scale is not None:
@@ -246,6 +247,7 @@ def log_joint_error_bound(model: Model | DeviceModel, X: np.ndarray) -> np.ndarr
     x = np.asarray(X, dtype=np.float32).astype(np.float64)
     if x.ndim == 1:
         x = x.reshape(1, -1)
+    x = x[:, dev.order]  # the exact parameters are in device order
     D = dev.n_features
     z = x - ex.centre
     if ex.inv_scale is not None:
@@ -300,7 +302,7 @@ def _tied_pair_bound(dev: DeviceModel, X: np.ndarray, top: np.ndarray) -> np.nda
     two single-component bounds.
     """
     ex = dev.exact
-    x = np.asarray(X, dtype=np.float32).astype(np.float64)
+    x = np.asarray(X, dtype=np.float32).astype(np.float64)[:, dev.order]
     z = x - ex.centre
     D = dev.n_features
     A = ex.factor

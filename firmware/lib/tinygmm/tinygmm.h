@@ -11,8 +11,9 @@
  *     log_joint_k(x) = bias_k - ||y_k||^2
  * with every constant folded at export (bias_k = log w_k - D/2 log 2pi + log det L_k)
  * and the factors pre-multiplied by sqrt(1/2), so no 0.5 is applied on the device.
- * The input is first centred by the training mean c, z = x - c (exact for points near
- * the data, Sterbenz), which keeps large offsets (1e5) out of every later product:
+ * The input is first rotated into the model's feature order (feature 0 = input feature `lead`,
+ * chosen at export so that row 0 prunes best) and centred by the training mean c, z = x - c
+ * (exact for points near the data, Sterbenz), which keeps large offsets (1e5) out of every later product:
  *   full       y_i = sum_{j<=i} A_ij z_j - b_ki   packed lower-triangular A_k, b_k = A_k m_k
  *   tied       the same with one shared A, so w = A z is computed once per call
  *   diag       y_i = (z_i - m_ki) * a_ki
@@ -116,6 +117,8 @@ typedef struct tinygmm_model {
     uint8_t n_features;
     uint8_t covariance_type; /* TINYGMM_FULL ... TINYGMM_SPHERICAL */
     uint8_t has_threshold;
+    uint8_t lead;            /* feature i of every array above is input feature (i + lead) mod D:
+                                the export puts the feature that prunes best first (0: input order) */
 } tinygmm_model;
 
 static inline int tinygmm_n_components(const tinygmm_model *model)
@@ -151,7 +154,7 @@ static inline tinygmm_status tinygmm__prepare(const tinygmm_model *model, const 
     TINYGMM_READ_MODEL(m, model);
     D = m->n_features;
     if (m->n_components == 0 || D == 0 || D > TINYGMM_MAX_FEATURES ||
-        m->n_components > TINYGMM_MAX_COMPONENTS || m->covariance_type > TINYGMM_SPHERICAL) {
+        m->n_components > TINYGMM_MAX_COMPONENTS || m->covariance_type > TINYGMM_SPHERICAL || m->lead >= D) {
         return TINYGMM_ERR_MODEL;
     }
     if (n_features != D) {
@@ -162,8 +165,8 @@ static inline tinygmm_status tinygmm__prepare(const tinygmm_model *model, const 
             return TINYGMM_ERR_NONFINITE;
         }
     }
-    for (i = 0; i < D; ++i) {
-        z[i] = x[i] - TINYGMM_READ_FLOAT(m->centre + i);
+    for (i = 0, j = m->lead; i < D; ++i, j = (j + 1 < D) ? j + 1 : 0) {
+        z[i] = x[j] - TINYGMM_READ_FLOAT(m->centre + i);
         if (m->inv_scale != NULL) {
             z[i] = z[i] * TINYGMM_READ_FLOAT(m->inv_scale + i);
         }
