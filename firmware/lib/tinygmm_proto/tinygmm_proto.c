@@ -500,21 +500,36 @@ static const char *op_name(uint8_t op)
 
 static tinygmm_status run_op(uint8_t op, const float *x, int n, tp_result *r)
 {
+    const uint32_t nan_bits = TP_NAN_STATUS;
+    int k;
     r->flag = 0; /* the core writes outputs only on success: keep every read defined */
     r->label = 0;
     switch (op) {
     case OP_PREDICT: return tinygmm_predict(TP_MODEL, x, n, &r->label);
-    case OP_LOG_JOINT: return tinygmm_log_joint(TP_MODEL, x, n, r->vec);
+    case OP_LOG_JOINT:
+        /* ERR_OVERFLOW comes with K values (-inf where a component overflowed) or, when the
+         * centred input itself overflowed, with none: the NaN left in vec[0] tells them apart. */
+        for (k = 0; k < TINYGMM_MAX_COMPONENTS; ++k) {
+            memcpy(&r->vec[k], &nan_bits, sizeof nan_bits);
+        }
+        return tinygmm_log_joint(TP_MODEL, x, n, r->vec);
     case OP_SCORE: return tinygmm_score(TP_MODEL, x, n, &r->score);
-    case OP_PROBA: return tinygmm_predict_proba(TP_MODEL, x, n, r->vec);
+    case OP_PROBA:
+        /* Work-around: tinygmm_predict_proba reads proba[] as log-joints even when
+         * tinygmm_log_joint overflowed before writing it; all -inf makes that an ERR_OVERFLOW,
+         * as the twin says. */
+        for (k = 0; k < TINYGMM_MAX_COMPONENTS; ++k) {
+            r->vec[k] = TINYGMM__NEG_INF;
+        }
+        return tinygmm_predict_proba(TP_MODEL, x, n, r->vec);
     default: return tinygmm_anomaly(TP_MODEL, x, n, &r->flag);
     }
 }
 
-/* log_joint's overflow still carries K valid log-joints (-inf where overflowed): a result. */
-static int op_succeeded(uint8_t op, tinygmm_status st)
+/* log_joint's overflow that carries K log-joints (-inf where overflowed) is a result. */
+static int op_succeeded(uint8_t op, tinygmm_status st, const tp_result *r)
 {
-    return st == TINYGMM_OK || (op == OP_LOG_JOINT && st == TINYGMM_ERR_OVERFLOW);
+    return st == TINYGMM_OK || (op == OP_LOG_JOINT && st == TINYGMM_ERR_OVERFLOW && r->vec[0] == r->vec[0]);
 }
 
 static const char *status_code(tinygmm_status st)
@@ -681,7 +696,7 @@ static void cmd_single(tinygmm_proto *p, uint16_t seq, uint8_t op, uint8_t *cur,
         return;
     }
     st = run_op(op, x, model_features(), &r);
-    if (!op_succeeded(op, st)) {
+    if (!op_succeeded(op, st, &r)) {
         reply_err(p, seq, status_code(st), NULL);
         return;
     }
@@ -709,7 +724,7 @@ static void cmd_single(tinygmm_proto *p, uint16_t seq, uint8_t op, uint8_t *cur,
 static void put_record(tinygmm_proto *p, uint8_t op, tinygmm_status st, const tp_result *r)
 {
     int k;
-    const int ok = op_succeeded(op, st);
+    const int ok = op_succeeded(op, st, r);
     if (op == OP_PREDICT || op == OP_ANOMALY) {
         if (ok) {
             b64_put(p, (uint8_t)(op == OP_PREDICT ? r->label : r->flag));
@@ -810,7 +825,7 @@ static void cmd_bench(tinygmm_proto *p, uint16_t seq, uint8_t *cur, uint8_t *end
         return;
     }
     st = run_op(op, x, D, &r);
-    if (!op_succeeded(op, st)) {
+    if (!op_succeeded(op, st, &r)) {
         reply_err(p, seq, status_code(st), NULL);
         return;
     }

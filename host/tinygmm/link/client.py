@@ -157,6 +157,20 @@ class Device:
                     return item
                 self._note(f"skipped line with seq {item.seq} (waiting for {seq}): {item.raw!r}")
 
+    def send_raw(self, data: bytes) -> None:
+        """Bytes exactly as given (fault injection, human-mode lines); kept in the transcript."""
+        self._send(data)
+
+    def read_line(self, *, timeout: float | None = None) -> Line:
+        """The next well-formed line, whatever its seq (noise skipped, a corrupted line raises CRCMismatch)."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            item = self._next_line(deadline)
+            if isinstance(item, CRCMismatch):
+                raise item
+            if item is not None:
+                return item
+
     # -- requests ---------------------------------------------------------------------
     def request(self, text: str, *, timeout: float | None = None) -> Line:
         """Send one framed request and return its ok reply; retried after a bad CRC either way or a
