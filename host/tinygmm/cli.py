@@ -117,8 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, metavar="model.json")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("demo", help="fit the built-in three-blob data end to end and show the result",
-                       description="Run the whole path on built-in data: choose k by BIC over 1..6, save, describe.")
+    p = sub.add_parser("demo", help="the whole path on built-in data: fit, choose k, export, build, verify",
+                       description="Run the whole path on built-in data with no board: choose k by BIC over 1..6, "
+                       "save, describe, export a PlatformIO project, build the native firmware with an offline "
+                       "PlatformIO core, and verify it against the host.")
     p.add_argument("-o", "--output", type=Path, default=DEFAULT_DEMO_OUTPUT, metavar="model.json",
                    help=f"where to write the demo model (default: {DEFAULT_DEMO_OUTPUT})")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -164,6 +166,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serial port; auto picks the only port that looks like the board (default: auto)")
     p.add_argument("--offline", action="store_true", help="use tinygmm's offline PlatformIO core")
     p.set_defaults(func=cmd_flash)
+
+    p = sub.add_parser("verify", help="check a board, native build or emulator against the host on the test vectors",
+                       description="Build if needed, flash if asked, send every test vector, compare the device's "
+                       "outputs with the host's (float32 twin and float64 bounds), print a table. Exit status 0 "
+                       "only when every check passes.")
+    p.add_argument("project", type=Path, metavar="DIR")
+    p.add_argument("-e", "--env", required=True, metavar="ENV", help="the project's env (board) to verify")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", metavar="PORT|auto", help="a board on a serial port (device path or pyserial URL)")
+    where.add_argument("--emulator", choices=("native", "simavr", "qemu"),
+                       help="run the firmware here: the native build, or the uno firmware in simavr or qemu")
+    p.add_argument("--baud", type=positive_int, default=115200, help="serial speed for --port (default: 115200)")
+    p.add_argument("--flash", action="store_true", help="upload the firmware to the board first")
+    p.add_argument("--offline", action="store_true", help="build with tinygmm's offline PlatformIO core")
+    p.add_argument("--report", type=Path, metavar="report.json", help="also write the results as JSON")
+    p.add_argument("--log", type=Path, metavar="link.log", help="write the timestamped bytes sent and received")
+    p.add_argument("--no-bench", action="store_true", help="skip the on-device timing")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("ports", help="list serial ports and the boards they probably are",
                        description="List serial ports with their USB VID:PID and the boards that usually use it.")
@@ -341,6 +361,8 @@ class DemoState:
     output: Path
     fitted: _Fitted | None = None
     model: Any = None
+    project: Path | None = None
+    passed: bool = True
 
 
 def _demo_fit(state: DemoState) -> None:
@@ -367,10 +389,31 @@ def _demo_info(state: DemoState) -> None:
     print(format_info(state.model, state.output))
 
 
+def _demo_export(state: DemoState) -> None:
+    from .project import export_project
+
+    state.project = state.output.parent / "project"
+    result = export_project(state.model, ["native", "uno", "esp32dev"], state.project, X_train=state.fitted.X,
+                            force=True)
+    print(f"\nexported {state.project}: PlatformIO project for native, uno and esp32dev "
+          f"({len(result.written)} file(s) written)")
+
+
+def _demo_verify(state: DemoState) -> None:
+    from .verify import format_report
+
+    print("building the native firmware with an isolated offline PlatformIO core, then verifying it:")
+    report = verify_project(state.project, "native", emulator="native", offline=True)
+    print(format_report(report))
+    state.passed = report.passed
+
+
 DEMO_STEPS: list[tuple[str, Callable[[DemoState], None]]] = [
     ("fit", _demo_fit),
     ("save", _demo_save),
     ("info", _demo_info),
+    ("export", _demo_export),
+    ("verify", _demo_verify),
 ]
 
 
@@ -378,7 +421,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     state = DemoState(args, args.output)
     for _name, step in DEMO_STEPS:
         step(state)
-    return 0
+    if state.passed:
+        print(f"\nnext: flash a board with `tinygmm flash {state.project} -e uno --port auto`, then "
+              f"`tinygmm verify {state.project} -e uno --port auto`")
+    return 0 if state.passed else EXIT_ERROR
 
 
 def cmd_boards(args: argparse.Namespace) -> int:
@@ -468,6 +514,48 @@ def cmd_flash(args: argparse.Namespace) -> int:
     run_pio(["run", "-e", args.env, "-t", "upload", "--upload-port", port], args.project, _core_dir(args))
     print(f"tinygmm: {args.env} flashed on {port}")
     return 0
+
+
+def verify_project(project: Path, env: str, *, port: str | None = None, emulator: str | None = None,
+                   baud: int = 115200, flash: bool = False, offline: bool = False, bench: bool = True,
+                   log: Path | None = None) -> Any:
+    """Build/flash as needed, run the suite, return the VerifyReport (shared by verify and demo)."""
+    from . import connect as c
+    from .project import read_project
+    from .vectors import load_vectors
+    from .verify import run_suite
+
+    model, _ = read_project(project)
+    if env not in _project_envs(project):
+        raise TinyGMMError(f"{project} has no env {env!r}; it has {', '.join(_project_envs(project))}")
+    c.check_target(env, port, emulator)
+    vectors = load_vectors(project / "test_vectors.json")
+    core = c.default_core_dir(offline)
+    if flash:
+        if port is None:
+            raise TinyGMMError("--flash needs --port: emulators load the firmware themselves")
+        port = c.flash(project, env, port, core)
+    target = c.Target(env, port, emulator, baud)
+    with c.open_transport(project, target, core) as transport:
+        dev = c.connect(transport, model.model_id)
+        try:
+            return run_suite(dev, model, vectors, target=env, transport=target.transport_name, bench=bench,
+                             baud=baud if port else None)
+        finally:
+            if log is not None:
+                dev.transcript.save(log)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import format_report
+
+    report = verify_project(args.project, args.env, port=args.port, emulator=args.emulator, baud=args.baud,
+                            flash=args.flash, offline=args.offline, bench=not args.no_bench, log=args.log)
+    print(format_report(report))
+    if args.report:
+        report.save(args.report)
+        print(f"report written to {args.report}")
+    return 0 if report.passed else EXIT_ERROR
 
 
 def cmd_ports(args: argparse.Namespace) -> int:

@@ -1,0 +1,115 @@
+"""Open the device of an exported project: a board on a port, the native build, or an emulated Uno.
+
+One function picks the transport, builds the firmware when its build is missing or older than the
+project's sources, and returns a synced :class:`Device` whose model id has been checked.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .boards import get_board
+from .errors import TinyGMMError
+from .link.client import Device
+from .pio import run_pio
+
+EMULATORS = ("native", "simavr", "qemu")
+# Which env each emulator runs, and the build artifact it needs.
+_EMULATOR_ENV = {"native": "native", "simavr": "uno", "qemu": "uno"}
+_ARTIFACT = {"native": Path(".pio/build/native/program"), "uno": Path(".pio/build/uno/firmware.elf")}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the firmware runs: ``port`` for a board, else ``emulator``."""
+
+    env: str
+    port: str | None = None
+    emulator: str | None = None
+    baud: int = 115200
+
+    @property
+    def transport_name(self) -> str:
+        return f"port {self.port}" if self.port else f"emulator {self.emulator}"
+
+
+def check_target(env: str, port: str | None, emulator: str | None) -> None:
+    """TinyGMMError unless exactly one of port/emulator is given and it suits the env."""
+    if (port is None) == (emulator is None):
+        raise TinyGMMError("say where the firmware runs: --port PORT (a board) or --emulator "
+                           + "|".join(EMULATORS))
+    if emulator is not None:
+        if emulator not in EMULATORS:
+            raise TinyGMMError(f"unknown emulator {emulator!r}; one of {', '.join(EMULATORS)}")
+        if _EMULATOR_ENV[emulator] != env:
+            raise TinyGMMError(f"the {emulator} emulator runs the {_EMULATOR_ENV[emulator]} env, not {env!r}")
+    elif env == "native":
+        raise TinyGMMError("the native env runs on this computer: use --emulator native, not --port")
+
+
+def artifact(project: Path, env: str) -> Path:
+    if env not in _ARTIFACT:
+        raise TinyGMMError(f"no build artifact known for env {env!r} (this machine cannot build it)")
+    return project / _ARTIFACT[env]
+
+
+def ensure_built(project: Path, env: str, core_dir: Path | None = None) -> Path:
+    """The env's build artifact, (re)built with `pio run` when missing or older than a source file."""
+    out = artifact(project, env)
+    sources = [p for d in ("src", "lib", "include") for p in (project / d).rglob("*") if p.is_file()]
+    sources.append(project / "platformio.ini")
+    newest = max((p.stat().st_mtime for p in sources if p.exists()), default=0.0)
+    if not out.is_file() or out.stat().st_mtime < newest:
+        run_pio(["run", "-e", env], project, core_dir)
+    if not out.is_file():
+        raise TinyGMMError(f"`pio run -e {env}` made no {out}")
+    return out
+
+
+def open_transport(project: Path, target: Target, core_dir: Path | None = None):
+    """The transport to the target (a context manager; closing it reaps any child process)."""
+    check_target(target.env, target.port, target.emulator)
+    if target.port is not None:
+        from .link.transports import SerialTransport
+        from .ports import resolve_port
+
+        return SerialTransport(resolve_port(target.port, target.env), target.baud)
+    built = ensure_built(project, target.env, core_dir)
+    if target.emulator == "native":
+        from .link.transports import native_transport
+
+        return native_transport(built)
+    from .link import emulators
+
+    if target.emulator == "simavr":
+        return emulators.SimavrTransport(built)
+    return emulators.QemuAvrTransport(built)
+
+
+def flash(project: Path, env: str, port: str, core_dir: Path | None = None) -> str:
+    """Upload the env's firmware to the board on ``port`` ('auto' resolves); returns the port used."""
+    from .ports import resolve_port
+
+    if not get_board(env).embedded:
+        raise TinyGMMError(f"env {env!r} is not a board; nothing to flash")
+    port = resolve_port(port, env)
+    run_pio(["run", "-e", env, "-t", "upload", "--upload-port", port], project, core_dir)
+    return port
+
+
+def default_core_dir(offline: bool) -> Path | None:
+    """tinygmm's offline PlatformIO core when asked for (or named by TINYGMM_PIO_CORE), else PlatformIO's own."""
+    if not offline and not os.environ.get("TINYGMM_PIO_CORE"):
+        return None
+    from .pio import provision_offline
+
+    return provision_offline().core_dir
+
+
+def connect(transport, model_id: str) -> Device:
+    """A Device on ``transport``, synced by ping and checked to run ``model_id`` (stale firmware refused)."""
+    dev = Device(transport)
+    dev.sync()
+    dev.expect_model(model_id)
+    return dev
