@@ -53,6 +53,8 @@ enum {
 /* While waiting for a client to open the pty: how often to look (ms). */
 #define CLIENT_POLL_MS 5
 #define IO_CHUNK 4096
+/* Output waiting without a line end is sent after this many cycles without a new byte (1 ms at 16 MHz). */
+#define OUTPUT_IDLE_CYCLES 16000u
 
 /* Bytes from the firmware not yet written to the pty, and bytes from the client not yet fed. */
 typedef struct {
@@ -62,6 +64,7 @@ typedef struct {
 
 static buffer_t to_client, to_avr;
 static size_t to_avr_pos;
+static avr_cycle_count_t last_output_cycle; /* when the firmware last wrote a byte */
 static int room;          /* simavr's UART input fifo accepts bytes (XON seen, no XOFF since) */
 static int verbose;
 static volatile sig_atomic_t got_signal;
@@ -124,9 +127,10 @@ static void no_sleep(avr_t *avr, avr_cycle_count_t how_long)
 static void on_uart_output(struct avr_irq_t *irq, uint32_t value, void *param)
 {
     uint8_t byte = (uint8_t)value;
+    avr_t *avr = param;
     (void)irq;
-    (void)param;
     buffer_push(&to_client, &byte, 1);
+    last_output_cycle = avr->cycle;
 }
 
 static void on_xon(struct avr_irq_t *irq, uint32_t value, void *param)
@@ -174,10 +178,15 @@ static int client_connected(int master)
     return !(p.revents & POLLHUP);
 }
 
-/* Move bytes both ways. Returns 0 while the client is there, 1 once it hung up. */
-static int service(avr_t *avr, int master, avr_irq_t *uart_in)
+/* Move bytes both ways. Returns 0 while the client is there, 1 once it hung up.
+ * Output goes out at a line end, after OUTPUT_IDLE_CYCLES without a new byte, or in big chunks
+ * (like a USB-serial chip's latency timer), not two bytes at a time; `force` sends it all. */
+static int service(avr_t *avr, int master, avr_irq_t *uart_in, int force)
 {
-    while (to_client.len > 0) {
+    const int flush = force || (to_client.len > 0 && (to_client.data[to_client.len - 1] == '\n'
+                                                      || avr->cycle - last_output_cycle > OUTPUT_IDLE_CYCLES
+                                                      || to_client.len >= IO_CHUNK));
+    while (flush && to_client.len > 0) {
         ssize_t n = write(master, to_client.data, to_client.len);
         if (n > 0) {
             buffer_drop(&to_client, (size_t)n);
@@ -205,7 +214,6 @@ static int service(avr_t *avr, int master, avr_irq_t *uart_in)
     while (room && to_avr_pos < to_avr.len) {
         avr_raise_irq(uart_in, to_avr.data[to_avr_pos++]);
     }
-    (void)avr;
     return 0;
 }
 
@@ -302,7 +310,7 @@ int main(int argc, char **argv)
         die("%s has no UART0", mcu);
     }
     uart_in = avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_INPUT);
-    avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUTPUT), on_uart_output, NULL);
+    avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUTPUT), on_uart_output, avr);
     avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XON), on_xon, NULL);
     avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XOFF), on_xoff, NULL);
     room = 0; /* until the firmware enables its receiver, bytes would be dropped */
@@ -378,7 +386,7 @@ int main(int argc, char **argv)
             if (!connected) {
                 connected = client_connected(master) == 1;
                 to_client.len = 0; /* nobody listens: the bytes are gone, as on an open wire */
-            } else if (service(avr, master, uart_in)) {
+            } else if (service(avr, master, uart_in, 0)) {
                 break; /* client hung up */
             }
             if (got_signal) {
@@ -406,7 +414,7 @@ int main(int argc, char **argv)
             }
         }
         if (connected && code != EXIT_HANGUP) {
-            (void)service(avr, master, uart_in); /* last bytes of the firmware, if anyone listens */
+            (void)service(avr, master, uart_in, 1); /* last bytes of the firmware, if anyone listens */
         }
     }
 
