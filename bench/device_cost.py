@@ -91,7 +91,7 @@ def unpruned_ops(K: int, D: int) -> int:
     return D + K * (packed_size(D) + 2 * D + 1)
 
 
-def bench(name: str, m: Model, X: np.ndarray, n: int, runner: Path, keep: Path | None) -> None:
+def bench(name: str, m: Model, X: np.ndarray, n: int, runner: Path, keep: Path | None) -> str:
     rng = np.random.default_rng(0)
     dev = fold(m)
     report = measure_avr(dev)
@@ -120,10 +120,14 @@ def bench(name: str, m: Model, X: np.ndarray, n: int, runner: Path, keep: Path |
     tp, tw, ts = TARGETS.get(name, (None, None, None))
     print(f"  references: emlearn predict {em_p}, score {em_s}; unpruned {ops} float ops x {CYCLES_PER_FLOAT_OP}"
           f" = {ops * CYCLES_PER_FLOAT_OP}")
+    pm, sm = int(np.median(results["model"][0])), int(np.median(results["model"][1]))
     if tp:
-        pm, sm = int(np.median(results["model"][0])), int(np.median(results["model"][1]))
         print(f"  targets: predict median <= {tp}: {pm} {'ok' if pm <= tp else 'MISSED'}; worst <= {tw}: {allp.max()} "
               f"{'ok' if allp.max() <= tw else 'MISSED'}; score median <= {ts}: {sm} {'ok' if sm <= ts else 'MISSED'}")
+    k = lambda v: f"{v / 1000:.1f}k" if v < 100_000 else f"{v / 1000:.0f}k"  # noqa: E731
+    return (f"| {name}: {m.covariance_type}, K={m.n_components}, D={m.n_features} | {k(pm)} / {k(int(allp.max()))} | {k(sm)} "
+            f"| {report.flash / 1000:.1f} KB / {report.ram} B | {k(em_p) if em_p else '-'} / {k(em_s) if em_s else '-'} "
+            f"| {f'{k(tp)} / {k(tw)} / {k(ts)}' if tp else '-'} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,11 +141,15 @@ def main(argv: list[str] | None = None) -> int:
                         "-lsimavr", "-lutil", "-o", str(runner)], check=True)
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
+        rows = []
         if MALL_CSV.is_file():
-            bench("mall", *mall_model(), args.points, runner, args.keep)
+            rows.append(bench("mall", *mall_model(), args.points, runner, args.keep))
         else:
             print(f"{MALL_CSV} not found: skipping the Mall Customers model", file=sys.stderr)
-        bench("blobs16x8", *blobs_model(), args.points, runner, args.keep)
+        rows.append(bench("blobs16x8", *blobs_model(), args.points, runner, args.keep))
+    print("\n| model | predict median / worst | score median | flash / RAM | emlearn predict / score | targets |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(rows))
     return 0
 
 

@@ -342,15 +342,27 @@ static inline int tinygmm__first_rows(const tinygmm_model *m, const float *z, fl
     const size_t step = (ct == TINYGMM_FULL) ? D * (D + 1u) / 2u : (ct == TINYGMM_DIAG) ? D : 0u;
     const float *a = m->factor;
     const float *off = m->offset;
+    const float *bias = m->bias;
+    const float z0 = z[0];
     uint32_t top = 0u; /* below every key */
     int k, first = 0;
-    for (k = 0; k < K; ++k, a += step, off += D) {
-        const float s = tinygmm__row0(ct, z, a, off);
-        const uint32_t c = tinygmm__key(tinygmm__from_sum(m, k, TINYGMM_READ_FLOAT(m->bias + k), s));
+    for (k = 0; k < K; ++k, a += step, off += D, ++bias) {
+        float s, c;
+        uint32_t ck;
+        if (ct == TINYGMM_FULL) { /* the same operations as tinygmm__row0, the hot case spelt out */
+            s = TINYGMM_READ_FLOAT(a) * z0;
+            s = s - TINYGMM_READ_FLOAT(off);
+            s = s * s;
+            c = TINYGMM_READ_FLOAT(bias) - s;
+        } else {
+            s = tinygmm__row0(ct, z, a, off);
+            c = tinygmm__from_sum(m, k, TINYGMM_READ_FLOAT(bias), s);
+        }
+        ck = tinygmm__key(c);
         s0[k] = s;
-        key[k] = c;
-        if (c > top) {
-            top = c;
+        key[k] = ck;
+        if (ck > top) {
+            top = ck;
             first = k;
         }
     }
