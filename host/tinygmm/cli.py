@@ -469,11 +469,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _core_dir(args: argparse.Namespace) -> Path | None:
-    if not args.offline:
-        return None
-    from .pio import provision_offline
+    from .connect import default_core_dir
 
-    return provision_offline().core_dir
+    return default_core_dir(args.offline)
 
 
 def _project_envs(project: Path) -> list[str]:
@@ -503,15 +501,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_flash(args: argparse.Namespace) -> int:
-    from .pio import run_pio
-    from .ports import resolve_port
+    from .connect import flash
 
     envs = _project_envs(args.project)
     if args.env not in envs or args.env == "native":
         boards = [e for e in envs if e != "native"] or ["none: add one with `tinygmm export --board`"]
         raise TinyGMMError(f"cannot flash env {args.env!r}; the project's boards: {', '.join(boards)}")
-    port = resolve_port(args.port, args.env)
-    run_pio(["run", "-e", args.env, "-t", "upload", "--upload-port", port], args.project, _core_dir(args))
+    port = flash(args.project, args.env, args.port, _core_dir(args))
     print(f"tinygmm: {args.env} flashed on {port}")
     return 0
 

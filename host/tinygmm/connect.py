@@ -99,7 +99,8 @@ def flash(project: Path, env: str, port: str, core_dir: Path | None = None) -> s
 
 
 def default_core_dir(offline: bool) -> Path | None:
-    """tinygmm's offline PlatformIO core when asked for (or named by TINYGMM_PIO_CORE), else PlatformIO's own."""
+    """tinygmm's offline PlatformIO core when asked for (or when TINYGMM_PIO_CORE names one), else
+    None: PlatformIO's own core (PLATFORMIO_CORE_DIR or ~/.platformio)."""
     if not offline and not os.environ.get("TINYGMM_PIO_CORE"):
         return None
     from .pio import provision_offline

@@ -1,0 +1,123 @@
+"""The verification suite: its comparisons can fail, and `tinygmm verify` runs them on a real native build."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinygmm.cli import main
+from tinygmm.model import Model, load
+from tinygmm.project import export_project
+from tinygmm.twin import ERR_NONFINITE, DeviceTwin
+from tinygmm.vectors import load_vectors
+from tinygmm.verify import OPS, compare
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, pio_core):
+    """The demo model exported and built for native (every build through the session's offline core)."""
+    root = tmp_path_factory.mktemp("verify")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TINYGMM_PIO_CORE", str(pio_core.core_dir))
+        assert main(["demo", "-o", str(root / "model.json")]) == 0
+        yield root / "project"
+
+
+def twin_outputs(model: Model, X: np.ndarray) -> dict:
+    """What a perfect device answers: the twin's own statuses and values."""
+    t = DeviceTwin(model).evaluate(X)
+    return {"predict": (t.status_predict, t.label), "log_joint": (t.status_log_joint, t.log_joint),
+            "score": (t.status_score, t.score), "proba": (t.status_proba, t.proba),
+            "anomaly": (t.status_anomaly, t.anomaly)}
+
+
+def failed(checks) -> dict[str, int]:
+    return {c.name.split(":")[0] + ":" + c.name.split(":")[1][:12]: c.failures for c in checks if not c.passed}
+
+
+def test_the_twin_itself_passes_every_check(project: Path) -> None:
+    model = load(project / "model.json")
+    vectors = load_vectors(project / "test_vectors.json")
+    checks, figures = compare(model, vectors, twin_outputs(model, vectors.X))
+    assert all(c.passed for c in checks), failed(checks)
+    assert figures["bit_exact"]["log_joint"] == 1.0
+
+
+def test_each_kind_of_wrong_answer_is_caught(project: Path) -> None:
+    model = load(project / "model.json")
+    vectors = load_vectors(project / "test_vectors.json")
+    good = twin_outputs(model, vectors.X)
+    sample = vectors.kinds.index("sample")
+
+    def tampered(op: str, change) -> list[str]:
+        out = {k: (s.copy(), v.copy()) for k, (s, v) in good.items()}
+        change(*out[op])
+        return [c.name for c in compare(model, vectors, out)[0] if not c.passed]
+
+    def relabel(s, v):
+        v[sample] = (v[sample] + 1) % model.n_components
+    assert tampered("predict", relabel) == ["predict: equals float64 outside certified float32 ties"]
+
+    def shift_lj(s, v):
+        v[sample] += np.float32(0.5)
+    assert tampered("log_joint", shift_lj) == ["log_joint: within the float32 error bound of float64"]
+
+    def shift_score(s, v):
+        v[sample] -= np.float32(0.01)
+    assert "score: within the float32 error bound of float64" in tampered("score", shift_score)
+
+    def shift_proba(s, v):
+        v[sample, 0] += np.float32(1e-4)
+    assert tampered("proba", shift_proba) == ["proba: within 1e-05 of float64"]
+
+    nan_row = vectors.kinds.index("nonfinite")
+
+    def answer_nan(s, v):
+        s[nan_row] = 0  # the device answered a NaN input instead of refusing it
+    assert tampered("score", answer_nan) == ["score: status equals the twin's"]
+    assert good["score"][0][nan_row] == ERR_NONFINITE
+
+
+def test_verify_native_passes_and_writes_the_report(project: Path, tmp_path: Path, capsys) -> None:
+    report = tmp_path / "report.json"
+    log = tmp_path / "link.log"
+    code = main(["verify", str(project), "-e", "native", "--emulator", "native", "--report", str(report),
+                 "--log", str(log)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "PASS" in out and "certified float32 ties" in out
+    doc = json.loads(report.read_text())
+    assert doc["format"] == "tinygmm-verify" and doc["passed"] is True
+    assert doc["model_id"] == load(project / "model.json").model_id
+    assert {c["name"].split(":")[0] for c in doc["checks"]} == set(OPS)
+    assert doc["n_vectors"] == sum(doc["kinds"].values()) and doc["cycles"]["predict"] > 0
+    assert "hello" in log.read_text()  # every byte sent and received, timestamped
+
+
+def test_stale_firmware_is_refused(project: Path, tmp_path: Path, capsys) -> None:
+    """A build of another model answers hello with its own id: verify stops before comparing."""
+    model = load(project / "model.json")
+    other = Model(model.covariance_type, model.weights, model.means + 0.01, model.covariances, model.scaler,
+                  model.feature_names, model.anomaly_threshold, model.metadata)
+    stale = tmp_path / "stale"
+    export_project(model, ["native"], stale)
+    assert main(["build", str(stale), "-e", "native"]) == 0
+    export_project(other, ["native"], stale)  # the model changes, the binary is not rebuilt
+    binary = stale / ".pio" / "build" / "native" / "program"
+    future = time.time() + 60
+    os.utime(binary, (future, future))
+    capsys.readouterr()
+    assert main(["verify", str(stale), "-e", "native", "--emulator", "native"]) == 1
+    err = capsys.readouterr().err
+    assert f"the device runs model {model.model_id}, expected {other.model_id}" in err
+
+
+def test_verify_argument_errors(project: Path, capsys) -> None:
+    assert main(["verify", str(project), "-e", "native", "--port", "/dev/ttyS0"]) == 1
+    assert "use --emulator native" in capsys.readouterr().err
+    assert main(["verify", str(project), "-e", "uno", "--emulator", "native"]) == 1
+    assert "the native emulator runs the native env, not 'uno'" in capsys.readouterr().err
