@@ -209,11 +209,17 @@ class _ChildTransport:
                 self._stderr_final = self._stderr_text()
                 f.close()
 
-    def __del__(self) -> None:  # last resort: never leave a zombie or a running emulator behind
+    def __del__(self) -> None:  # last resort (never closed): no zombie, no running emulator, no open fd
         proc = getattr(self, "_proc", None)
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:  # close our descriptors without waiting for anything (overridden)
+        pass
 
 
 class _FdTransport(_ChildTransport):
@@ -261,6 +267,9 @@ class _FdTransport(_ChildTransport):
             fd, self._fd = self._fd, None
             os.close(fd)
 
+    def _release(self) -> None:
+        self._hang_up()
+
 
 def _open_pty_slave(path: str) -> int:
     fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
@@ -281,14 +290,15 @@ class SimavrTransport(_FdTransport):
     The firmware starts when this transport opens the pty, so the boot banner is the first line
     read. ``wall_limit`` (seconds) and ``cycle_limit`` stop the emulation (the link then closes:
     LinkClosed naming the limit); ``realtime`` throttles to that multiple of real time (1.0 = an
-    actual 16 MHz Uno). After :meth:`close`: ``cycles`` (exact, emulated), ``exit_reason``,
+    actual 16 MHz Uno); ``service_interval``: AVR instructions between two moves of bytes
+    (runner default 2048). After :meth:`close`: ``cycles`` (exact, emulated), ``exit_reason``,
     ``exit_code`` and ``emulated_mhz`` from the runner's report.
     """
 
     def __init__(self, elf: str | os.PathLike, *, mcu: str = UNO_MCU, frequency: int = UNO_HZ,
                  wall_limit: float | None = None, cycle_limit: int | None = None,
-                 realtime: float | None = None, runner: str | os.PathLike | None = None,
-                 start_timeout: float = START_TIMEOUT):
+                 realtime: float | None = None, service_interval: int | None = None,
+                 runner: str | os.PathLike | None = None, start_timeout: float = START_TIMEOUT):
         self.elf = Path(elf)
         self.what = f"simavr running {self.elf.name}"
         self.report: dict[str, str] = {}
@@ -302,6 +312,8 @@ class SimavrTransport(_FdTransport):
             argv += ["-c", str(int(cycle_limit))]
         if realtime is not None:
             argv += ["-r", repr(float(realtime))]
+        if service_interval is not None:
+            argv += ["-i", str(int(service_interval))]
         argv.append(str(self.elf))
         self.argv = argv
         self._stderr = tempfile.TemporaryFile()
@@ -501,6 +513,11 @@ class QemuAvrTransport(_ChildTransport):
             sock.close()
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
+
+    def _release(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 def _free_port() -> int:
