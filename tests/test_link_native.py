@@ -3,6 +3,7 @@ tinygmm.link: every command against the float32 twin, every error reply, garbage
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -29,12 +30,14 @@ from _gmm_cases import box_points, far_points, random_model, sample
 
 SOURCES = [firmware_dir() / "lib" / "tinygmm_proto" / "tinygmm_proto.c", firmware_dir() / "src" / "native" / "main.c"]
 INCLUDES = [firmware_dir() / "lib" / "tinygmm", firmware_dir() / "lib" / "tinygmm_proto"]
-# The Uno's sizes (docs/protocol.md): 512-byte line buffer, 64-byte Arduino receive buffer.
-UNO_LINE, UNO_RX = 512, 64
+# The Uno's sizes (docs/protocol.md): 512-byte line buffer, 63 usable bytes in the Arduino receive ring.
+UNO_LINE, UNO_RX = 512, 63
 HOST_LINE, HOST_RX = 2048, 4096  # tinygmm_proto.h / native main.c defaults
 # 115200 baud 8N1 moves 11,520 bytes/s; the raw payload is 4 bytes per float (issue 5's limit).
 RAW_BYTES_PER_FLOAT = 4
 DENSITY_TARGET = 0.60
+# _cdriver's warning set minus -Wpedantic (avr-libc's PSTR is a GNU statement expression).
+AVR_WARNINGS = ["-Wall", "-Wextra", "-Wdouble-promotion", "-Wconversion", "-Wshadow", "-Werror"]
 
 
 @dataclass
@@ -411,6 +414,28 @@ def test_a_killed_device_is_reported_not_waited_for(fw):
         with pytest.raises(LinkClosed, match="exit code"):
             device.predict(fw.points[0])
         assert time.monotonic() - t0 < 1.0
+
+
+# -- the protocol core for the Uno's compiler ------------------------------------------------
+
+
+@pytest.mark.parametrize("language", ["c99", "c++11"])
+def test_protocol_core_builds_warning_free_with_avr_gcc(fw, language, tmp_path):
+    """No RAM strings (.data stays empty: every constant string is PSTR) and no warnings under -Werror."""
+    if shutil.which("avr-gcc") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true: avr-gcc (Debian gcc-avr) is required")
+        pytest.skip("needs avr-gcc (Debian gcc-avr)")
+    header_dir = fw.exe.parent
+    compiler = ["avr-gcc", "-std=c99"] if language == "c99" else ["avr-g++", "-x", "c++", "-std=c++11"]
+    obj = tmp_path / "proto.o"
+    cmd = [*compiler, "-mmcu=atmega328p", "-DF_CPU=16000000L", "-Os", "-ffp-contract=off", *AVR_WARNINGS,
+           *(f"-I{d}" for d in (*INCLUDES, header_dir)), "-c", str(SOURCES[0]), "-o", str(obj)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    size = subprocess.run(["avr-size", "-A", str(obj)], capture_output=True, text=True).stdout
+    data = [line.split() for line in size.splitlines() if line.startswith(".data")]
+    assert not data or int(data[0][1]) == 0, size
 
 
 # -- transports without a device ---------------------------------------------------------------

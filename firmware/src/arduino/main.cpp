@@ -25,15 +25,17 @@
 #endif
 #endif
 
-/* What the core's receive ring holds: AVR cores define SERIAL_RX_BUFFER_SIZE (64); on ESP32
+/* Bytes the core's receive ring holds while the sketch computes. The AVR core's ring of
+ * SERIAL_RX_BUFFER_SIZE (64) keeps one slot empty to tell full from empty, and its ISR drops
+ * a byte that finds it full: 63 usable (measured in simavr: 64 in flight lose a byte). On ESP32
  * the size is set below before Serial.begin(); otherwise assume the AVR default. */
 #ifndef TINYGMM_RX_BUFFER_BYTES
 #if defined(ARDUINO_ARCH_ESP32)
 #define TINYGMM_RX_BUFFER_BYTES 256
 #elif defined(SERIAL_RX_BUFFER_SIZE)
-#define TINYGMM_RX_BUFFER_BYTES SERIAL_RX_BUFFER_SIZE
+#define TINYGMM_RX_BUFFER_BYTES (SERIAL_RX_BUFFER_SIZE - 1)
 #else
-#define TINYGMM_RX_BUFFER_BYTES 64
+#define TINYGMM_RX_BUFFER_BYTES 63
 #endif
 #endif
 

@@ -20,6 +20,8 @@ from .protocol import LinkClosed, LinkTimeout
 
 # Seconds a child process gets to exit after its stdin closes, before it is killed.
 CHILD_EXIT_GRACE = 2.0
+# Seconds to wait for a child's exit code once its stdout closed (for the error message only).
+EXIT_CODE_WAIT = 0.5
 # DTR held low-high for a requested reset: the Uno's auto-reset capacitor needs a clear edge.
 RESET_PULSE_SECONDS = 0.1
 # A write that cannot be handed to the OS in this long means the link is stuck.
@@ -70,7 +72,10 @@ class PipeTransport(_ContextManager):
         return self._proc.pid
 
     def _gone(self) -> LinkClosed:
-        code = self._proc.poll()
+        try:  # the pipe closes just before the exit is reaped: give the code a moment to appear
+            code = self._proc.wait(timeout=EXIT_CODE_WAIT)
+        except subprocess.TimeoutExpired:
+            code = None
         self._stderr.seek(0)
         err = self._stderr.read().decode(errors="replace").strip()
         state = "still running" if code is None else f"exit code {code}"
