@@ -37,3 +37,5 @@ def avr_toolchain():
 
     missing = BOARDS["uno"].missing_tools()
     require(not missing, "the uno build needs apt-get install " + " ".join(missing))
+
+pytest_plugins = ["pytester"]

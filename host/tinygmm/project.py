@@ -32,6 +32,8 @@ MANIFEST = Path(".tinygmm") / "manifest.json"
 MODEL_HEADER = Path("include") / "tinygmm_model.h"
 # Firmware folders every project carries, relative to firmware/ (and to the project).
 FIRMWARE_TREES = ("lib/tinygmm", "lib/tinygmm_proto", "src")
+# The regression suite every project carries (run by pytest with tinygmm's plugin).
+SUITE = Path(__file__).resolve().parent / "hil" / "test_device.py"
 # Per-board source folder under src/ and extra build flags.
 _GLUE = {"native": ("native", ("-O2", "-lm")), "uno": ("arduino", ()), "esp32dev": ("arduino", ())}
 
@@ -82,6 +84,7 @@ def project_files(model: Model, boards: Sequence[Board], X_train: np.ndarray | N
         for src in sorted((fw / tree).rglob("*")):
             if src.is_file() and "__pycache__" not in src.parts:
                 files[src.relative_to(fw).as_posix()] = src.read_bytes()
+    files["hil/test_device.py"] = SUITE.read_bytes()
     files[MODEL_HEADER.as_posix()] = render_header(model).encode()
     files["platformio.ini"] = render_ini(model.model_id, boards).encode()
     files["model.json"] = (json.dumps(model_to_dict(model), indent=1) + "\n").encode()

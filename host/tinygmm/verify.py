@@ -32,6 +32,14 @@ PROBA_TOLERANCE = 1e-5
 BENCH_CALLS = 20
 BENCH_VECTORS = 5
 OPS = ("predict", "log_joint", "score", "proba", "anomaly")
+CHECK_NAMES = (
+    *(f"{op}: status equals the twin's" for op in OPS),
+    "predict: equals float64 outside certified float32 ties",
+    "log_joint: within the float32 error bound of float64",
+    "score: within the float32 error bound of float64",
+    f"proba: within {PROBA_TOLERANCE:g} of float64",
+    "anomaly: equals float64 where the score is clear of the threshold",
+)
 REPORT_FORMAT = "tinygmm-verify"
 REPORT_VERSION = 1
 
@@ -73,6 +81,7 @@ class VerifyReport:
     link_limit: float | None = None  # vectors/s a raw float32 payload could reach at the baud rate
     device: dict[str, str] = field(default_factory=dict)  # the device's hello fields
     seconds: float = 0.0
+    by_kind: dict[str, list[Check]] = field(default_factory=dict)  # the same checks on each kind of vector
 
     @property
     def passed(self) -> bool:
@@ -186,6 +195,20 @@ def compare(model: Model, vectors: Vectors, device: dict[str, Any]) -> tuple[lis
     return checks, figures
 
 
+def compare_by_kind(model: Model, vectors: Vectors, device: dict[str, Any]) -> dict[str, list[Check]]:
+    """``compare`` on the vectors of each kind separately (vector indices stay global)."""
+    kinds = np.asarray(vectors.kinds)
+    out = {}
+    for kind in dict.fromkeys(vectors.kinds):
+        idx = np.flatnonzero(kinds == kind)
+        sub = Vectors([kind] * len(idx), vectors.X[idx], vectors.model_id)
+        checks, _ = compare(model, sub, {op: (s[idx], v[idx]) for op, (s, v) in device.items()})
+        for c in checks:
+            c.examples = [int(idx[i]) for i in c.examples]
+        out[kind] = checks
+    return out
+
+
 def run_suite(dev: Device, model: Model, vectors: Vectors, *, target: str = "", transport: str = "",
               bench: bool = True, baud: int | None = None) -> VerifyReport:
     """Send every test vector through the batch form of each output, compare, time the device."""
@@ -202,6 +225,7 @@ def run_suite(dev: Device, model: Model, vectors: Vectors, *, target: str = "", 
         rate[op] = len(vectors.X) / elapsed if elapsed > 0 else float("inf")
         per_vector[op] = (dev.transcript.bytes_sent() - sent) / max(len(vectors.X), 1)
     checks, figures = compare(model, vectors, outputs)
+    by_kind = compare_by_kind(model, vectors, outputs)
     cycles = {}
     if bench:
         sample = vectors.of_kind("sample")[:BENCH_VECTORS]
@@ -213,7 +237,8 @@ def run_suite(dev: Device, model: Model, vectors: Vectors, *, target: str = "", 
     return VerifyReport(model_id=model.model_id, target=target or info.target, transport=transport,
                         n_vectors=len(vectors.X), kinds=kinds, checks=checks, cycles=cycles,
                         clock_unit=info.clock_unit, vectors_per_second=rate, bytes_per_vector=per_vector,
-                        link_limit=limit, device=dict(info.fields), seconds=time.perf_counter() - start, **figures)
+                        link_limit=limit, device=dict(info.fields), seconds=time.perf_counter() - start,
+                        by_kind=by_kind, **figures)
 
 
 def format_report(r: VerifyReport) -> str:

@@ -1,0 +1,127 @@
+"""pytest plugin: a tinygmm device (board, native build or emulated Uno) as session fixtures.
+
+Registered through the ``pytest11`` entry point. Options::
+
+    --tinygmm-project DIR      an exported project (tinygmm export)
+    --tinygmm-env ENV          its env to test (default: native)
+    --tinygmm-port PORT|auto   a board on a serial port ...
+    --tinygmm-emulator NAME    ... or native | simavr | qemu
+    --tinygmm-baud N           serial speed (default: 115200)
+    --tinygmm-offline          build with tinygmm's offline PlatformIO core
+
+Fixtures: ``tinygmm_project`` (Path), ``tinygmm_model``, ``tinygmm_vectors``, ``tinygmm_device``
+(a synced :class:`~tinygmm.link.client.Device`, refused before any comparison when it runs another
+model), ``tinygmm_report`` (the whole suite run once: :class:`~tinygmm.verify.VerifyReport`).
+A failing test that used the device gets the device's byte log attached as a report section.
+Without a board or emulator the tests skip and say why; under CI=true a missing emulator fails.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from .errors import TinyGMMError
+
+# Bytes of the device log attached to a failing test (the end of it: the latest exchange).
+LOG_TAIL_CHARS = 20_000
+_DEVICE_KEY = pytest.StashKey[Any]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tinygmm", "tinygmm device under test")
+    group.addoption("--tinygmm-project", metavar="DIR", help="exported tinygmm project to test")
+    group.addoption("--tinygmm-env", metavar="ENV", default="native", help="the project's env (default: native)")
+    group.addoption("--tinygmm-port", metavar="PORT|auto", help="a board on a serial port (path or pyserial URL)")
+    group.addoption("--tinygmm-emulator", choices=("native", "simavr", "qemu"),
+                    help="run the firmware here instead of on a board")
+    group.addoption("--tinygmm-baud", type=int, default=115200, metavar="N", help="serial speed (default: 115200)")
+    group.addoption("--tinygmm-offline", action="store_true", help="build with tinygmm's offline PlatformIO core")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "tinygmm: the test talks to a tinygmm device (board or emulator)")
+
+
+def _unavailable(what: str, required_in_ci: bool) -> None:
+    """Skip saying what is missing; under CI=true a missing emulator is a failure, a missing board is not."""
+    if required_in_ci and os.environ.get("CI") == "true":
+        pytest.fail(f"{what} (CI=true: emulators are required)", pytrace=False)
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="session")
+def tinygmm_project(pytestconfig: pytest.Config) -> Path:
+    value = pytestconfig.getoption("tinygmm_project")
+    if not value:
+        pytest.skip("no --tinygmm-project DIR given")
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def tinygmm_model(tinygmm_project: Path) -> Any:
+    from .project import read_project
+
+    try:
+        return read_project(tinygmm_project)[0]
+    except TinyGMMError as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def tinygmm_vectors(tinygmm_project: Path) -> Any:
+    from .vectors import load_vectors
+
+    try:
+        return load_vectors(tinygmm_project / "test_vectors.json")
+    except TinyGMMError as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def tinygmm_device(pytestconfig: pytest.Config, tinygmm_project: Path, tinygmm_model: Any) -> Iterator[Any]:
+    from . import connect as c
+
+    opt = pytestconfig.getoption
+    env, port, emulator = opt("tinygmm_env"), opt("tinygmm_port"), opt("tinygmm_emulator")
+    if port is None and emulator is None:
+        _unavailable("no board or emulator: give --tinygmm-port PORT or --tinygmm-emulator native|simavr|qemu", False)
+    try:
+        c.check_target(env, port, emulator)
+        core = c.default_core_dir(opt("tinygmm_offline"))
+        transport = c.open_transport(tinygmm_project, c.Target(env, port, emulator, opt("tinygmm_baud")), core)
+    except TinyGMMError as e:
+        text = str(e)
+        if "apt-get install" in text or "no serial port" in text or "no port that looks like" in text:
+            _unavailable(f"{emulator or 'board'} unavailable: {text}", required_in_ci=emulator is not None)
+        pytest.fail(text, pytrace=False)
+    with transport:
+        try:
+            device = c.connect(transport, tinygmm_model.model_id)
+        except TinyGMMError as e:
+            pytest.fail(f"refusing to compare: {e}", pytrace=False)
+        pytestconfig.stash[_DEVICE_KEY] = device
+        yield device
+
+
+@pytest.fixture(scope="session")
+def tinygmm_report(pytestconfig: pytest.Config, tinygmm_device: Any, tinygmm_model: Any, tinygmm_vectors: Any) -> Any:
+    from .verify import run_suite
+
+    opt = pytestconfig.getoption
+    port = opt("tinygmm_port")
+    return run_suite(tinygmm_device, tinygmm_model, tinygmm_vectors, target=opt("tinygmm_env"),
+                     transport=f"port {port}" if port else f"emulator {opt('tinygmm_emulator')}",
+                     baud=opt("tinygmm_baud") if port else None)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "tinygmm_device" in getattr(item, "fixturenames", ()):
+        device = item.config.stash.get(_DEVICE_KEY, None)
+        if device is not None:
+            report.sections.append(("tinygmm device log", device.transcript.text()[-LOG_TAIL_CHARS:]))

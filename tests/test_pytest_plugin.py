@@ -1,0 +1,71 @@
+"""The pytest plugin, driven the way a team runs it: pytest over an exported project's suite."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tinygmm.cli import main
+from tinygmm.project import export_project
+from tinygmm.model import Model, load
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, pio_core):
+    root = tmp_path_factory.mktemp("plugin")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TINYGMM_PIO_CORE", str(pio_core.core_dir))
+        assert main(["demo", "-o", str(root / "model.json")]) == 0
+        yield root / "project"
+
+
+def run(pytester: pytest.Pytester, project: Path, *args: str) -> pytest.RunResult:
+    shutil.copytree(project / "hil", pytester.path / "hil")
+    return pytester.runpytest_subprocess("hil", "--tinygmm-project", str(project), "-p", "no:cacheprovider", *args)
+
+
+def test_suite_passes_on_the_native_build_with_junit(pytester, project, tmp_path) -> None:
+    junit = tmp_path / "device.xml"
+    result = run(pytester, project, "--tinygmm-emulator", "native", f"--junitxml={junit}")
+    result.assert_outcomes(passed=82)
+    xml = junit.read_text()
+    assert 'test_device_agrees_with_host[predict: equals float64 outside certified float32 ties-far1000]' in xml
+
+
+def test_without_a_device_the_suite_skips_and_says_why(pytester, project) -> None:
+    result = run(pytester, project, "-rs")
+    result.assert_outcomes(skipped=82)
+    result.stdout.fnmatch_lines(["*no board or emulator: give --tinygmm-port PORT or --tinygmm-emulator*"])
+
+
+def test_a_missing_port_skips_naming_it(pytester, project) -> None:
+    result = run(pytester, project, "--tinygmm-env", "uno", "--tinygmm-port", "/dev/ttyNOSUCH", "-rs")
+    result.assert_outcomes(skipped=82)
+    result.stdout.fnmatch_lines(["*no serial port /dev/ttyNOSUCH*"])
+
+
+def test_stale_firmware_is_refused_before_any_comparison(pytester, project, tmp_path) -> None:
+    model = load(project / "model.json")
+    other = Model(model.covariance_type, model.weights, model.means + 0.01, model.covariances, model.scaler,
+                  model.feature_names, model.anomaly_threshold, model.metadata)
+    stale = tmp_path / "stale"
+    shutil.copytree(project, stale)
+    export_project(other, ["native", "uno", "esp32dev"], stale, force=True)
+    program = stale / ".pio" / "build" / "native" / "program"
+    program.touch()  # newer than the sources: not rebuilt, still runs the old model
+    result = run(pytester, stale, "--tinygmm-emulator", "native")
+    result.assert_outcomes(errors=82)
+    result.stdout.fnmatch_lines([f"*refusing to compare: the device runs model {model.model_id}, "
+                                 f"expected {other.model_id}*"])
+
+
+def test_a_failing_device_test_carries_the_device_log(pytester, project) -> None:
+    pytester.makepyfile(test_mine="""
+        def test_hello_says_something_else(tinygmm_device):
+            assert tinygmm_device.hello().n_components == 99
+    """)
+    result = pytester.runpytest_subprocess("--tinygmm-project", str(project), "--tinygmm-emulator", "native",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*tinygmm device log*", "*hello*"])
