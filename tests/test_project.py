@@ -14,6 +14,7 @@ from tinygmm import GaussianMixture
 from tinygmm.boards import BOARDS
 from tinygmm.data import demo_data
 from tinygmm.errors import TinyGMMError
+from tinygmm.memory import memory_report
 from tinygmm.model import Model, Scaler, load
 from tinygmm.pio import lint_ini, parse_memory_use, run_pio
 from tinygmm.project import MANIFEST, MODEL_HEADER, export_project
@@ -133,6 +134,10 @@ def test_exported_project_builds_native_and_uno(tmp_path: Path, model: Model, tr
     print(f"\nuno build: flash {use.flash} of {use.flash_max} B, RAM {use.ram} of {use.ram_max} B")
     assert use.flash_max == BOARDS["uno"].flash and use.ram_max == BOARDS["uno"].ram
     assert use.flash <= BOARDS["uno"].flash and use.ram <= BOARDS["uno"].ram
+    # the estimate export refuses by stays close to what the build really takes
+    estimate = memory_report(model, "uno", firmware=True)
+    assert abs(estimate.flash - use.flash) <= 0.1 * use.flash, (estimate.flash, use.flash)
+    assert estimate.ram >= use.ram
 
 
 def test_esp32_glue_compiles_for_the_host_with_an_arduino_shim(tmp_path: Path, model: Model) -> None:

@@ -81,7 +81,8 @@ class Board:
 
 # Sources of the numbers:
 # uno: 32768 B flash less the 512-byte Optiboot bootloader, 2 KB SRAM (Arduino's boards.txt:
-#   uno.upload.maximum_size=32256, maximum_data_size=2048); HardwareSerial.h SERIAL_RX_BUFFER_SIZE 64.
+#   uno.upload.maximum_size=32256, maximum_data_size=2048); HardwareSerial.h SERIAL_RX_BUFFER_SIZE 64,
+#   of which the ring keeps one slot empty: 63 bytes may be in flight (a 64th is dropped).
 # esp32dev: the default partition table's 1.25 MB app slot and 320 KB DRAM (PlatformIO's
 #   esp32dev.json maximum_size/maximum_ram_size); arduino-esp32 HardwareSerial's default 256-byte RX buffer.
 # native: a host program reading stdin; 4096 is the size of the line buffer the native glue reads into.
@@ -95,7 +96,7 @@ BOARDS: dict[str, Board] = {
     for b in (
         Board(
             env="uno", title="Arduino Uno (ATmega328P, 16 MHz)", platform="atmelavr @ 5.1.0", board="uno",
-            framework="arduino", flash=32256, ram=2048, rx_buffer=64, pointer_bytes=2,
+            framework="arduino", flash=32256, ram=2048, rx_buffer=63, pointer_bytes=2,
             usb_ids={**USB_ARDUINO_UNO, **USB_CH340, **USB_FTDI},
             debian_packages=AVR_DEBIAN_PACKAGES,
         ),

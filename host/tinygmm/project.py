@@ -75,6 +75,11 @@ def render_ini(model_id: str, boards: Sequence[Board], dirs: Sequence[tuple[str,
     return text
 
 
+def memory_lines(model: Model, boards: Sequence[Board]) -> list[str]:
+    """The estimated flash/RAM of the whole firmware on each embedded board."""
+    return [line for b in boards if b.embedded for line in memory_report(model, b.env, firmware=True).lines()]
+
+
 def project_files(model: Model, boards: Sequence[Board], X_train: np.ndarray | None = None,
                   seed: int = 0) -> dict[str, bytes]:
     """Every generated file of the project: relative path -> content."""
@@ -89,7 +94,7 @@ def project_files(model: Model, boards: Sequence[Board], X_train: np.ndarray | N
     files["platformio.ini"] = render_ini(model.model_id, boards).encode()
     files["model.json"] = (json.dumps(model_to_dict(model), indent=1) + "\n").encode()
     files["test_vectors.json"] = dumps_vectors(make_vectors(model, X_train, seed=seed)).encode()
-    memory = [line for b in boards if b.env != "native" for line in memory_report(model, b.env).lines()]
+    memory = memory_lines(model, boards)
     files["README.md"] = _env().get_template("project_README.md.j2").render(
         title=f"tinygmm model {model.model_id}", tool_version=__version__, model_id=model.model_id,
         n_components=model.n_components, covariance_type=model.covariance_type,
@@ -124,7 +129,7 @@ def export_project(model: Model, board_names: Sequence[str], project: str | os.P
     boards = [get_board(n) for n in dict.fromkeys(board_names)]
     for b in boards:
         if b.flash is not None:
-            check_fits(memory_report(model, b.env))
+            check_fits(memory_report(model, b.env, firmware=True))
     project = Path(project)
     if project.exists() and not project.is_dir():
         raise TinyGMMError(f"{project} exists and is not a folder")
@@ -164,7 +169,7 @@ def export_project(model: Model, board_names: Sequence[str], project: str | os.P
     manifest = {"tool": f"tinygmm {__version__}", "model_id": model.model_id,
                 "boards": [b.env for b in boards], "files": dict(sorted(hashes.items()))}
     _write_atomic(project / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
-    result.memory = [line for b in boards if b.env != "native" for line in memory_report(model, b.env).lines()]
+    result.memory = memory_lines(model, boards)
     return result
 
 
