@@ -39,3 +39,11 @@ def avr_toolchain():
     require(not missing, "the uno build needs apt-get install " + " ".join(missing))
 
 pytest_plugins = ["pytester"]
+
+# Under CI the property tests draw the same examples every run (a red CI run must be reproducible);
+# elsewhere they explore new ones each time.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if IN_CI:
+    settings.load_profile("ci")

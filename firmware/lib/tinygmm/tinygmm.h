@@ -506,12 +506,17 @@ static inline tinygmm_status tinygmm_predict_proba(const tinygmm_model *model, c
                                                    float *proba)
 {
     float best = TINYGMM__NEG_INF, sum = 1.0f;
-    int k, K, top = 0;
-    tinygmm_status st = tinygmm_log_joint(model, x, n_features, proba);
+    int k, K = tinygmm_n_components(model), top = 0;
+    tinygmm_status st;
+    /* log_joint leaves proba unwritten when the centred input itself overflows: -inf then
+     * reads as "every component overflowed" below instead of as uninitialised memory. */
+    for (k = 0; k < K && k < TINYGMM_MAX_COMPONENTS; ++k) {
+        proba[k] = TINYGMM__NEG_INF;
+    }
+    st = tinygmm_log_joint(model, x, n_features, proba);
     if (st != TINYGMM_OK && st != TINYGMM_ERR_OVERFLOW) {
         return st;
     }
-    K = tinygmm_n_components(model);
     for (k = 0; k < K; ++k) {
         if (proba[k] > best) {
             best = proba[k];
