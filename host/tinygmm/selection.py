@@ -206,6 +206,29 @@ def chi2_sf(x: float, df: float) -> float:
     return gammaincc(0.5 * df, 0.5 * x)
 
 
+def chi2_isf(p: float, df: float) -> float:
+    """The x with P(chi2_df > x) = p: the chi-square critical value at level p, by bisection on chi2_sf.
+
+    chi2_sf falls strictly in x, so doubling brackets the root and bisection keeps it; the
+    loop stops when the bracket no longer shrinks in float64 (at most about 1100 steps).
+    """
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be between 0 and 1, got {p}")
+    if not df > 0:
+        raise ValueError(f"degrees of freedom must be positive, got {df}")
+    lo, hi = 0.0, max(1.0, float(df))
+    while chi2_sf(hi, df) > p:
+        lo, hi = hi, 2.0 * hi
+    while True:
+        mid = 0.5 * (lo + hi)
+        if not lo < mid < hi:
+            return mid
+        if chi2_sf(mid, df) > p:
+            lo = mid
+        else:
+            hi = mid
+
+
 def gammaincc(a: float, x: float) -> float:
     """Regularised upper incomplete gamma Q(a, x) = Gamma(a, x) / Gamma(a), for a > 0.
 
