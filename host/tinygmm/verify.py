@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,21 @@ class Check:
 
 
 @dataclass
+class PerVector:
+    """Each vector's score on both sides and what went wrong, for plots; kept out of the JSON report.
+
+    Scores are NaN where the vector got no score (an error reply, or a non-finite input).
+    """
+
+    kinds: list[str]
+    host_score: np.ndarray  # (N,) float64 log-density at the float32 input
+    device_score: np.ndarray  # (N,) what the device answered, as float64
+    score_bound: np.ndarray  # (N,) the float32 error bound of the score
+    failed: np.ndarray  # (N,) bool: some check failed on this vector
+    certified_tie: np.ndarray  # (N,) bool: float32 may legitimately predict either component
+
+
+@dataclass
 class VerifyReport:
     model_id: str
     target: str
@@ -82,6 +97,8 @@ class VerifyReport:
     device: dict[str, str] = field(default_factory=dict)  # the device's hello fields
     seconds: float = 0.0
     by_kind: dict[str, list[Check]] = field(default_factory=dict)  # the same checks on each kind of vector
+    per_vector: PerVector | None = field(default=None, repr=False)  # for plots; not saved
+
 
     @property
     def passed(self) -> bool:
@@ -89,7 +106,8 @@ class VerifyReport:
 
     def to_json(self) -> dict[str, Any]:
         doc = {"format": REPORT_FORMAT, "version": REPORT_VERSION, "tool": f"tinygmm {__version__}",
-               "passed": self.passed, **asdict(self)}
+               "passed": self.passed, **asdict(replace(self, per_vector=None))}
+        del doc["per_vector"]
         for c, d in zip(self.checks, doc["checks"]):
             d["passed"] = c.passed
         return doc
@@ -124,12 +142,18 @@ def compare(model: Model, vectors: Vectors, device: dict[str, Any]) -> tuple[lis
     t = twin.evaluate(X)
     twin_status = {"predict": t.status_predict, "log_joint": t.status_log_joint, "score": t.status_score,
                    "proba": t.status_proba, "anomaly": t.status_anomaly}
-    checks = []
+    checks: list[Check] = []
+    failed = np.zeros(N, bool)  # some check failed on this vector
+
+    def add(name: str, checked: np.ndarray, fails: np.ndarray, detail: str = "") -> None:
+        checks.append(_check(name, checked, fails, detail))
+        failed[checked & fails] = True
+
     every = np.ones(N, bool)
     for op in OPS:
         st, _ = device[op]
-        checks.append(_check(f"{op}: status equals the twin's", every, st != twin_status[op],
-                             "NaN/Inf inputs get an error reply; overflow where float32 overflows"))
+        add(f"{op}: status equals the twin's", every, st != twin_status[op],
+            "NaN/Inf inputs get an error reply; overflow where float32 overflows")
     answered = {op: (device[op][0] == OK) & (twin_status[op] == OK) for op in OPS}
 
     with np.errstate(all="ignore"):
@@ -148,31 +172,34 @@ def compare(model: Model, vectors: Vectors, device: dict[str, Any]) -> tuple[lis
 
     label = device["predict"][1]
     ok = answered["predict"]
-    checks.append(_check("predict: equals float64 outside certified float32 ties", ok & certified,
-                         label != top, f"{int((ok & ~certified).sum())} certified ties not compared"))
+    add("predict: equals float64 outside certified float32 ties", ok & certified,
+        label != top, f"{int((ok & ~certified).sum())} certified ties not compared")
     dev_lj = device["log_joint"][1].astype(np.float64)
     ok = answered["log_joint"]
     with np.errstate(invalid="ignore"):
         lj_err = np.where(ok[:, None], np.abs(dev_lj - lj64), 0.0)
         lj_ratio = np.where(ok[:, None], lj_err / bound, 0.0)
-    checks.append(_check("log_joint: within the float32 error bound of float64", ok,
-                         np.any(lj_err > bound, axis=1), "bound: twin.log_joint_error_bound"))
+    add("log_joint: within the float32 error bound of float64", ok,
+        np.any(lj_err > bound, axis=1), "bound: twin.log_joint_error_bound")
     dev_score = device["score"][1].astype(np.float64)
     ok = answered["score"]
     s_err = np.where(ok, np.abs(dev_score - score64), 0.0)
-    checks.append(_check("score: within the float32 error bound of float64", ok, s_err > s_bound,
-                         "bound: twin.score_error_bound"))
+    add("score: within the float32 error bound of float64", ok, s_err > s_bound,
+        "bound: twin.score_error_bound")
     dev_p = device["proba"][1].astype(np.float64)
     ok = answered["proba"]
     p_err = np.where(ok[:, None], np.abs(dev_p - proba64), 0.0)
-    checks.append(_check(f"proba: within {PROBA_TOLERANCE:g} of float64", ok,
-                         np.any(p_err > PROBA_TOLERANCE, axis=1)))
+    add(f"proba: within {PROBA_TOLERANCE:g} of float64", ok,
+        np.any(p_err > PROBA_TOLERANCE, axis=1))
     thr = twin.device.anomaly_threshold  # float32, as the device compares
     ok = answered["anomaly"]
     if thr is not None:
         clear = np.abs(score64 - float(thr)) > s_bound
-        checks.append(_check("anomaly: equals float64 where the score is clear of the threshold", ok & clear,
-                             device["anomaly"][1] != (score64 < float(thr))))
+        add("anomaly: equals float64 where the score is clear of the threshold", ok & clear,
+            device["anomaly"][1] != (score64 < float(thr)))
+    per_vector = PerVector(list(vectors.kinds), np.where(answered["score"], score64, np.nan),
+                           np.where(answered["score"], dev_score, np.nan), s_bound, failed,
+                           answered["predict"] & ~certified)
 
     def share(op: str, same: np.ndarray) -> float:
         n = int(answered[op].sum())
@@ -191,7 +218,7 @@ def compare(model: Model, vectors: Vectors, device: dict[str, Any]) -> tuple[lis
         max_log_joint_error=float(lj_err.max(initial=0.0)), max_log_joint_error_ratio=float(np.nanmax(lj_ratio, initial=0.0)),
         max_score_error=float(s_err.max(initial=0.0)),
         max_score_error_ratio=float(np.max(np.where(answered["score"], s_err / s_bound, 0.0), initial=0.0)),
-        max_proba_error=float(p_err.max(initial=0.0)), bit_exact=bit_exact)
+        max_proba_error=float(p_err.max(initial=0.0)), bit_exact=bit_exact, per_vector=per_vector)
     return checks, figures
 
 
