@@ -3,6 +3,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <poll.h>
+#include <unistd.h>
 
 HardwareSerial Serial;
 
@@ -11,9 +13,15 @@ size_t HardwareSerial::setRxBufferSize(size_t size) { return size; }
 
 int HardwareSerial::available()
 {
+    /* non-blocking, as on a board: a byte is available only once it has arrived */
     if (next_ < 0 && !eof_) {
-        next_ = getchar();
-        eof_ = next_ == EOF;
+        struct pollfd fd = {0, POLLIN, 0};
+        if (poll(&fd, 1, 0) > 0) {
+            unsigned char c;
+            const ssize_t n = ::read(0, &c, 1);
+            eof_ = n <= 0;
+            next_ = n == 1 ? c : -1;
+        }
     }
     return next_ >= 0 ? 1 : 0;
 }
