@@ -111,11 +111,27 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Fit each k in a range and print log-likelihood, BIC, AIC (and LRT) per k.")
     _add_data_args(p)
     _add_selection_args(p, k_range_in=p)
+    p.add_argument("--plot", type=Path, metavar="selection.png",
+                   help="also draw BIC/AIC and the likelihood-ratio tests against k (needs tinygmm[plot])")
     p.set_defaults(func=cmd_select)
 
     p = sub.add_parser("info", help="describe a model file", description="Print what a model file holds.")
     p.add_argument("model", type=Path, metavar="model.json")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("plot", help="draw a model's clusters over data (needs tinygmm[plot])",
+                       description="Draw the data coloured by predicted component, the negative log-likelihood "
+                       "contours, the component means and their 1- and 2-sigma ellipses, in the data's own units. "
+                       "More than two features make a pair grid.")
+    p.add_argument("model", type=Path, metavar="model.json")
+    p.add_argument("data", metavar="DATA.csv", help="CSV file with the model's features")
+    p.add_argument("--columns", help="columns of the CSV, as for `tinygmm fit` (default: the model's feature names)")
+    p.add_argument("--drop-missing", action="store_true", help="skip rows with empty/NA/nan cells instead of failing")
+    p.add_argument("--features", metavar="A,B",
+                   help="model features to draw, by name or 0-based index (default: all of them)")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="clusters.png",
+                   help="where to write the picture (.png, .svg or .pdf)")
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("demo", help="the whole path on built-in data: fit, choose k, export, build, verify",
                        description="Run the whole path on built-in data with no board: choose k by BIC over 1..6, "
@@ -181,8 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flash", action="store_true", help="upload the firmware to the board first")
     p.add_argument("--offline", action="store_true", help="build with tinygmm's offline PlatformIO core")
     p.add_argument("--report", type=Path, metavar="report.json", help="also write the results as JSON")
-    p.add_argument("--log", type=Path, metavar="link.log", help="write the timestamped bytes sent and received")
+    p.add_argument("--log", type=Path, metavar="link.log",
+                   help="where to write the timestamped bytes sent and received (default: DIR/.tinygmm/logs/)")
     p.add_argument("--no-bench", action="store_true", help="skip the on-device timing")
+    p.add_argument("--plot", type=Path, metavar="verify.png",
+                   help="also draw device against host score per vector and the error distribution "
+                   "(needs tinygmm[plot])")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("ports", help="list serial ports and the boards they probably are",
@@ -339,11 +359,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
+    if args.plot:
+        from .plots import require_matplotlib
+
+        require_matplotlib()
     X, names, notes = _read_data(args)
     _print_notes(notes)
     fitted = _fit(X, names, args.k_range, scale=args.scale, criterion=args.criterion, covariance=args.covariance,
                   n_init=args.n_init, seed=args.seed, alpha=args.alpha)
     print(format_selection(fitted.selection))
+    if args.plot:
+        from .plots import save_figure, selection_figure
+
+        save_figure(selection_figure(fitted.selection, alpha=args.alpha), args.plot)
+        print(f"plot written to {args.plot}")
     return 0
 
 
@@ -351,6 +380,23 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .model import load
 
     print(format_info(load(args.model), args.model))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .data import load_csv
+    from .model import load
+    from .plots import cluster_figure, require_matplotlib, save_figure
+
+    require_matplotlib()
+    model = load(args.model)
+    data = load_csv(args.data, args.columns or ",".join(model.feature_names), args.drop_missing)
+    if data.X.shape[1] != model.n_features:
+        raise TinyGMMError(f"{args.data}: {data.X.shape[1]} columns selected but the model has "
+                           f"{model.n_features} features; choose them with --columns")
+    features = args.features.split(",") if args.features is not None else None
+    save_figure(cluster_figure(model, data.X, features), args.output)
+    print(f"plot written to {args.output}")
     return 0
 
 
@@ -538,19 +584,29 @@ def verify_project(project: Path, env: str, *, port: str | None = None, emulator
             return run_suite(dev, model, vectors, target=env, transport=target.transport_name, bench=bench,
                              baud=baud if port else None)
         finally:
-            if log is not None:
-                dev.transcript.save(log)
+            saved = c.save_run_log(project, env, dev, log)
+            print(f"tinygmm: link log (every byte, timestamped): {saved}", file=sys.stderr)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from .verify import format_report
 
+    if args.plot:
+        from .plots import require_matplotlib
+
+        require_matplotlib()
     report = verify_project(args.project, args.env, port=args.port, emulator=args.emulator, baud=args.baud,
                             flash=args.flash, offline=args.offline, bench=not args.no_bench, log=args.log)
     print(format_report(report))
     if args.report:
         report.save(args.report)
         print(f"report written to {args.report}")
+    if args.plot:
+        from .plots import save_figure, verify_figure
+        from .project import read_project
+
+        save_figure(verify_figure(report, read_project(args.project)[0]), args.plot)
+        print(f"plot written to {args.plot}")
     return 0 if report.passed else EXIT_ERROR
 
 
