@@ -282,6 +282,51 @@ static inline float tinygmm__row0(int ct, const float *z, const float *a, const 
     return y * y;
 }
 
+/* Read the float at *p from flash and advance *p. On AVR the address stays in Z across the
+ * four lpm (pgm_read_float reloads it and the pointer arithmetic is separate). */
+#if defined(__AVR__)
+static inline float tinygmm__next(const float **p)
+{
+    float v;
+    const float *q = *p;
+    __asm__("lpm %A0, Z+\n\tlpm %B0, Z+\n\tlpm %C0, Z+\n\tlpm %D0, Z+" : "=r"(v), "+z"(q));
+    *p = q;
+    return v;
+}
+#else
+static inline float tinygmm__next(const float **p)
+{
+    return *(*p)++;
+}
+#endif
+
+/* tinygmm__rest for a full covariance (the hot case, kept out of line so that its pointers
+ * and counters stay in registers): a points to the component's packed factor, off to its
+ * offsets, both at row 0. The same operations in the same order as the generic loop. */
+TINYGMM__OUTLINE int tinygmm__rest_full(const float *a, const float *off, const float *z, uint8_t D, float *s_io,
+                                        uint32_t kill)
+{
+    const float *const z_end = z + D;
+    const float *row_end = z + 2; /* row i reads z[0..i] */
+    float s = *s_io;
+    ++a;
+    ++off;
+    for (; row_end <= z_end; ++row_end) {
+        const float *zp = z;
+        float y = tinygmm__next(&a) * *zp++;
+        do {
+            y += tinygmm__next(&a) * *zp++;
+        } while (zp != row_end);
+        y = y - tinygmm__next(&off);
+        s += y * y;
+        if (tinygmm__bits(s) >= kill) {
+            return 0;
+        }
+    }
+    *s_io = s;
+    return 1;
+}
+
 /* Add rows [1, D) of component k's quadratic form to *s (which holds row 0), left to right.
  * Returns 0 (pruned) as soon as bits(*s) >= kill: the partial sum only grows (round-to-nearest
  * is monotone and every term is >= 0), so the component loses (see tinygmm__kill). */
@@ -292,21 +337,14 @@ static inline int tinygmm__rest(const tinygmm_model *m, const float *z, int k, f
     const float *off = tinygmm__offset_of(m, k);
     const float *a = tinygmm__factor_of(m, k);
     float s = *s_io;
-    int i, j;
+    int i;
+    if (ct == TINYGMM_FULL) {
+        return tinygmm__rest_full(a, off, z, m->n_features, s_io, kill);
+    }
     for (i = 1; i < D; ++i) {
-        float y;
-        if (ct == TINYGMM_FULL) {
-            a += i; /* row i starts at i(i+1)/2 */
-            y = TINYGMM_READ_FLOAT(a) * z[0];
-            for (j = 1; j <= i; ++j) {
-                y += TINYGMM_READ_FLOAT(a + j) * z[j];
-            }
-            y = y - TINYGMM_READ_FLOAT(off + i);
-        } else {
-            y = z[i] - TINYGMM_READ_FLOAT(off + i);
-            if (ct == TINYGMM_DIAG) {
-                y = y * TINYGMM_READ_FLOAT(a + i);
-            }
+        float y = z[i] - TINYGMM_READ_FLOAT(off + i);
+        if (ct == TINYGMM_DIAG) {
+            y = y * TINYGMM_READ_FLOAT(a + i);
         }
         s += y * y;
         if (tinygmm__bits(s) >= kill) {
@@ -331,6 +369,38 @@ static inline uint32_t tinygmm__kill_for(const tinygmm_model *m, float bias, flo
     return (m->n_features <= 2 || m->covariance_type == TINYGMM_SPHERICAL) ? TINYGMM__NEVER : tinygmm__kill(bias, limit);
 }
 
+/* tinygmm__first_rows for a full covariance, out of line so that its pointers stay in
+ * registers: the same operations as tinygmm__row0 and tinygmm__from_sum. */
+TINYGMM__OUTLINE int tinygmm__first_rows_full(const tinygmm_model *m, float z0, float *s0, uint32_t *key)
+{
+    const uint8_t K = m->n_components;
+    const uint8_t D = m->n_features;
+    const size_t step = (size_t)D * (size_t)(D + 1u) / 2u - 1u; /* after reading a_00 */
+    const float *a = m->factor;
+    const float *off = m->offset;
+    const float *bias = m->bias;
+    uint32_t top = 0u; /* below every key */
+    uint8_t k, first = 0;
+    for (k = 0; k < K; ++k) {
+        float s, c;
+        uint32_t ck;
+        s = tinygmm__next(&a) * z0;
+        s = s - TINYGMM_READ_FLOAT(off);
+        s = s * s;
+        c = tinygmm__next(&bias) - s;
+        a += step;
+        off += D;
+        ck = tinygmm__key(c);
+        *s0++ = s;
+        *key++ = ck;
+        if (ck > top) {
+            top = ck;
+            first = k;
+        }
+    }
+    return first;
+}
+
 /* Row 0 of every component: s0[k] = y_0^2 and key[k] = key(bias_k - s0[k]) (the candidate
  * after row 0, an upper bound of the log-joint). Returns the component with the highest
  * candidate, lowest index on ties: it is finished first. */
@@ -339,26 +409,17 @@ static inline int tinygmm__first_rows(const tinygmm_model *m, const float *z, fl
     const int K = m->n_components;
     const int ct = m->covariance_type;
     const size_t D = m->n_features;
-    const size_t step = (ct == TINYGMM_FULL) ? D * (D + 1u) / 2u : (ct == TINYGMM_DIAG) ? D : 0u;
+    const size_t step = (ct == TINYGMM_DIAG) ? D : 0u;
     const float *a = m->factor;
     const float *off = m->offset;
-    const float *bias = m->bias;
-    const float z0 = z[0];
     uint32_t top = 0u; /* below every key */
     int k, first = 0;
-    for (k = 0; k < K; ++k, a += step, off += D, ++bias) {
-        float s, c;
-        uint32_t ck;
-        if (ct == TINYGMM_FULL) { /* the same operations as tinygmm__row0, the hot case spelt out */
-            s = TINYGMM_READ_FLOAT(a) * z0;
-            s = s - TINYGMM_READ_FLOAT(off);
-            s = s * s;
-            c = TINYGMM_READ_FLOAT(bias) - s;
-        } else {
-            s = tinygmm__row0(ct, z, a, off);
-            c = tinygmm__from_sum(m, k, TINYGMM_READ_FLOAT(bias), s);
-        }
-        ck = tinygmm__key(c);
+    if (ct == TINYGMM_FULL) {
+        return tinygmm__first_rows_full(m, z[0], s0, key);
+    }
+    for (k = 0; k < K; ++k, a += step, off += D) {
+        const float s = tinygmm__row0(ct, z, a, off);
+        const uint32_t ck = tinygmm__key(tinygmm__from_sum(m, k, TINYGMM_READ_FLOAT(m->bias + k), s));
         s0[k] = s;
         key[k] = ck;
         if (ck > top) {
@@ -380,17 +441,17 @@ static inline int tinygmm__first_rows(const tinygmm_model *m, const float *z, fl
 TINYGMM__OUTLINE int tinygmm__search(const tinygmm_model *m, const float *z, float *lj, uint32_t *key, int for_score,
                                      float *best_out)
 {
-    const int K = m->n_components;
-    const int first = tinygmm__first_rows(m, z, lj, key);
+    const uint8_t K = m->n_components;
     float best = TINYGMM__NEG_INF, limit = TINYGMM__NEG_INF;
     uint32_t bk = tinygmm__key(best), lk = bk;
-    int best_k = K, limit_k = K; /* sentinel above every index: the first result wins */
-    int k;
-    for (k = first; k < K + first; ++k) {
-        const int kk = (k < K) ? k : k - K;
+    uint8_t best_k = K, limit_k = K; /* sentinel above every index: the first result wins */
+    uint8_t kk = (uint8_t)tinygmm__first_rows(m, z, lj, key), n;
+    for (n = K; n != 0; --n, kk = (uint8_t)(kk + 1u == K ? 0u : kk + 1u)) {
+        /* A component whose first row cannot beat the limit ends at -inf and cannot become the
+         * best (its final key is at most key[kk]); the first one always passes (limit -inf). */
         float v = TINYGMM__NEG_INF;
         uint32_t vk;
-        if (kk == first || tinygmm__beats(key[kk], kk, lk, limit_k)) {
+        if (tinygmm__beats(key[kk], kk, lk, limit_k)) {
             const float bias = TINYGMM_READ_FLOAT(m->bias + kk);
             float s = lj[kk];
             if (tinygmm__rest(m, z, kk, &s, tinygmm__kill_for(m, bias, limit))) {
@@ -399,22 +460,22 @@ TINYGMM__OUTLINE int tinygmm__search(const tinygmm_model *m, const float *z, flo
                     v = TINYGMM__NEG_INF;
                 }
             }
-        }
-        lj[kk] = v;
-        vk = tinygmm__key(v);
-        if (tinygmm__beats(vk, kk, bk, best_k)) {
-            best = v;
-            bk = vk;
-            best_k = kk;
-            if (for_score) {
-                limit = best - TINYGMM_LSE_PRUNE;
-                lk = tinygmm__key(limit);
-            } else {
-                limit = best;
-                lk = bk;
-                limit_k = kk;
+            vk = tinygmm__key(v);
+            if (tinygmm__beats(vk, kk, bk, best_k)) {
+                best = v;
+                bk = vk;
+                best_k = kk;
+                if (for_score) {
+                    limit = best - TINYGMM_LSE_PRUNE;
+                    lk = tinygmm__key(limit);
+                } else {
+                    limit = best;
+                    lk = bk;
+                    limit_k = kk;
+                }
             }
         }
+        lj[kk] = v;
     }
     *best_out = best;
     return best_k;
