@@ -29,6 +29,9 @@ def test_suite_passes_on_the_native_build_with_junit(pytester, project, tmp_path
     junit = tmp_path / "device.xml"
     result = run(pytester, project, "--tinygmm-emulator", "native", f"--junitxml={junit}")
     result.assert_outcomes(passed=82)
+    result.stdout.fnmatch_lines(["*tinygmm: link log (every byte, timestamped): *.log"])
+    logs = sorted((project / ".tinygmm" / "logs").glob("*-native-*.log"))
+    assert logs and "batch predict" in logs[-1].read_text()
     xml = junit.read_text()
     assert 'test_device_agrees_with_host[predict: equals float64 outside certified float32 ties-far1000]' in xml
 

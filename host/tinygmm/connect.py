@@ -6,6 +6,7 @@ project's sources, and returns a synced :class:`Device` whose model id has been 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,18 @@ def default_core_dir(offline: bool) -> Path | None:
     from .pio import provision_offline
 
     return provision_offline().core_dir
+
+
+LOG_DIR = Path(".tinygmm") / "logs"
+
+
+def save_run_log(project: Path, env: str, device: Device, where: Path | None = None) -> Path:
+    """Keep the run's timestamped byte log: ``where``, else a new file under the project's .tinygmm/logs."""
+    if where is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        where = project / LOG_DIR / f"{stamp}-{env}-{os.getpid()}.log"
+        where.parent.mkdir(parents=True, exist_ok=True)
+    return device.transcript.save(where)
 
 
 def connect(transport, model_id: str) -> Device:

@@ -12,7 +12,8 @@ Registered through the ``pytest11`` entry point. Options::
 Fixtures: ``tinygmm_project`` (Path), ``tinygmm_model``, ``tinygmm_vectors``, ``tinygmm_device``
 (a synced :class:`~tinygmm.link.client.Device`, refused before any comparison when it runs another
 model), ``tinygmm_report`` (the whole suite run once: :class:`~tinygmm.verify.VerifyReport`).
-A failing test that used the device gets the device's byte log attached as a report section.
+A failing test that used the device gets the device's byte log attached as a report section; the
+whole run's log is kept under the project's .tinygmm/logs/.
 Without a board or emulator the tests skip and say why; under CI=true a missing emulator fails.
 """
 from __future__ import annotations
@@ -103,7 +104,13 @@ def tinygmm_device(pytestconfig: pytest.Config, tinygmm_project: Path, tinygmm_m
         except TinyGMMError as e:
             pytest.fail(f"refusing to compare: {e}", pytrace=False)
         pytestconfig.stash[_DEVICE_KEY] = device
-        yield device
+        try:
+            yield device
+        finally:
+            saved = c.save_run_log(tinygmm_project, env, device)
+            reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(f"tinygmm: link log (every byte, timestamped): {saved}")
 
 
 @pytest.fixture(scope="session")
