@@ -29,6 +29,7 @@ from .errors import TinyGMMError
 # Bytes of the device log attached to a failing test (the end of it: the latest exchange).
 LOG_TAIL_CHARS = 20_000
 _DEVICE_KEY = pytest.StashKey[Any]()
+_LOG_KEY = pytest.StashKey[Path]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -107,10 +108,7 @@ def tinygmm_device(pytestconfig: pytest.Config, tinygmm_project: Path, tinygmm_m
         try:
             yield device
         finally:
-            saved = c.save_run_log(tinygmm_project, env, device)
-            reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-            if reporter is not None:
-                reporter.write_line(f"tinygmm: link log (every byte, timestamped): {saved}")
+            pytestconfig.stash[_LOG_KEY] = c.save_run_log(tinygmm_project, env, device)
 
 
 @pytest.fixture(scope="session")
@@ -122,6 +120,12 @@ def tinygmm_report(pytestconfig: pytest.Config, tinygmm_device: Any, tinygmm_mod
     return run_suite(tinygmm_device, tinygmm_model, tinygmm_vectors, target=opt("tinygmm_env"),
                      transport=f"port {port}" if port else f"emulator {opt('tinygmm_emulator')}",
                      baud=opt("tinygmm_baud") if port else None)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    log = config.stash.get(_LOG_KEY, None)
+    if log is not None:
+        terminalreporter.write_line(f"tinygmm: link log (every byte, timestamped): {log}")
 
 
 @pytest.hookimpl(hookwrapper=True)
