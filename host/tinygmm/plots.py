@@ -398,8 +398,8 @@ def verify_figure(report: Any, model: Model | None = None) -> Any:
             ax.scatter(host[mine], device[mine], s=10, color=f"C{n % 10}", alpha=0.6, edgecolors="none",
                        label=f"{kind} ({int(mine.sum())})")
     if (scored & tie).any():
-        ax.scatter(host[scored & tie], device[scored & tie], s=60, facecolors="none", edgecolors="darkorange",
-                   linewidths=1.4, gid="ties", label=f"certified float32 tie ({int((scored & tie).sum())})")
+        ax.scatter(host[scored & tie], device[scored & tie], s=36, facecolors="none", edgecolors="darkorange",
+                   linewidths=0.9, gid="ties", label=f"certified float32 tie ({int((scored & tie).sum())})")
     unscored_failures = int((failed & ~scored).sum())
     extra = f"; {unscored_failures} without a score not shown" if unscored_failures else ""
     ax.scatter(host[scored & failed], device[scored & failed], s=90, marker="X", color="crimson",
@@ -421,14 +421,16 @@ def verify_figure(report: Any, model: Model | None = None) -> Any:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.abs(device - host)[scored] / bound[scored]
     ratio = np.where(np.isfinite(ratio), ratio, 0.0)
-    exact = int(np.sum(device[scored] == host[scored]))
     top = max(1.05, float(ratio.max(initial=0.0)) * 1.05)
     hist.hist(ratio, bins=np.linspace(0.0, top, 41), color="C0", alpha=0.8, gid="errors")
     hist.axvline(1.0, color="crimson", linestyle="--", label="float32 error bound")
     hist.set_xlabel("|device \u2212 host| / error bound")
     hist.set_ylabel("vectors")
     hist.set_yscale("log")
-    hist.set_title(f"score error (max {float(ratio.max(initial=0.0)):.2f} of bound; {exact} equal to float64)")
+    twin_share = getattr(report, "bit_exact", {}).get("score")
+    same = f"; {twin_share:.1%} bit-exact with the float32 twin" if twin_share is not None else ""
+    hist.set_title(f"score error vs float64 (max {float(ratio.max(initial=0.0)):.2f} of bound{same})",
+                   fontsize="medium")
     hist.grid(True, alpha=0.3)
     hist.legend(fontsize="small")
 
