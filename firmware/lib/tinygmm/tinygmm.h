@@ -371,7 +371,7 @@ static inline uint32_t tinygmm__kill_for(const tinygmm_model *m, float bias, flo
 
 /* tinygmm__first_rows for a full covariance, out of line so that its pointers stay in
  * registers: the same operations as tinygmm__row0 and tinygmm__from_sum. */
-TINYGMM__OUTLINE int tinygmm__first_rows_full(const tinygmm_model *m, float z0, float *s0, uint32_t *key)
+TINYGMM__OUTLINE uint16_t tinygmm__first_rows_full(const tinygmm_model *m, float z0, float *s0, uint32_t *key)
 {
     const uint8_t K = m->n_components;
     const uint8_t D = m->n_features;
@@ -379,8 +379,8 @@ TINYGMM__OUTLINE int tinygmm__first_rows_full(const tinygmm_model *m, float z0, 
     const float *a = m->factor;
     const float *off = m->offset;
     const float *bias = m->bias;
-    uint32_t top = 0u; /* below every key */
-    uint8_t k, first = 0;
+    uint32_t top = 0u, top2 = 0u; /* below every key */
+    uint8_t k, first = K, second = K; /* K: none yet */
     for (k = 0; k < K; ++k) {
         float s, c;
         uint32_t ck;
@@ -394,17 +394,23 @@ TINYGMM__OUTLINE int tinygmm__first_rows_full(const tinygmm_model *m, float z0, 
         *s0++ = s;
         *key++ = ck;
         if (ck > top) {
+            top2 = top;
+            second = first;
             top = ck;
             first = k;
+        } else if (ck > top2) {
+            top2 = ck;
+            second = k;
         }
     }
-    return first;
+    return (uint16_t)(first | (second << 8));
 }
 
 /* Row 0 of every component: s0[k] = y_0^2 and key[k] = key(bias_k - s0[k]) (the candidate
- * after row 0, an upper bound of the log-joint). Returns the component with the highest
- * candidate, lowest index on ties: it is finished first. */
-static inline int tinygmm__first_rows(const tinygmm_model *m, const float *z, float *s0, uint32_t *key)
+ * after row 0, an upper bound of the log-joint). Returns the components with the highest and
+ * the second highest candidates (lowest index on ties; the second is K if K = 1), packed as
+ * first | second << 8: they are finished first. */
+static inline uint16_t tinygmm__first_rows(const tinygmm_model *m, const float *z, float *s0, uint32_t *key)
 {
     const int K = m->n_components;
     const int ct = m->covariance_type;
@@ -412,8 +418,8 @@ static inline int tinygmm__first_rows(const tinygmm_model *m, const float *z, fl
     const size_t step = (ct == TINYGMM_DIAG) ? D : 0u;
     const float *a = m->factor;
     const float *off = m->offset;
-    uint32_t top = 0u; /* below every key */
-    int k, first = 0;
+    uint32_t top = 0u, top2 = 0u; /* below every key */
+    uint8_t k, first = (uint8_t)K, second = (uint8_t)K; /* K: none yet */
     if (ct == TINYGMM_FULL) {
         return tinygmm__first_rows_full(m, z[0], s0, key);
     }
@@ -423,11 +429,16 @@ static inline int tinygmm__first_rows(const tinygmm_model *m, const float *z, fl
         s0[k] = s;
         key[k] = ck;
         if (ck > top) {
+            top2 = top;
+            second = first;
             top = ck;
             first = k;
+        } else if (ck > top2) {
+            top2 = ck;
+            second = k;
         }
     }
-    return first;
+    return (uint16_t)(first | (second << 8));
 }
 
 /* The search shared by predict and score. Row 0 of every component first; the component with
@@ -445,8 +456,10 @@ TINYGMM__OUTLINE int tinygmm__search(const tinygmm_model *m, const float *z, flo
     float best = TINYGMM__NEG_INF, limit = TINYGMM__NEG_INF;
     uint32_t bk = tinygmm__key(best), lk = bk;
     uint8_t best_k = K, limit_k = K; /* sentinel above every index: the first result wins */
-    uint8_t kk = (uint8_t)tinygmm__first_rows(m, z, lj, key), n;
-    for (n = K; n != 0; --n, kk = (uint8_t)(kk + 1u == K ? 0u : kk + 1u)) {
+    const uint16_t top2 = tinygmm__first_rows(m, z, lj, key);
+    const uint8_t first = (uint8_t)top2, second = (uint8_t)(top2 >> 8);
+    uint8_t kk = first, next = 0, n;
+    for (n = K; n != 0; --n) {
         /* A component whose first row cannot beat the limit ends at -inf and cannot become the
          * best (its final key is at most key[kk]); the first one always passes (limit -inf). */
         float v = TINYGMM__NEG_INF;
@@ -476,6 +489,15 @@ TINYGMM__OUTLINE int tinygmm__search(const tinygmm_model *m, const float *z, flo
             }
         }
         lj[kk] = v;
+        /* Order: first, second, then the others by index. */
+        if (kk == first && second < K) {
+            kk = second;
+        } else {
+            while (next == first || next == second) {
+                ++next;
+            }
+            kk = next++;
+        }
     }
     *best_out = best;
     return best_k;
