@@ -441,66 +441,85 @@ static inline uint16_t tinygmm__first_rows(const tinygmm_model *m, const float *
     return (uint16_t)(first | (second << 8));
 }
 
-/* The search shared by predict and score. Row 0 of every component first; the component with
- * the best first row is finished first, then the others in index order (wrapping around),
- * each pruned once it cannot reach the limit: the best so far (predict: exact argmax, lowest
- * index on ties) or the best so far - TINYGMM_LSE_PRUNE (score: every term it could still
- * add is skipped anyway, see TINYGMM_LSE_SKIP). Most are pruned straight from their first
- * row, the rest by the kill threshold (an integer comparison per row). On return lj[k] holds
- * the log-joint of every component finished (-inf for pruned and overflowed ones), *best_out
- * the highest; returns its index. lj holds the first rows meanwhile. */
+/* The state of a search: the best log-joint so far and the limit a component must reach. */
+typedef struct tinygmm__best {
+    float best, limit;
+    uint32_t bk, lk;         /* their order keys */
+    uint8_t best_k, limit_k; /* K: none yet (above every index, the first result wins) */
+    uint8_t for_score;
+} tinygmm__best;
+
+/* Finish component k (s = its first row), which passed the first-row test, and update the
+ * best and the limit; returns its log-joint (-inf if pruned by the kill threshold or
+ * overflowed). Out of line: the search loop around it then keeps few values live. */
+TINYGMM__OUTLINE float tinygmm__finish(const tinygmm_model *m, const float *z, uint8_t k, float s, tinygmm__best *b)
+{
+    const float bias = TINYGMM_READ_FLOAT(m->bias + k);
+    float v = TINYGMM__NEG_INF;
+    uint32_t vk;
+    if (tinygmm__rest(m, z, k, &s, tinygmm__kill_for(m, bias, b->limit))) {
+        v = tinygmm__from_sum(m, k, bias, s);
+        if (tinygmm__isnan(v)) {
+            v = TINYGMM__NEG_INF;
+        }
+    }
+    vk = tinygmm__key(v);
+    if (tinygmm__beats(vk, k, b->bk, b->best_k)) {
+        b->best = v;
+        b->bk = vk;
+        b->best_k = k;
+        if (b->for_score) {
+            b->limit = v - TINYGMM_LSE_PRUNE;
+            b->lk = tinygmm__key(b->limit);
+        } else {
+            b->limit = v;
+            b->lk = vk;
+            b->limit_k = k;
+        }
+    }
+    return v;
+}
+
+/* The search shared by predict and score. Row 0 of every component first; the two components
+ * with the best first rows are finished first, then the others in index order, each pruned
+ * once it cannot reach the limit: the best so far (predict: exact argmax, lowest index on
+ * ties) or the best so far - TINYGMM_LSE_PRUNE (score: every term it could still add is
+ * skipped anyway, see TINYGMM_LSE_SKIP). Most are pruned straight from their first row (their
+ * final key is at most the first row's, so they could not become the best either), the rest by
+ * the kill threshold (an integer comparison per row). The order changes no result: pruning is
+ * exact and ties go to the lowest index whatever the order. On return lj[k] holds the
+ * log-joint of every component finished (-inf for pruned and overflowed ones), *best_out the
+ * highest; returns its index. lj holds the first rows meanwhile. */
 TINYGMM__OUTLINE int tinygmm__search(const tinygmm_model *m, const float *z, float *lj, uint32_t *key, int for_score,
                                      float *best_out)
 {
     const uint8_t K = m->n_components;
-    float best = TINYGMM__NEG_INF, limit = TINYGMM__NEG_INF;
-    uint32_t bk = tinygmm__key(best), lk = bk;
-    uint8_t best_k = K, limit_k = K; /* sentinel above every index: the first result wins */
     const uint16_t top2 = tinygmm__first_rows(m, z, lj, key);
     const uint8_t first = (uint8_t)top2, second = (uint8_t)(top2 >> 8);
-    uint8_t kk = first, next = 0, n;
-    for (n = K; n != 0; --n) {
-        /* A component whose first row cannot beat the limit ends at -inf and cannot become the
-         * best (its final key is at most key[kk]); the first one always passes (limit -inf). */
-        float v = TINYGMM__NEG_INF;
-        uint32_t vk;
-        if (tinygmm__beats(key[kk], kk, lk, limit_k)) {
-            const float bias = TINYGMM_READ_FLOAT(m->bias + kk);
-            float s = lj[kk];
-            if (tinygmm__rest(m, z, kk, &s, tinygmm__kill_for(m, bias, limit))) {
-                v = tinygmm__from_sum(m, kk, bias, s);
-                if (tinygmm__isnan(v)) {
-                    v = TINYGMM__NEG_INF;
-                }
-            }
-            vk = tinygmm__key(v);
-            if (tinygmm__beats(vk, kk, bk, best_k)) {
-                best = v;
-                bk = vk;
-                best_k = kk;
-                if (for_score) {
-                    limit = best - TINYGMM_LSE_PRUNE;
-                    lk = tinygmm__key(limit);
-                } else {
-                    limit = best;
-                    lk = bk;
-                    limit_k = kk;
-                }
-            }
-        }
-        lj[kk] = v;
-        /* Order: first, second, then the others by index. */
-        if (kk == first && second < K) {
-            kk = second;
-        } else {
-            while (next == first || next == second) {
-                ++next;
-            }
-            kk = next++;
+    tinygmm__best b;
+    uint8_t k;
+    b.best = TINYGMM__NEG_INF;
+    b.limit = TINYGMM__NEG_INF;
+    b.bk = tinygmm__key(TINYGMM__NEG_INF);
+    b.lk = b.bk;
+    b.best_k = K;
+    b.limit_k = K;
+    b.for_score = (uint8_t)(for_score != 0);
+    /* The limit is -inf: the first always passes its first-row test. */
+    lj[first] = tinygmm__finish(m, z, first, lj[first], &b);
+    if (second < K) {
+        lj[second] = tinygmm__beats(key[second], second, b.lk, b.limit_k)
+                         ? tinygmm__finish(m, z, second, lj[second], &b)
+                         : TINYGMM__NEG_INF;
+    }
+    for (k = 0; k < K; ++k) {
+        if (k != first && k != second) {
+            lj[k] = tinygmm__beats(key[k], k, b.lk, b.limit_k) ? tinygmm__finish(m, z, k, lj[k], &b)
+                                                                : TINYGMM__NEG_INF;
         }
     }
-    *best_out = best;
-    return best_k;
+    *best_out = b.best;
+    return b.best_k;
 }
 
 /* ---- public API ----------------------------------------------------------------- */
