@@ -571,7 +571,7 @@ static inline tinygmm_status tinygmm_predict(const tinygmm_model *model, const f
 
 /* *score = log p(x) = m + log(1 + sum_{k != argmax} exp(lj_k - m)), m the largest
  * log-joint; the terms are added in index order, those with lj_k - m < -17 skipped.
- * One pass: the component with the best first row is finished first, and every other is
+ * One pass: the two components with the best first rows are finished first, and every other is
  * pruned once it cannot reach (best so far) - 18, at which point its term is skipped anyway
  * (exact, see TINYGMM_LSE_SKIP); the log-joints of the others are kept for the sum. */
 static inline tinygmm_status tinygmm_score(const tinygmm_model *model, const float *x, int n_features, float *score)
