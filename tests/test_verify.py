@@ -121,3 +121,21 @@ def test_verify_argument_errors(project: Path, capsys) -> None:
     assert "use --emulator native" in capsys.readouterr().err
     assert main(["verify", str(project), "-e", "uno", "--emulator", "native"]) == 1
     assert "the native emulator runs the native env, not 'uno'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("emulator", ["simavr", "qemu"])
+def test_verify_the_uno_firmware_in_an_emulator(project: Path, emulator: str, tmp_path: Path, capsys,
+                                                avr_toolchain) -> None:
+    from conftest import require_programs
+
+    require_programs({"simavr": "simavr", "qemu": "qemu-system-avr"}[emulator],
+                     install="apt-get install simavr libsimavr-dev qemu-system-misc")
+    report = tmp_path / "report.json"
+    assert main(["verify", str(project), "-e", "uno", "--emulator", emulator, "--report", str(report)]) == 0
+    doc = json.loads(report.read_text())
+    assert doc["passed"] and doc["target"] == "uno" and doc["device"]["target"] == "uno"
+    assert doc["bit_exact"]["predict"] == 1.0 and doc["bit_exact"]["log_joint"] == 1.0
+    if emulator == "simavr":  # exact cycle counts on the ATmega328P
+        assert doc["clock_unit"] == "cycles" and 1_000 < doc["cycles"]["predict"] < 100_000
+    else:
+        assert doc["cycles"] == {}

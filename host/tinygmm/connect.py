@@ -77,15 +77,9 @@ def open_transport(project: Path, target: Target, core_dir: Path | None = None):
 
         return SerialTransport(resolve_port(target.port, target.env), target.baud)
     built = ensure_built(project, target.env, core_dir)
-    if target.emulator == "native":
-        from .link.transports import native_transport
+    from .link.emulators import emulator_transport
 
-        return native_transport(built)
-    from .link import emulators
-
-    if target.emulator == "simavr":
-        return emulators.SimavrTransport(built)
-    return emulators.QemuAvrTransport(built)
+    return emulator_transport(target.emulator, built)
 
 
 def flash(project: Path, env: str, port: str, core_dir: Path | None = None) -> str:

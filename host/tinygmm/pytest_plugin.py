@@ -117,8 +117,10 @@ def tinygmm_report(pytestconfig: pytest.Config, tinygmm_device: Any, tinygmm_mod
 
     opt = pytestconfig.getoption
     port = opt("tinygmm_port")
+    emulator = opt("tinygmm_emulator")
     return run_suite(tinygmm_device, tinygmm_model, tinygmm_vectors, target=opt("tinygmm_env"),
-                     transport=f"port {port}" if port else f"emulator {opt('tinygmm_emulator')}",
+                     transport=f"port {port}" if port else f"emulator {emulator}",
+                     bench=emulator != "qemu",  # QEMU's AVR timers are not cycle-accurate
                      baud=opt("tinygmm_baud") if port else None)
 
 
