@@ -264,7 +264,7 @@ def test_verify_figure_highlights_failures_and_ties(mpl, tmp_path: Path) -> None
     assert scatter.get_xlabel().startswith("host score") and scatter.get_ylabel().startswith("device score")
     assert errors.get_xlabel() == "|device \u2212 host| / error bound"
     assert fig._suptitle.get_text().startswith("FAIL: model ") and "k=3, full covariance" in fig._suptitle.get_text()
-    assert errors.get_title().startswith("score error vs float64 (max ")
+    assert errors.get_title().startswith("score error vs float64\nmax ")
     # a report read back from JSON has no per-vector results: said plainly
     from tinygmm.errors import TinyGMMError
 

@@ -398,8 +398,8 @@ def verify_figure(report: Any, model: Model | None = None) -> Any:
             ax.scatter(host[mine], device[mine], s=10, color=f"C{n % 10}", alpha=0.6, edgecolors="none",
                        label=f"{kind} ({int(mine.sum())})")
     if (scored & tie).any():
-        ax.scatter(host[scored & tie], device[scored & tie], s=36, facecolors="none", edgecolors="darkorange",
-                   linewidths=0.9, gid="ties", label=f"certified float32 tie ({int((scored & tie).sum())})")
+        ax.scatter(host[scored & tie], device[scored & tie], s=24, facecolors="none", edgecolors="black", alpha=0.5,
+                   linewidths=0.6, gid="ties", label=f"certified float32 tie ({int((scored & tie).sum())})")
     unscored_failures = int((failed & ~scored).sum())
     extra = f"; {unscored_failures} without a score not shown" if unscored_failures else ""
     ax.scatter(host[scored & failed], device[scored & failed], s=90, marker="X", color="crimson",
@@ -429,7 +429,7 @@ def verify_figure(report: Any, model: Model | None = None) -> Any:
     hist.set_yscale("log")
     twin_share = getattr(report, "bit_exact", {}).get("score")
     same = f"; {twin_share:.1%} bit-exact with the float32 twin" if twin_share is not None else ""
-    hist.set_title(f"score error vs float64 (max {float(ratio.max(initial=0.0)):.2f} of bound{same})",
+    hist.set_title(f"score error vs float64\nmax {float(ratio.max(initial=0.0)):.2f} of the bound{same}",
                    fontsize="medium")
     hist.grid(True, alpha=0.3)
     hist.legend(fontsize="small")
