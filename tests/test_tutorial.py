@@ -167,7 +167,8 @@ def test_tutorial_step(step: Step, workdir: Path, pio_core) -> None:
         for spec in step.argv[2:]:
             for extra in re.findall(r"\[([^\]]+)\]", spec):
                 for name in extra.split(","):
-                    assert re.search(rf"^{re.escape(name)}\s*=", extras, re.M), f"{spec}: pyproject.toml has no extra {name!r}"
+                    assert re.search(rf"^{re.escape(name)}\s*=", extras, re.M), \
+                        f"{spec}: pyproject.toml has no extra {name!r}"
         return
     if step.parse_only:
         build_parser().parse_args(step.argv[1:])  # exits (a failure here) on a usage error

@@ -398,8 +398,8 @@ def verify_figure(report: Any, model: Model | None = None) -> Any:
             ax.scatter(host[mine], device[mine], s=10, color=f"C{n % 10}", alpha=0.6, edgecolors="none",
                        label=f"{kind} ({int(mine.sum())})")
     if (scored & tie).any():
-        ax.scatter(host[scored & tie], device[scored & tie], s=24, facecolors="none", edgecolors="black", alpha=0.5,
-                   linewidths=0.6, gid="ties", label=f"certified float32 tie ({int((scored & tie).sum())})")
+        ax.scatter(host[scored & tie], device[scored & tie], s=24, facecolors="none", edgecolors="black",
+                   alpha=0.5, linewidths=0.6, gid="ties", label=f"certified float32 tie ({int((scored & tie).sum())})")
     unscored_failures = int((failed & ~scored).sum())
     extra = f"; {unscored_failures} without a score not shown" if unscored_failures else ""
     ax.scatter(host[scored & failed], device[scored & failed], s=90, marker="X", color="crimson",
