@@ -297,6 +297,16 @@ static int b64_value(uint8_t c)
 }
 
 /* Decodes s[0, n) in place (the output never overtakes the input); 0 on malformed input. */
+/* Lets the glue drain its receive hardware during long work on a line (see tinygmm_proto_poll_fn):
+ * at 115200 baud a byte arrives every ~1400 AVR cycles, and the Uno's ring holds 63. */
+#define TP_POLL_EVERY 32u
+static void tp_poll(const tinygmm_proto *p)
+{
+    if (p->cfg.poll != NULL) {
+        p->cfg.poll(p->cfg.user);
+    }
+}
+
 static int b64_decode(uint8_t *s, size_t n, size_t *decoded)
 {
     size_t i, o = 0, pad = 0;
@@ -763,6 +773,7 @@ static void cmd_batch(tinygmm_proto *p, uint16_t seq, uint8_t *cur, uint8_t *end
         reply_err(p, seq, TP_STR("bad_args"), TP_STR("N"));
         return;
     }
+    tp_poll(p);
     if (!b64_decode(data.s, data.n, &decoded)) {
         reply_err(p, seq, TP_STR("bad_args"), TP_STR("base64"));
         return;
@@ -792,6 +803,7 @@ static void cmd_batch(tinygmm_proto *p, uint16_t seq, uint8_t *cur, uint8_t *end
             memcpy(&x[j], &u, sizeof u);
         }
         put_record(p, op, run_op(op, x, D, &r), &r);
+        tp_poll(p);
     }
     b64_finish(p);
     out_end(p);
@@ -925,6 +937,9 @@ static void process_line(tinygmm_proto *p)
         }
         for (i = 0; i < n - 5; ++i) {
             crc = tinygmm_proto_crc16(crc, s[i]);
+            if (i % TP_POLL_EVERY == 0u) {
+                tp_poll(p);
+            }
         }
         if (crc != (uint16_t)given) {
             err_begin(p, seq, TP_STR("bad_crc"));

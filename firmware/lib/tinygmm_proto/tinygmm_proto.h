@@ -46,6 +46,10 @@ extern "C" {
 typedef void (*tinygmm_proto_write_fn)(void *user, const uint8_t *data, size_t len);
 /* A free-running 32-bit clock for `bench` (wraps modulo 2^32). */
 typedef uint32_t (*tinygmm_proto_clock_fn)(void);
+/* Called during long work on a line (between batch vectors, every 32 bytes of a CRC): the glue
+ * may move received bytes out of a small hardware buffer into its own queue, so the link keeps
+ * flowing while the device computes; hello's rx= then reports both. */
+typedef void (*tinygmm_proto_poll_fn)(void *user);
 
 typedef struct tinygmm_proto_config {
     const char *target;           /* board or platform name reported by hello, e.g. "uno" */
@@ -53,7 +57,8 @@ typedef struct tinygmm_proto_config {
     const char *clock_unit;       /* "cycles", "us" or "ns" */
     tinygmm_proto_clock_fn clock; /* NULL: bench replies bad_args */
     tinygmm_proto_write_fn write;
-    void *user;                   /* passed to write */
+    void *user;                   /* passed to write and poll */
+    tinygmm_proto_poll_fn poll;   /* NULL: nothing to drain */
 } tinygmm_proto_config;
 
 typedef struct tinygmm_proto {

@@ -39,7 +39,37 @@
 #endif
 #endif
 
+/* Bytes moved out of the core's receive ring while a line is worked on (the protocol polls
+ * between batch vectors and during its CRC), so the host may keep sending while the device
+ * computes (hello's rx= counts both). A 44-vector D=2 batch line takes ~24 ms on the Uno, in
+ * which 115200 baud brings ~280 bytes: 320 keeps the link busy (63 alone left it idle half
+ * the time: 42% of the raw payload limit, against 56% with the queue, bench/link_throughput.py). */
+#ifndef TINYGMM_RX_QUEUE_BYTES
+#if defined(__AVR__)
+#define TINYGMM_RX_QUEUE_BYTES 320
+#else
+#define TINYGMM_RX_QUEUE_BYTES 0
+#endif
+#endif
+
 static tinygmm_proto proto;
+
+#if TINYGMM_RX_QUEUE_BYTES > 0
+static uint8_t rx_queue[TINYGMM_RX_QUEUE_BYTES];
+static uint16_t rx_head, rx_count; /* ring: next byte to feed, bytes held */
+
+static void drain_serial(void *user)
+{
+    (void)user;
+    while (rx_count < TINYGMM_RX_QUEUE_BYTES && Serial.available() > 0) {
+        rx_queue[(rx_head + rx_count) % TINYGMM_RX_QUEUE_BYTES] = (uint8_t)Serial.read();
+        ++rx_count;
+    }
+}
+#define TINYGMM_POLL drain_serial
+#else
+#define TINYGMM_POLL NULL
+#endif
 
 static void serial_write(void *user, const uint8_t *data, size_t len)
 {
@@ -95,18 +125,32 @@ void setup()
     timer1_start();
 #endif
     cfg.target = TINYGMM_TARGET;
-    cfg.rx_buffer = TINYGMM_RX_BUFFER_BYTES;
+    cfg.rx_buffer = TINYGMM_RX_BUFFER_BYTES + TINYGMM_RX_QUEUE_BYTES;
     cfg.clock_unit = TINYGMM_CLOCK_UNIT;
     cfg.clock = TINYGMM_CLOCK;
     cfg.write = serial_write;
     cfg.user = NULL;
+    cfg.poll = TINYGMM_POLL;
     tinygmm_proto_init(&proto, &cfg);
     tinygmm_proto_banner(&proto);
 }
 
 void loop()
 {
+#if TINYGMM_RX_QUEUE_BYTES > 0
+    /* Every byte passes through the queue, refilled from the core's ring after each byte fed:
+     * order is kept, and the ring is emptied even while queued bytes are being worked off. */
+    drain_serial(NULL);
+    while (rx_count > 0) {
+        const uint8_t byte = rx_queue[rx_head];
+        rx_head = (uint16_t)((rx_head + 1u) % TINYGMM_RX_QUEUE_BYTES);
+        --rx_count;
+        tinygmm_proto_feed(&proto, byte); /* a batch line drains the ring between its vectors */
+        drain_serial(NULL);
+    }
+#else
     while (Serial.available() > 0) {
         tinygmm_proto_feed(&proto, (uint8_t)Serial.read());
     }
+#endif
 }

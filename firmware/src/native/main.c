@@ -67,6 +67,7 @@ int main(void)
     cfg.clock = clock_ns;
     cfg.write = write_all;
     cfg.user = NULL;
+    cfg.poll = NULL; /* the pipe or pty buffers far more than a batch line */
     make_raw_if_terminal(STDIN_FILENO);
     tinygmm_proto_init(&proto, &cfg);
     tinygmm_proto_banner(&proto);
