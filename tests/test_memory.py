@@ -28,7 +28,7 @@ def test_model_data_is_the_packed_minimum(covariance_type):
     K, D = 16, 8
     dev = fold(random_model(np.random.default_rng(0), covariance_type, K, D))
     if covariance_type == "tied":
-        expected = K * (D + 1) + packed_size(D) + D
+        expected = K * (D + 2) + packed_size(D) + D  # offsets, bias and the linear score's tied_bias per component
     else:
         expected = K * PER_COMPONENT[covariance_type](D) + D  # + the centre
     assert dev.n_floats == expected

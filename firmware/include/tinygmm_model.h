@@ -12,7 +12,7 @@
  *     gmm_model_bias: 12
  *     gmm_model_offset: 24
  *     gmm_model_factor: 36
- *   model struct 19 on AVR (Uno), 32 on 32-bit (ESP32), 56 on 64-bit host (flash)
+ *   model struct 21 on AVR (Uno), 36 on 32-bit (ESP32), 64 on 64-bit host (flash)
  *   model id string 17 (flash); static RAM 0
  * Constants are float32 values written with 9 significant digits: each parses back to
  * the identical float32 the host twin uses.
@@ -61,7 +61,7 @@ static const float gmm_model_factor[9] TINYGMM_PROGMEM = {
 };
 
 static const tinygmm_model gmm_model TINYGMM_PROGMEM TINYGMM_UNUSED = {
-    gmm_model_centre, NULL, gmm_model_bias, gmm_model_offset, gmm_model_factor,
+    gmm_model_centre, NULL, gmm_model_bias, gmm_model_offset, gmm_model_factor, NULL,
     -5.51676607f, 3, 2, TINYGMM_FULL, 1, 0
 };
 

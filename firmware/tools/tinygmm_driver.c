@@ -112,6 +112,7 @@ int main(void)
                : ct == TINYGMM_DIAG ? (size_t)K * (size_t)D
                                     : (size_t)K;
     runtime.factor = read_floats(n_factor);
+    runtime.tied_bias = ct == TINYGMM_TIED ? read_floats((size_t)K) : NULL;
     runtime.n_components = (uint8_t)K;
     runtime.n_features = (uint8_t)D;
     runtime.covariance_type = (uint8_t)ct;

@@ -16,6 +16,9 @@ device-side formulas):
   distance to the component, not with the distance to the centre.
 * bias ``log w_k - D/2 log 2pi + log det A_k`` (log det of the unscaled factor: scores are
   log-densities of the scaled input, as on the host).
+* tied only, the constant of the linear score predict uses: ``tied_bias_k = (bias_k - ||b_k||^2) / 2``
+  with the stored float32 ``b_k``, so that ``bias_k - ||w - b_k||^2 = 2 (tied_bias_k + b_k . w) - ||w||^2``
+  exactly; the last term is common to every component and drops out of the argmax.
 * feature order: the device evaluates the features rotated so that its feature 0 is input
   feature ``lead`` (``z_i = x[(i + lead) mod D] - c_i``); every stored array is in that order.
   Row 0 of each quadratic form, the bound the device prunes with, then uses the feature that
@@ -67,6 +70,7 @@ class DeviceModel:
     feature_names: tuple[str, ...]  # input order
     exact: Exact  # in device order
     lead: int = 0  # device feature i is input feature (i + lead) mod D
+    tied_bias: np.ndarray | None = None  # (K,) tied: (bias_k - ||b_k||^2) / 2; None otherwise
 
     @property
     def order(self) -> np.ndarray:
@@ -86,11 +90,14 @@ class DeviceModel:
         return COVARIANCE_CODES[self.covariance_type]
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The parameter arrays in the order tinygmm_model points to them (inv_scale only if kept)."""
+        """The parameter arrays in the order tinygmm_model points to them (inv_scale and tied_bias
+        only if kept)."""
         out = {"centre": self.centre}
         if self.inv_scale is not None:
             out["inv_scale"] = self.inv_scale
         out.update(bias=self.bias, offset=self.offset.ravel(), factor=self.factor.ravel())
+        if self.tied_bias is not None:
+            out["tied_bias"] = self.tied_bias
         return out
 
     @property
@@ -261,6 +268,10 @@ def fold(model: Model) -> DeviceModel:
     diag_factor = np.diagonal(A32, axis1=-2, axis2=-1) if ct in ("full", "tied") else factor
     if np.any(diag_factor == 0):
         raise TinyGMMError("a precision underflows to 0 in float32 (a variance above ~1e38); rescale the data and refit")
+    tied_bias = None
+    if ct == "tied":
+        b = offset.astype(np.float64)
+        tied_bias = _float32(0.5 * (ex.bias - np.sum(b * b, axis=1)), "tied bias (bias - ||A m||^2) / 2")
     thr = None if model.anomaly_threshold is None else _float32(np.array(model.anomaly_threshold), "anomaly threshold")[()]
     return DeviceModel(
         covariance_type=ct,
@@ -274,4 +285,5 @@ def fold(model: Model) -> DeviceModel:
         feature_names=tuple(model.feature_names),
         exact=ex,
         lead=lead,
+        tied_bias=tied_bias,
     )

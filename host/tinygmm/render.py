@@ -18,13 +18,13 @@ MODEL_TEMPLATE = "model.h.j2"
 VALUES_PER_LINE = 6
 _C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _COVARIANCE_ENUMS = {"full": "TINYGMM_FULL", "tied": "TINYGMM_TIED", "diag": "TINYGMM_DIAG", "spherical": "TINYGMM_SPHERICAL"}
-# sizeof(tinygmm_model): 5 pointers + 1 float + 5 uint8_t, padded to the pointer alignment
+# sizeof(tinygmm_model): 6 pointers + 1 float + 5 uint8_t, padded to the pointer alignment
 # (AVR aligns nothing).
 POINTER_BYTES = {"AVR (Uno)": 2, "32-bit (ESP32)": 4, "64-bit host": 8}
 
 
 def model_struct_bytes(pointer_bytes: int) -> int:
-    raw = 5 * pointer_bytes + 4 + 5
+    raw = 6 * pointer_bytes + 4 + 5
     align = 1 if pointer_bytes == 2 else pointer_bytes
     return -(-raw // align) * align
 
@@ -87,6 +87,7 @@ def header_context(model: Model | DeviceModel, name: str = "gmm_model") -> dict:
             "diag": f"({K} x {D}) sqrt(precision / 2) per feature",
             "spherical": f"({K}) precision / 2 per component",
         }[ct],
+        "tied_bias": f"({K}) (bias_k - ||b_k||^2) / 2, the constant of the linear score tinygmm_predict uses",
     }
     arrays = []
     for key, values in dev.arrays().items():
@@ -137,6 +138,7 @@ def header_context(model: Model | DeviceModel, name: str = "gmm_model") -> dict:
         "ref_bias": f"{name}_bias",
         "ref_offset": f"{name}_offset",
         "ref_factor": f"{name}_factor",
+        "ref_tied_bias": f"{name}_tied_bias" if dev.tied_bias is not None else "NULL",
     }
 
 

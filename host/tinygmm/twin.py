@@ -9,7 +9,9 @@ libms (glibc/avr-libc expf vs NumPy's): bounded by ``score_twin_tolerance`` and
 ``proba_twin_tolerance``.
 
 The C core's pruning (early exit) is exact, so the twin evaluates every row of every
-component and takes the argmax (lowest index on ties) -- the same answer.
+component and takes the argmax (lowest index on ties) -- the same answer. For tied models
+``predict`` is the argmax of the linear score ``t_k = tied_bias_k + b_k . w`` (the common
+``-||w||^2`` dropped), mirrored by ``_linear_score``.
 
 ``log_joint_error_bound`` bounds the float32 log-joint's distance from the float64
 log-joint of the original model (the fidelity of the device, not just of the twin).
@@ -113,6 +115,16 @@ class DeviceTwin:
             lj = dev.bias - s * dev.factor if ct == "spherical" else dev.bias - s
         return np.where(np.isnan(lj), np.float32(-np.inf), lj)
 
+    def _linear_score(self, w: np.ndarray) -> np.ndarray:
+        """(N, K) float32 linear scores of a tied model, t_k = c_k + sum_i b_ki w_i left to right
+        (tinygmm__predict_tied); w = A z as _prepare leaves it."""
+        dev = self.device
+        t = np.broadcast_to(dev.tied_bias, (w.shape[0], dev.n_components)).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for i in range(dev.n_features):
+                t = t + dev.offset[:, i] * w[:, i, None]
+        return t
+
     def evaluate(self, X: np.ndarray, threshold: float | None = None) -> DeviceOutputs:
         """All outputs of the device API for each row of ``X`` (raw, unscaled features)."""
         dev = self.device
@@ -128,6 +140,14 @@ class DeviceTwin:
         st_lj = np.where(ok & np.any(lj == -np.inf, axis=1), ERR_OVERFLOW, status)
         st = np.where(overflow_all, ERR_OVERFLOW, status)
         good = st == OK
+        if dev.covariance_type == "tied":  # predict: argmax of the linear score, OVERFLOW if the top is +inf or NaN
+            t = np.zeros((N, K), np.float32)
+            t[ok] = self._linear_score(z[ok])
+            with np.errstate(invalid="ignore"):
+                st_predict = np.where(ok & ~np.isfinite(np.max(t, axis=1)), ERR_OVERFLOW, status)  # NaN: max NaN
+            label = np.where(st_predict == OK, np.argmax(t, axis=1), -1)
+        else:
+            st_predict, label = st, np.where(good, top, -1)
 
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             d = lj - best[:, None]
@@ -151,8 +171,8 @@ class DeviceTwin:
             st_anom = st
             anomaly = good & (score < thr)
         return DeviceOutputs(
-            status_predict=st,
-            label=np.where(good, top, -1),
+            status_predict=st_predict,
+            label=label,
             status_log_joint=st_lj,
             log_joint=np.where(((st_lj == OK) | (st_lj == ERR_OVERFLOW))[:, None], lj, np.nan).astype(np.float32),
             status_score=st,
@@ -292,14 +312,20 @@ def score_error_bound(lj_bound: np.ndarray, score64: np.ndarray, n_components: i
     return np.max(lj_bound, axis=1) + BOUND_SAFETY * U32 * (np.abs(score64) + 2 * K + 24 + np.log(K))
 
 
-def _tied_pair_bound(dev: DeviceModel, X: np.ndarray, top: np.ndarray) -> np.ndarray:
-    """(N, K) bound on the error of lj_top - lj_k for tied models, where w = A z is shared.
+def _tied_linear_bound(dev: DeviceModel, X: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """(N, K) bound on |(lj_top - lj_k) - 2 (t_top - t_k)| for tied models, where t_k is the device's
+    float32 linear score (``tinygmm__predict_tied``) and lj the float64 log-joints of the model.
 
-    The rounding of w (c_i, common to every component) cancels in the difference except for
-    2 c_i |y_top,i - y_k,i| = 2 c_i |b_k,i - b_top,i|; per component remain f_ki (b's rounding,
-    the subtraction, A's rounding applied to m_k) and the squares and sums. Far from the data,
-    where |y| is large and nearly equal across components, this is much tighter than adding
-    two single-component bounds.
+    With w = fl(A32 z) (error dw, common to every component: |dw_i| <= c_i = gamma_{i+3} (|A| |z|)_i
+    for the rounding of z, of A and the dot product), b_k the exact A m_k and its stored float32
+    b32_k = b_k + e_k (|e_ki| <= f_ki = u (|b_ki| + (|A| |m_k|)_i): A's rounding and b's), and the
+    exact identity lj_k = bias_k - ||A z||^2 + 2 b_k . A z - ||b_k||^2:
+      2 t_k - lj_k - ||A z||^2 = 2 e_k . y_k - ||e_k||^2 + 2 b32_k . dw + (rounding of c_k and of t_k)
+    with y_k = A z - b_k. ||A z||^2 drops out of the difference and b32 . dw leaves only
+    (b32_k - b32_top) . dw, so far from the data, where |y| ~ |A z| is huge, the bound stays linear
+    in |A z| like the true differences. Per component: |e_k . y_k| + ||e_k||^2 <= sum_i f_ki |y_ki| + f_ki^2,
+    c_k = fl((bias_k - ||b32_k||^2) / 2) by u |c_k|, and the D products and additions of t_k by
+    gamma_{D+1} (|c_k| + sum_i |b32_ki| (|A z|_i + c_i)). Doubled (lj = 2t) and times BOUND_SAFETY.
     """
     ex = dev.exact
     x = np.asarray(X, dtype=np.float32).astype(np.float64)[:, dev.order]
@@ -307,29 +333,33 @@ def _tied_pair_bound(dev: DeviceModel, X: np.ndarray, top: np.ndarray) -> np.nda
     D = dev.n_features
     A = ex.factor
     absA = np.abs(A)
-    c = (_gamma(np.arange(D) + 3) * (np.abs(z) @ absA.T))  # (N, D) common to all components
-    b = ex.means @ A.T  # (K, D)
-    y = (z @ A.T)[:, None, :] - b[None]  # (N, K, D)
-    f = U32 * (np.abs(b)[None] + np.abs(y) + (np.abs(ex.means) @ absA.T)[None])
-    s = np.sum(y * y, axis=2)
-    bias = np.abs(ex.bias)[None]
-    g = np.sum(2 * np.abs(y) * f + f * f, axis=2) + _gamma(D + 1) * s + U32 * bias + U32 * (bias + s)
+    c = _gamma(np.arange(D) + 3) * (np.abs(z) @ absA.T)  # (N, D): |dw|, common to all components
+    b = ex.means @ A.T  # (K, D) exact
+    b32 = dev.offset.astype(np.float64)  # what the device multiplies w by
+    Az = z @ A.T  # (N, D)
+    y = Az[:, None, :] - b[None]  # (N, K, D)
+    f = U32 * (np.abs(b) + np.abs(ex.means) @ absA.T)  # (K, D)
+    c32 = np.abs(dev.tied_bias.astype(np.float64))  # (K,)
+    g = (np.einsum("kd,nkd->nk", f, np.abs(y)) + np.sum(f * f, axis=1)[None]
+         + U32 * c32[None] + _gamma(D + 1) * (c32[None] + (np.abs(Az) + c) @ np.abs(b32).T))  # (N, K)
     n = np.arange(x.shape[0])
-    common = 2 * np.einsum("nd,nkd->nk", c, np.abs(b[None] - b[top][:, None, :]) + f + f[n, top][:, None, :])
-    return BOUND_SAFETY * (common + g + g[n, top][:, None])
+    common = np.einsum("nd,nkd->nk", c, np.abs(b32[None] - b32[top][:, None, :]))
+    return BOUND_SAFETY * 2.0 * (common + g + g[n, top][:, None])
 
 
 def certified_argmax(model: Model | DeviceModel, X: np.ndarray, log_joint64: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(float64 argmax, certified) per point: certified where every rival lies further below the
-    top than the device's error bound on their difference, so the device must predict the same."""
+    top than the device's error bound on their difference, so the device must predict the same
+    (for tied models the difference of the linear scores predict compares, ``_tied_linear_bound``)."""
     dev = model if isinstance(model, DeviceModel) else fold(model)
     lj = np.asarray(log_joint64, dtype=np.float64)
     n = np.arange(lj.shape[0])
     top = np.argmax(lj, axis=1)
-    bound = log_joint_error_bound(dev, X)
-    pair = bound[n, top][:, None] + bound
-    if dev.covariance_type == "tied":
-        pair = np.minimum(pair, _tied_pair_bound(dev, X, top))
+    if dev.covariance_type == "tied":  # predict compares the linear scores, not the log-joints
+        pair = _tied_linear_bound(dev, X, top)
+    else:
+        bound = log_joint_error_bound(dev, X)
+        pair = bound[n, top][:, None] + bound
     margin = lj[n, top][:, None] - lj - pair
     margin[n, top] = np.inf
     return top, np.all(margin > 0, axis=1)

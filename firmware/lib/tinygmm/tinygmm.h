@@ -21,6 +21,11 @@
  * where m_k is the component mean relative to c. A scaler is folded into A (exact in
  * float64 before the one rounding to float32) except for spherical models, which keep
  * a per-feature inverse scale applied once to z.
+ * For tied models predict uses the linear score t_k = c_k + b_k . w, c_k = (bias_k - ||b_k||^2) / 2
+ * (folded at export): log_joint_k = 2 t_k - ||w||^2 exactly, and ||w||^2 is common to every
+ * component. Far from the data ||w||^2 is huge and each float32 log-joint carries an error
+ * ~ u ||w||^2, while differences between components are only linear in w; t_k's error is
+ * ~ u |b_k| |w|, the scale of those differences, so predict follows float64 there too.
  *
  * The log-joint is the log-density of the *scaled* input (as the host's score_samples),
  * so the stored anomaly threshold applies to tinygmm_score directly.
@@ -112,6 +117,8 @@ typedef struct tinygmm_model {
     const float *offset;     /* (K*D) full/tied: b_k = A_k m_k; diag/spherical: m_k */
     const float *factor;     /* full (K * D(D+1)/2), tied (D(D+1)/2) packed rows of A;
                                 diag (K*D) a_k; spherical (K) h_k */
+    const float *tied_bias;  /* tied (K): (bias_k - ||b_k||^2) / 2, the constant of predict's
+                                linear score; NULL for the other types */
     float anomaly_threshold; /* on tinygmm_score; valid if has_threshold */
     uint8_t n_components;
     uint8_t n_features;
@@ -154,7 +161,8 @@ static inline tinygmm_status tinygmm__prepare(const tinygmm_model *model, const 
     TINYGMM_READ_MODEL(m, model);
     D = m->n_features;
     if (m->n_components == 0 || D == 0 || D > TINYGMM_MAX_FEATURES ||
-        m->n_components > TINYGMM_MAX_COMPONENTS || m->covariance_type > TINYGMM_SPHERICAL || m->lead >= D) {
+        m->n_components > TINYGMM_MAX_COMPONENTS || m->covariance_type > TINYGMM_SPHERICAL || m->lead >= D ||
+        (m->covariance_type == TINYGMM_TIED && m->tied_bias == NULL)) {
         return TINYGMM_ERR_MODEL;
     }
     if (n_features != D) {
@@ -522,6 +530,36 @@ TINYGMM__OUTLINE int tinygmm__search(const tinygmm_model *m, const float *z, flo
     return b.best_k;
 }
 
+/* Predict for a tied model: the argmax over k of t_k = c_k + sum_i b_ki w_i (c_k = tied_bias[k],
+ * terms added left to right, lowest index on ties), w = A z as tinygmm__prepare left it. Every
+ * component costs D multiply-adds (a partial dot product bounds nothing, so nothing is pruned).
+ * Returns -1 if the highest t_k is not finite (+inf or NaN: float32 overflow). */
+TINYGMM__OUTLINE int tinygmm__predict_tied(const tinygmm_model *m, const float *w)
+{
+    const uint8_t K = m->n_components;
+    const float *const w_end = w + m->n_features;
+    const float *b = m->offset;
+    const float *c = m->tied_bias;
+    uint32_t top = 0u; /* below every key */
+    uint8_t k, best = 0u;
+    for (k = 0; k < K; ++k) {
+        const float *wp = w;
+        float t = tinygmm__next(&c);
+        uint32_t tk;
+        do {
+            t += tinygmm__next(&b) * *wp++;
+        } while (wp != w_end);
+        tk = tinygmm__key(t);
+        if (tk > top) {
+            top = tk;
+            best = k;
+        }
+    }
+    /* NaN keys lie above +inf's: a best that is not finite means some t_k overflowed upwards or is
+     * NaN (then the argmax is unknown); a -inf elsewhere is simply below a finite best. */
+    return (top > tinygmm__key(FLT_MAX)) ? -1 : best;
+}
+
 /* ---- public API ----------------------------------------------------------------- */
 
 /* out[k] = log-joint of component k (K floats). TINYGMM_ERR_OVERFLOW if any component's
@@ -548,7 +586,9 @@ static inline tinygmm_status tinygmm_log_joint(const tinygmm_model *model, const
     return st;
 }
 
-/* *label = the most likely component (argmax of the log-joints, no exp; lowest index on ties). */
+/* *label = the most likely component (argmax of the log-joints, no exp; lowest index on ties).
+ * Tied models: argmax of the linear score (see the top of this file); TINYGMM_ERR_OVERFLOW
+ * there means that the highest score is +inf or NaN (float32 overflow). */
 static inline tinygmm_status tinygmm_predict(const tinygmm_model *model, const float *x, int n_features, int *label)
 {
     tinygmm_model m;
@@ -560,6 +600,14 @@ static inline tinygmm_status tinygmm_predict(const tinygmm_model *model, const f
     tinygmm_status st = tinygmm__prepare(model, x, n_features, &m, z);
     if (st != TINYGMM_OK) {
         return st;
+    }
+    if (m.covariance_type == TINYGMM_TIED) {
+        k = tinygmm__predict_tied(&m, z);
+        if (k < 0) {
+            return TINYGMM_ERR_OVERFLOW;
+        }
+        *label = k;
+        return TINYGMM_OK;
     }
     k = tinygmm__search(&m, z, s0, key, 0, &best);
     if (best == TINYGMM__NEG_INF) {
