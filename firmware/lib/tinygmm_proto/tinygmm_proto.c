@@ -307,7 +307,7 @@ static void tp_poll(const tinygmm_proto *p)
     }
 }
 
-static int b64_decode(uint8_t *s, size_t n, size_t *decoded)
+static int b64_decode(const tinygmm_proto *p, uint8_t *s, size_t n, size_t *decoded)
 {
     size_t i, o = 0, pad = 0;
     if (n == 0 || n % 4u != 0) {
@@ -319,6 +319,9 @@ static int b64_decode(uint8_t *s, size_t n, size_t *decoded)
     for (i = 0; i < n; i += 4) {
         int v[4], j;
         uint32_t w;
+        if (i % (4u * TP_POLL_EVERY) == 0u) { /* ~3 ms for a 512-byte line on an Uno */
+            tp_poll(p);
+        }
         for (j = 0; j < 4; ++j) {
             const int is_pad = (i + 4 == n) && (size_t)j >= 4u - pad;
             v[j] = is_pad ? 0 : b64_value(s[i + (size_t)j]);
@@ -773,8 +776,7 @@ static void cmd_batch(tinygmm_proto *p, uint16_t seq, uint8_t *cur, uint8_t *end
         reply_err(p, seq, TP_STR("bad_args"), TP_STR("N"));
         return;
     }
-    tp_poll(p);
-    if (!b64_decode(data.s, data.n, &decoded)) {
+    if (!b64_decode(p, data.s, data.n, &decoded)) {
         reply_err(p, seq, TP_STR("bad_args"), TP_STR("base64"));
         return;
     }

@@ -40,29 +40,37 @@
 #endif
 
 /* Bytes moved out of the core's receive ring while a line is worked on (the protocol polls
- * between batch vectors and during its CRC), so the host may keep sending while the device
- * computes (hello's rx= counts both). A 44-vector D=2 batch line takes ~24 ms on the Uno, in
- * which 115200 baud brings ~280 bytes: 320 keeps the link busy (63 alone left it idle half
- * the time: 42% of the raw payload limit, against 56% with the queue, bench/link_throughput.py). */
+ * between batch vectors, during its CRC and its base64 decoding), so the host may keep sending
+ * while the device computes (hello's rx= counts both). A 44-vector D=2 batch line (~500 bytes)
+ * takes ~25 ms on the Uno, in which 115200 baud brings ~290 more bytes. bench/link_throughput.py,
+ * D=2 batch predict: 42% of the raw payload limit with the 63-byte ring alone, 57% with a
+ * 256-byte queue, 63% with 352 (and no more with 468). */
 #ifndef TINYGMM_RX_QUEUE_BYTES
 #if defined(__AVR__)
-#define TINYGMM_RX_QUEUE_BYTES 320
+#define TINYGMM_RX_QUEUE_BYTES 352
 #else
 #define TINYGMM_RX_QUEUE_BYTES 0
 #endif
 #endif
 
+#define TINYGMM_RX_SLACK (TINYGMM_RX_QUEUE_BYTES > 0 ? 8 : 0)
+
 static tinygmm_proto proto;
 
 #if TINYGMM_RX_QUEUE_BYTES > 0
 static uint8_t rx_queue[TINYGMM_RX_QUEUE_BYTES];
-static uint16_t rx_head, rx_count; /* ring: next byte to feed, bytes held */
+/* ring indices wrapped by comparison: a % on a 16-bit index is a ~200-cycle division on AVR,
+ * paid twice per received byte */
+static uint16_t rx_head, rx_tail, rx_count; /* next byte to feed, next free slot, bytes held */
 
 static void drain_serial(void *user)
 {
     (void)user;
     while (rx_count < TINYGMM_RX_QUEUE_BYTES && Serial.available() > 0) {
-        rx_queue[(rx_head + rx_count) % TINYGMM_RX_QUEUE_BYTES] = (uint8_t)Serial.read();
+        rx_queue[rx_tail] = (uint8_t)Serial.read();
+        if (++rx_tail == TINYGMM_RX_QUEUE_BYTES) {
+            rx_tail = 0;
+        }
         ++rx_count;
     }
 }
@@ -125,7 +133,8 @@ void setup()
     timer1_start();
 #endif
     cfg.target = TINYGMM_TARGET;
-    cfg.rx_buffer = TINYGMM_RX_BUFFER_BYTES + TINYGMM_RX_QUEUE_BYTES;
+    /* a few bytes of slack: a byte may sit in the UART itself, or land just as a drain ends */
+    cfg.rx_buffer = TINYGMM_RX_BUFFER_BYTES + TINYGMM_RX_QUEUE_BYTES - TINYGMM_RX_SLACK;
     cfg.clock_unit = TINYGMM_CLOCK_UNIT;
     cfg.clock = TINYGMM_CLOCK;
     cfg.write = serial_write;
@@ -143,7 +152,9 @@ void loop()
     drain_serial(NULL);
     while (rx_count > 0) {
         const uint8_t byte = rx_queue[rx_head];
-        rx_head = (uint16_t)((rx_head + 1u) % TINYGMM_RX_QUEUE_BYTES);
+        if (++rx_head == TINYGMM_RX_QUEUE_BYTES) {
+            rx_head = 0;
+        }
         --rx_count;
         tinygmm_proto_feed(&proto, byte); /* a batch line drains the ring between its vectors */
         drain_serial(NULL);
