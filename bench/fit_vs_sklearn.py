@@ -78,6 +78,8 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=5, help="EM iterations per timing (default 5)")
     ap.add_argument("--repeat", type=int, default=3, help="best of N timings (default 3)")
     ap.add_argument("--no-full-fit", action="store_true", help="skip whole default fits")
+    ap.add_argument("--size", action="append", metavar="N,D,K", help="only this size (repeatable)")
+    ap.add_argument("--cov", action="append", choices=TYPES, help="only this covariance type (repeatable)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
 
@@ -85,9 +87,10 @@ def main() -> None:
             f"{'sk fit':>7} {'tg fit':>7} {'x':>5} {'sk ll':>9} {'tg ll':>9} | {'sk MB':>6} {'tg MB':>6}")
     print(head)
     print("-" * len(head))
-    for N, D, K in (QUICK_SIZES if args.quick else SIZES):
+    sizes = [tuple(map(int, s.split(","))) for s in args.size] if args.size else (QUICK_SIZES if args.quick else SIZES)
+    for N, D, K in sizes:
         X, _ = make_blobs(N, n_features=D, centers=K, random_state=0)
-        for ct in TYPES:
+        for ct in args.cov or TYPES:
             init = initial_params(X, K, ct)
             sk_t, sk = per_iteration(SkGMM, X, K, ct, init, args)
             tg_t, tg = per_iteration(TinyGMM, X, K, ct, init, args)

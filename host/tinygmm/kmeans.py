@@ -62,16 +62,18 @@ def _seed(xt: np.ndarray, x_sq: np.ndarray, n_clusters: int, random_state: np.ra
     return xt[:, indices].T.copy(), indices
 
 
-def _assign(xt: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """Nearest centre of each point; ||x||^2 is the same for every centre and is left out."""
-    n = xt.shape[1]
+def _assign(xa: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Nearest centre of each point of ``xa`` = [x; 1] (D+1, n).
+
+    ||x - c||^2 - ||x||^2 = [x, 1] . [-2c, ||c||^2]: one product gives what argmin needs
+    (||x||^2 is the same for every centre and is left out).
+    """
+    n = xa.shape[1]
     rows = max(1024, _BLOCK_BYTES // (8 * centers.shape[0]))
-    c_sq = np.einsum("kd,kd->k", centers, centers)
+    ca = np.hstack([-2.0 * centers, np.einsum("kd,kd->k", centers, centers)[:, None]])
     labels = np.empty(n, dtype=np.intp)
     for s in range(0, n, rows):
-        d = xt[:, s:s + rows].T @ centers.T  # (n, K): argmin along contiguous rows
-        d *= -2.0
-        d += c_sq
+        d = xa[:, s:s + rows].T @ ca.T  # (n, K): argmin along contiguous rows
         labels[s:s + rows] = np.argmin(d, axis=1)
     return labels
 
@@ -89,7 +91,8 @@ def kmeans(xt: np.ndarray, n_clusters: int, random_state: np.random.RandomState,
     m = min(n, max(SEED_SAMPLE, SEED_PER_CLUSTER * n_clusters))
     sample = xt if m == n else xt[:, np.sort(random_state.choice(n, m, replace=False))]
     centers, _ = _seed(sample, np.einsum("dn,dn->n", sample, sample), n_clusters, random_state)
-    labels = _assign(xt, centers)
+    xa = np.vstack([xt, np.ones((1, n))])
+    labels = _assign(xa, centers)
     for _ in range(max_iter):
         counts = np.bincount(labels, minlength=n_clusters)
         sums = np.stack([np.bincount(labels, weights=xt[d], minlength=n_clusters) for d in range(D)], axis=1)
@@ -102,7 +105,7 @@ def kmeans(xt: np.ndarray, n_clusters: int, random_state: np.random.RandomState,
             new[~filled] = xt[:, far].T
         shift = float(np.sum((new - centers) ** 2))
         centers = new
-        new_labels = _assign(xt, centers)
+        new_labels = _assign(xa, centers)
         if shift <= tol_abs or np.array_equal(new_labels, labels):
             labels = new_labels
             break

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import covariance as cov
-from .em import Params, em_pass, evaluate, log_sum_exp_inplace, m_step, params_from_labels, responsibilities
+from .em import Params, Workspace, em_pass, evaluate, log_sum_exp_inplace, m_step, params_from_labels, responsibilities
 from .errors import ConvergenceWarning, NotFittedError
 from .kmeans import kmeans, kmeans_plusplus
 
@@ -221,6 +221,7 @@ class GaussianMixture:
         xt = np.ascontiguousarray((X - center).T)  # feature-major: (D, N)
         scatter = xt @ xt.T if self.covariance_type == "tied" else None
         rng = check_random_state(self.random_state)
+        ws = Workspace(xt, self.covariance_type, self.n_components)
 
         best = None
         max_lower_bound = -np.inf
@@ -238,7 +239,7 @@ class GaussianMixture:
             converged = False
             for n_iter in range(1, self.max_iter + 1):
                 prev = lower_bound
-                lower_bound, S = em_pass(xt, params)
+                lower_bound, S = em_pass(xt, params, ws)
                 old = params
                 _, params = m_step(xt, S, lambda: evaluate(xt, old, responsibilities),
                                    self.covariance_type, self.reg_covar, scatter)
