@@ -49,6 +49,7 @@ class Params:
         self.means_c = means_c
         self.covariances = covariances
         self.prec_chol = prec_chol
+        self.offsets: np.ndarray | None = None  # _quadratic_offsets, once the factor is final
 
 
 def _tri(D: int) -> int:
@@ -106,7 +107,7 @@ class LogJoint:
         K, D = m.shape
         with np.errstate(divide="ignore"):  # a zero weight gives a log-joint of -inf, as in sklearn
             self.const = np.log(p.weights) - 0.5 * D * LOG_2PI + log_det_cholesky(L, ct, D)
-        r = _quadratic_offsets(p)
+        r = p.offsets if p.offsets is not None else _quadratic_offsets(p)
         self.exact = np.flatnonzero(r > R_EXACT)
         if ct == "full":
             P = precisions_from_cholesky(L, ct)
@@ -290,6 +291,7 @@ def m_step(xt: np.ndarray, S: np.ndarray | None, resp: Callable[[], np.ndarray],
     if redo.size:
         _exact_covariances(xt, resp(), nk, params, redo, reg_covar)
         params.prec_chol = precision_cholesky(params.covariances, ct)
+        params.offsets = None
     return nk, params
 
 
@@ -305,7 +307,7 @@ def _needs_exact(p: Params, exact_all: bool) -> np.ndarray:
         p.prec_chol = precision_cholesky(p.covariances, p.covariance_type)
     except ValueError:
         return np.arange(K)
-    r = _quadratic_offsets(p)
+    r = p.offsets = _quadratic_offsets(p)
     if p.covariance_type == "tied":
         return np.arange(K) if np.any(r > R_EXACT) else np.empty(0, int)
     return np.flatnonzero(r > R_EXACT)
