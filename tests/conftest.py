@@ -31,6 +31,19 @@ def pio_core(tmp_path_factory):
     return provision_offline(tmp_path_factory.mktemp("pio") / "core")
 
 
+@pytest.fixture(scope="session")
+def demo_project(pio_core):
+    """`tinygmm demo`'s project (the demo model exported for native, uno and esp32dev, the native
+    firmware built and verified), made once per session; every build goes through ``pio_core``."""
+    from tinygmm.cli import main
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TINYGMM_PIO_CORE", str(pio_core.core_dir))
+        root = pio_core.core_dir.parent / "demo"
+        assert main(["demo", "-o", str(root / "model.json")]) == 0
+        yield root / "project"
+
+
 @pytest.fixture
 def avr_toolchain():
     from tinygmm.boards import BOARDS

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygmm.cli import main
 from tinygmm.errors import TinyGMMError
 from tinygmm.link.client import Device
 from tinygmm.link.protocol import LinkClosed, LinkTimeout
@@ -19,14 +18,10 @@ from tinygmm.twin import DeviceTwin
 from tinygmm.vectors import load_vectors
 
 
-@pytest.fixture(scope="module")
-def native(tmp_path_factory, pio_core):
+@pytest.fixture
+def native(demo_project: Path):
     """(program, model, vectors) of the demo project built for native."""
-    root = tmp_path_factory.mktemp("faults")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TINYGMM_PIO_CORE", str(pio_core.core_dir))
-        assert main(["demo", "-o", str(root / "model.json")]) == 0
-    project = root / "project"
+    project = demo_project
     return (project / ".pio" / "build" / "native" / "program", load(project / "model.json"),
             load_vectors(project / "test_vectors.json"))
 

@@ -6,18 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tinygmm.cli import main
 from tinygmm.project import export_project
 from tinygmm.model import Model, load
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, pio_core):
-    root = tmp_path_factory.mktemp("plugin")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TINYGMM_PIO_CORE", str(pio_core.core_dir))
-        assert main(["demo", "-o", str(root / "model.json")]) == 0
-        yield root / "project"
+@pytest.fixture
+def project(demo_project: Path) -> Path:
+    return demo_project
 
 
 def run(pytester: pytest.Pytester, project: Path, *args: str) -> pytest.RunResult:

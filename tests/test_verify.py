@@ -17,14 +17,9 @@ from tinygmm.vectors import load_vectors
 from tinygmm.verify import OPS, compare
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, pio_core):
-    """The demo model exported and built for native (every build through the session's offline core)."""
-    root = tmp_path_factory.mktemp("verify")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TINYGMM_PIO_CORE", str(pio_core.core_dir))
-        assert main(["demo", "-o", str(root / "model.json")]) == 0
-        yield root / "project"
+@pytest.fixture
+def project(demo_project: Path) -> Path:
+    return demo_project
 
 
 def twin_outputs(model: Model, X: np.ndarray) -> dict:
