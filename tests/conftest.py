@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 IN_CI = os.environ.get("CI") == "true"
+# The Mall Customers data of the source article: $TINYGMM_MALL_CSV, else shared/data/ beside the
+# repository. It is not part of the repository; tests that need it skip when it is absent.
+MALL_CSV = Path(os.environ.get("TINYGMM_MALL_CSV")
+                or Path(__file__).resolve().parents[2] / "shared" / "data" / "Mall_Customers.csv")
 
 
 def require(condition: bool, what: str) -> None:

@@ -4,10 +4,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import MALL_CSV
+
 from tinygmm.data import demo_data, load_csv, read_csv
 from tinygmm.errors import TinyGMMError
 
-MALL = Path("/work/shared/data/Mall_Customers.csv")
+MALL = MALL_CSV
 
 
 def write(tmp_path, text, name="d.csv"):

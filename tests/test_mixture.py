@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import MALL_CSV
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +21,7 @@ from sklearn import datasets  # noqa: E402
 from sklearn.mixture import GaussianMixture as SkGMM  # noqa: E402
 
 TYPES = ["full", "tied", "diag", "spherical"]
-MALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "Mall_Customers.csv"
+MALL = MALL_CSV
 
 
 def three_blobs() -> np.ndarray:

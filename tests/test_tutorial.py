@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import MALL_CSV
+
 from conftest import require, require_programs
 from tinygmm.cli import build_parser
 
@@ -28,9 +30,8 @@ CSV_NAME = "Mall_Customers.csv"
 
 
 def mall_csv() -> Path:
-    """$TINYGMM_MALL_CSV, else shared/data/ beside the repository."""
-    env = os.environ.get("TINYGMM_MALL_CSV")
-    return Path(env) if env else REPO.parent / "shared" / "data" / CSV_NAME
+    """$TINYGMM_MALL_CSV, else shared/data/ beside the repository (conftest.MALL_CSV)."""
+    return MALL_CSV
 
 
 @dataclass
