@@ -6,6 +6,7 @@ project's sources, and returns a synced :class:`Device` whose model id has been 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +63,7 @@ def ensure_built(project: Path, env: str, core_dir: Path | None = None) -> Path:
     sources.append(project / "platformio.ini")
     newest = max((p.stat().st_mtime for p in sources if p.exists()), default=0.0)
     if not out.is_file() or out.stat().st_mtime < newest:
-        run_pio(["run", "-e", env], project, core_dir)
+        run_pio(["run", "-e", env], project, core_dir, echo=sys.stderr)  # stdout keeps the report
     if not out.is_file():
         raise TinyGMMError(f"`pio run -e {env}` made no {out}")
     return out
