@@ -121,3 +121,13 @@ def test_a_busy_port_is_named() -> None:
 def test_a_missing_port_is_named() -> None:
     with pytest.raises(TinyGMMError, match="does not exist: is the board plugged in"):
         SerialTransport("/dev/ttyNOSUCHPORT")
+
+
+def test_a_reset_on_a_port_without_modem_lines_is_a_clear_error() -> None:
+    master, slave = pty.openpty()
+    try:
+        with pytest.raises(TinyGMMError, match="cannot reset .* by DTR"):
+            SerialTransport(os.ttyname(slave), reset=True)
+    finally:
+        os.close(master)
+        os.close(slave)

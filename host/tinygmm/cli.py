@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the firmware here: the native build, or the uno firmware in simavr or qemu")
     p.add_argument("--baud", type=positive_int, default=115200, help="serial speed for --port (default: 115200)")
     p.add_argument("--flash", action="store_true", help="upload the firmware to the board first")
+    p.add_argument("--reset", action="store_true",
+                   help="reset the board by DTR after opening the port (by default it is left running)")
     p.add_argument("--offline", action="store_true", help="build with tinygmm's offline PlatformIO core")
     p.add_argument("--report", type=Path, metavar="report.json", help="also write the results as JSON")
     p.add_argument("--log", type=Path, metavar="link.log",
@@ -560,7 +562,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
 
 def verify_project(project: Path, env: str, *, port: str | None = None, emulator: str | None = None,
                    baud: int = 115200, flash: bool = False, offline: bool = False, bench: bool = True,
-                   log: Path | None = None) -> Any:
+                   log: Path | None = None, reset: bool = False) -> Any:
     """Build/flash as needed, run the suite, return the VerifyReport (shared by verify and demo)."""
     from . import connect as c
     from .project import read_project
@@ -577,7 +579,7 @@ def verify_project(project: Path, env: str, *, port: str | None = None, emulator
         if port is None:
             raise TinyGMMError("--flash needs --port: emulators load the firmware themselves")
         port = c.flash(project, env, port, core)
-    target = c.Target(env, port, emulator, baud)
+    target = c.Target(env, port, emulator, baud, reset)
     with c.open_transport(project, target, core) as transport:
         dev = c.connect(transport, model.model_id)
         try:
@@ -597,7 +599,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
         require_matplotlib()
     report = verify_project(args.project, args.env, port=args.port, emulator=args.emulator, baud=args.baud,
-                            flash=args.flash, offline=args.offline, bench=not args.no_bench, log=args.log)
+                            flash=args.flash, offline=args.offline, bench=not args.no_bench, log=args.log,
+                            reset=args.reset)
     print(format_report(report))
     if args.report:
         report.save(args.report)

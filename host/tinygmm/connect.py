@@ -30,6 +30,7 @@ class Target:
     port: str | None = None
     emulator: str | None = None
     baud: int = 115200
+    reset: bool = False  # pulse DTR after opening (boards that reset on DTR are otherwise left running)
 
     @property
     def transport_name(self) -> str:
@@ -76,7 +77,7 @@ def open_transport(project: Path, target: Target, core_dir: Path | None = None):
         from .link.transports import SerialTransport
         from .ports import resolve_port
 
-        return SerialTransport(resolve_port(target.port, target.env), target.baud)
+        return SerialTransport(resolve_port(target.port, target.env), target.baud, reset=target.reset)
     built = ensure_built(project, target.env, core_dir)
     from .link.emulators import emulator_transport
 

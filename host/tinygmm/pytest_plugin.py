@@ -7,6 +7,7 @@ Registered through the ``pytest11`` entry point. Options::
     --tinygmm-port PORT|auto   a board on a serial port ...
     --tinygmm-emulator NAME    ... or native | simavr | qemu
     --tinygmm-baud N           serial speed (default: 115200)
+    --tinygmm-reset            reset the board by DTR after opening (default: leave it running)
     --tinygmm-offline          build with tinygmm's offline PlatformIO core
 
 Fixtures: ``tinygmm_project`` (Path), ``tinygmm_model``, ``tinygmm_vectors``, ``tinygmm_device``
@@ -40,6 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--tinygmm-emulator", choices=("native", "simavr", "qemu"),
                     help="run the firmware here instead of on a board")
     group.addoption("--tinygmm-baud", type=int, default=115200, metavar="N", help="serial speed (default: 115200)")
+    group.addoption("--tinygmm-reset", action="store_true", help="reset the board by DTR after opening its port")
     group.addoption("--tinygmm-offline", action="store_true", help="build with tinygmm's offline PlatformIO core")
 
 
@@ -93,7 +95,8 @@ def tinygmm_device(pytestconfig: pytest.Config, tinygmm_project: Path, tinygmm_m
     try:
         c.check_target(env, port, emulator)
         core = c.default_core_dir(opt("tinygmm_offline"))
-        transport = c.open_transport(tinygmm_project, c.Target(env, port, emulator, opt("tinygmm_baud")), core)
+        target = c.Target(env, port, emulator, opt("tinygmm_baud"), opt("tinygmm_reset"))
+        transport = c.open_transport(tinygmm_project, target, core)
     except TinyGMMError as e:
         text = str(e)
         if "apt-get install" in text or "no serial port" in text or "no port that looks like" in text:

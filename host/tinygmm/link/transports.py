@@ -150,13 +150,21 @@ class SerialTransport(_ContextManager):
             raise TinyGMMError(_open_failure(url, e)) from None
         self._port = port
         if reset:
-            self.reset()
+            try:
+                self.reset()
+            except TinyGMMError:
+                port.close()
+                raise
 
     def reset(self) -> None:
         """Pulse DTR (resets an Uno and most ESP32 boards); the caller then syncs by ping."""
-        self._port.dtr = True
-        time.sleep(RESET_PULSE_SECONDS)
-        self._port.dtr = False
+        try:
+            self._port.dtr = True
+            time.sleep(RESET_PULSE_SECONDS)
+            self._port.dtr = False
+        except (self._serial_exception, OSError) as e:
+            raise TinyGMMError(f"cannot reset {self.url} by DTR ({e}): this port has no modem lines; "
+                               "reset the board by hand, or leave out the reset") from None
 
     def write(self, data: bytes) -> None:
         try:
