@@ -134,3 +134,16 @@ def test_verify_the_uno_firmware_in_an_emulator(project: Path, emulator: str, tm
         assert doc["clock_unit"] == "cycles" and 1_000 < doc["cycles"]["predict"] < 100_000
     else:
         assert doc["cycles"] == {}
+
+
+def test_the_overall_timeout_stops_a_run_and_reaps_the_emulator(project: Path, capsys, avr_toolchain) -> None:
+    import subprocess as sp
+
+    from conftest import require_programs
+
+    require_programs("simavr", install="apt-get install simavr libsimavr-dev")
+    assert main(["build", str(project), "-e", "uno"]) == 0  # the build is not what times out
+    capsys.readouterr()
+    assert main(["verify", str(project), "-e", "uno", "--emulator", "simavr", "--timeout", "0.5"]) == 1
+    assert "did not finish within 0.5 s" in capsys.readouterr().err
+    assert sp.run(["pgrep", "-f", "simavr_bridge"], capture_output=True).returncode == 1  # nothing left running

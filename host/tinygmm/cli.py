@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", type=Path, metavar="link.log",
                    help="where to write the timestamped bytes sent and received (default: DIR/.tinygmm/logs/)")
     p.add_argument("--no-bench", action="store_true", help="skip the on-device timing")
+    p.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
+                   help="stop the whole run after this long (default: 900; each request has its own timeout too)")
     p.add_argument("--plot", type=Path, metavar="verify.png",
                    help="also draw device against host score per vector and the error distribution "
                    "(needs tinygmm[plot])")
@@ -562,8 +564,16 @@ def cmd_flash(args: argparse.Namespace) -> int:
 
 def verify_project(project: Path, env: str, *, port: str | None = None, emulator: str | None = None,
                    baud: int = 115200, flash: bool = False, offline: bool = False, bench: bool = True,
-                   log: Path | None = None, reset: bool = False) -> Any:
+                   log: Path | None = None, reset: bool = False, timeout: float | None = None) -> Any:
     """Build/flash as needed, run the suite, return the VerifyReport (shared by verify and demo)."""
+    from . import connect as c
+
+    with c.deadline(timeout, f"verifying {project} ({env})"):
+        return _verify(project, env, port, emulator, baud, flash, offline, bench, log, reset)
+
+
+def _verify(project: Path, env: str, port: str | None, emulator: str | None, baud: int, flash: bool,
+            offline: bool, bench: bool, log: Path | None, reset: bool) -> Any:
     from . import connect as c
     from .project import read_project
     from .vectors import load_vectors
@@ -600,7 +610,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         require_matplotlib()
     report = verify_project(args.project, args.env, port=args.port, emulator=args.emulator, baud=args.baud,
                             flash=args.flash, offline=args.offline, bench=not args.no_bench, log=args.log,
-                            reset=args.reset)
+                            reset=args.reset, timeout=args.timeout)
     print(format_report(report))
     if args.report:
         report.save(args.report)

@@ -5,11 +5,15 @@ project's sources, and returns a synced :class:`Device` whose model id has been 
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .boards import get_board
 from .errors import TinyGMMError
@@ -103,6 +107,30 @@ def default_core_dir(offline: bool) -> Path | None:
     from .pio import provision_offline
 
     return provision_offline().core_dir
+
+
+# Seconds a whole verification may take (build, flash, every vector, timing) before it is stopped.
+DEFAULT_OVERALL_TIMEOUT = 900.0
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None, what: str) -> Iterator[None]:
+    """Stop the block with a TinyGMMError after ``seconds`` (SIGALRM: main thread only; elsewhere
+    the per-request timeouts of the link still apply)."""
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise TinyGMMError(f"{what} did not finish within {seconds:g} s; the link log shows how far it got")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 LOG_DIR = Path(".tinygmm") / "logs"
