@@ -6,7 +6,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,7 @@ import numpy as np
 
 from . import __version__
 from .covariance import COVARIANCE_TYPES, precision_cholesky, precisions_from_cholesky
+from .files import write_atomic
 from .errors import TinyGMMError
 
 if TYPE_CHECKING:
@@ -296,27 +296,7 @@ def save(model: Model, path: str | os.PathLike) -> None:
         text = _dumps(model_to_dict(model)) + "\n"
     except (TypeError, ValueError) as e:
         raise ModelFieldError("metadata", f"cannot be written as JSON: {e}") from None
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise TinyGMMError(f"{path}: cannot write the model: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise TinyGMMError(f"{path}: cannot write the model: {e.strerror or e}") from None
-        raise
+    write_atomic(path, text, "the model")
 
 
 def load(path: str | os.PathLike) -> Model:

@@ -164,7 +164,7 @@ def run_pio(args: Sequence[str], project_dir: Path | str | None = None, core_dir
         hint = diagnose(result.output)
         message = f"`pio {' '.join(args)}` failed (exit status {result.returncode})"
         message += f": {hint}" if hint else ""
-        if stream is not sys.stdout:  # not shown to the user yet
+        if stream is None:  # not shown to the user yet
             message += "\nPlatformIO's output:\n" + result.output.rstrip()
         elif not hint:
             message += "; PlatformIO's output above says why"

@@ -21,6 +21,7 @@ import numpy as np
 from . import __version__
 from .boards import Board, get_board
 from .errors import TinyGMMError
+from .files import write_atomic
 from .memory import check_fits, memory_report
 from .model import Model, model_to_dict
 from .pio import lint_ini_text
@@ -113,13 +114,6 @@ def _read_manifest(project: Path) -> dict[str, str]:
         raise TinyGMMError(f"{path}: unreadable manifest ({e}); remove it to export afresh") from None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tinygmm-tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def export_project(model: Model, board_names: Sequence[str], project: str | os.PathLike,
                    X_train: np.ndarray | None = None, force: bool = False, seed: int = 0) -> ExportResult:
     """Write (or refresh) the PlatformIO project for ``model`` and the named boards.
@@ -158,7 +152,7 @@ def export_project(model: Model, board_names: Sequence[str], project: str | os.P
         if path.exists() and path.read_bytes() == data:
             result.unchanged.append(rel)
         else:
-            _write_atomic(path, data)
+            write_atomic(path, data, "a project file")
             result.written.append(rel)
     hashes = {rel: _sha256(data) for rel, data in files.items()}
     for rel, digest in old.items():  # generated before, not any more: remove if untouched
@@ -168,7 +162,7 @@ def export_project(model: Model, board_names: Sequence[str], project: str | os.P
             result.removed.append(rel)
     manifest = {"tool": f"tinygmm {__version__}", "model_id": model.model_id,
                 "boards": [b.env for b in boards], "files": dict(sorted(hashes.items()))}
-    _write_atomic(project / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    write_atomic(project / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     result.memory = memory_lines(model, boards)
     return result
 
@@ -180,5 +174,8 @@ def read_project(project: str | os.PathLike) -> tuple[Model, dict]:
     project = Path(project)
     if not (project / MANIFEST).is_file():
         raise TinyGMMError(f"{project} is not a tinygmm project (no {MANIFEST}); create one with `tinygmm export`")
-    manifest = json.loads((project / MANIFEST).read_text())
+    try:
+        manifest = json.loads((project / MANIFEST).read_text())
+    except (OSError, ValueError) as e:
+        raise TinyGMMError(f"{project / MANIFEST}: unreadable manifest ({e}); export the project again") from None
     return load(project / "model.json"), manifest

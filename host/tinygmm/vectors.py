@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import TinyGMMError
+from .files import write_atomic
 from .model import Model
 
 FORMAT = "tinygmm-vectors"
@@ -97,10 +98,7 @@ def dumps_vectors(vectors: Vectors) -> str:
 
 def save_vectors(vectors: Vectors, path: str | os.PathLike) -> None:
     """Write the vectors (atomic: temp file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps_vectors(vectors))
-    os.replace(tmp, path)
+    write_atomic(path, dumps_vectors(vectors), "the test vectors")
 
 
 def load_vectors(path: str | os.PathLike) -> Vectors:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .files import write_atomic
 from .em import Params, exact_log_joint
 from .link.client import Device
 from .model import Model
@@ -113,11 +114,7 @@ class VerifyReport:
         return doc
 
     def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1, default=float) + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, json.dumps(self.to_json(), indent=1, default=float) + "\n", "the report")
 
 
 def float64_log_joint(model: Model, X: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import TinyGMMError
+from ..files import write_atomic
 from .protocol import (
     PROTOCOL_VERSION, SEQ_MAX, UNSOLICITED_SEQ, BatchResult, BenchResult, CRCMismatch, DeviceError, Hello,
     Line, LinkTimeout, ProtocolError, batch_request, check_nonce, decode_batch, frame, hex_floats, parse_line,
@@ -63,9 +64,7 @@ class Transcript:
         return "\n".join(f"{e.time:10.6f} {e.direction} {e.data!r}" for e in self.entries)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(self.text() + "\n", encoding="utf-8")
-        return path
+        return write_atomic(path, self.text() + "\n", "the link log")
 
     def bytes_sent(self) -> int:
         return sum(len(e.data) for e in self.entries if e.direction == ">")
