@@ -111,6 +111,13 @@ def test_stale_firmware_is_refused(project: Path, tmp_path: Path, capsys) -> Non
     assert f"the device runs model {model.model_id}, expected {other.model_id}" in err
 
 
+def test_the_env_follows_from_the_emulator_and_a_board_needs_one_named(project: Path, capsys) -> None:
+    assert main(["verify", str(project), "--emulator", "native", "--no-bench"]) == 0
+    assert "on native via emulator native" in capsys.readouterr().out
+    assert main(["verify", str(project), "--port", "/dev/ttyS0"]) == 1
+    assert "name the board's env with -e" in capsys.readouterr().err
+
+
 def test_verify_argument_errors(project: Path, capsys) -> None:
     assert main(["verify", str(project), "-e", "native", "--port", "/dev/ttyS0"]) == 1
     assert "use --emulator native" in capsys.readouterr().err

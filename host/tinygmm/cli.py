@@ -23,6 +23,8 @@ DEMO_K_RANGE = range(1, 7)
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# Seconds a whole `tinygmm verify` may take (build, flash, every vector, timing) before it stops.
+DEFAULT_OVERALL_TIMEOUT = 900.0
 
 
 # -- argument parsing -------------------------------------------------------------------
@@ -46,6 +48,16 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
     return value
 
 
@@ -188,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "outputs with the host's (float32 twin and float64 bounds), print a table. Exit status 0 "
                        "only when every check passes.")
     p.add_argument("project", type=Path, metavar="DIR")
-    p.add_argument("-e", "--env", required=True, metavar="ENV", help="the project's env (board) to verify")
+    p.add_argument("-e", "--env", metavar="ENV",
+                   help="the project's env (board) to verify (default with --emulator: the env it runs)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", metavar="PORT|auto", help="a board on a serial port (device path or pyserial URL)")
     where.add_argument("--emulator", choices=("native", "simavr", "qemu"),
@@ -202,8 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", type=Path, metavar="link.log",
                    help="where to write the timestamped bytes sent and received (default: DIR/.tinygmm/logs/)")
     p.add_argument("--no-bench", action="store_true", help="skip the on-device timing")
-    p.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
-                   help="stop the whole run after this long (default: 900; each request has its own timeout too)")
+    p.add_argument("--timeout", type=positive_float, default=DEFAULT_OVERALL_TIMEOUT, metavar="SECONDS",
+                   help=f"stop the whole run after this long (default: {DEFAULT_OVERALL_TIMEOUT:g}; "
+                   "each request has its own timeout too)")
     p.add_argument("--plot", type=Path, metavar="verify.png",
                    help="also draw device against host score per vector and the error distribution "
                    "(needs tinygmm[plot])")
@@ -525,10 +539,9 @@ def _core_dir(args: argparse.Namespace) -> Path | None:
 
 
 def _project_envs(project: Path) -> list[str]:
-    from .project import read_project
+    from .project import project_envs, read_project
 
-    _, manifest = read_project(project)
-    return ["native", *[b for b in manifest.get("boards", []) if b != "native"]]
+    return project_envs(read_project(project)[1])
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -562,7 +575,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
     return 0
 
 
-def verify_project(project: Path, env: str, *, port: str | None = None, emulator: str | None = None,
+def verify_project(project: Path, env: str | None, *, port: str | None = None, emulator: str | None = None,
                    baud: int = 115200, flash: bool = False, offline: bool = False, bench: bool = True,
                    log: Path | None = None, reset: bool = False, timeout: float | None = None) -> Any:
     """Build/flash as needed, run the suite, return the VerifyReport (shared by verify and demo)."""
@@ -572,16 +585,18 @@ def verify_project(project: Path, env: str, *, port: str | None = None, emulator
         return _verify(project, env, port, emulator, baud, flash, offline, bench, log, reset)
 
 
-def _verify(project: Path, env: str, port: str | None, emulator: str | None, baud: int, flash: bool,
+def _verify(project: Path, env: str | None, port: str | None, emulator: str | None, baud: int, flash: bool,
             offline: bool, bench: bool, log: Path | None, reset: bool) -> Any:
     from . import connect as c
-    from .project import read_project
+    from .project import project_envs, read_project
     from .vectors import load_vectors
     from .verify import run_suite
 
-    model, _ = read_project(project)
-    if env not in _project_envs(project):
-        raise TinyGMMError(f"{project} has no env {env!r}; it has {', '.join(_project_envs(project))}")
+    model, manifest = read_project(project)
+    env = c.resolve_env(env, port, emulator)
+    envs = project_envs(manifest)
+    if env not in envs:
+        raise TinyGMMError(f"{project} has no env {env!r}; it has {', '.join(envs)}")
     c.check_target(env, port, emulator)
     vectors = load_vectors(project / "test_vectors.json")
     core = c.default_core_dir(offline)
@@ -590,15 +605,13 @@ def _verify(project: Path, env: str, port: str | None, emulator: str | None, bau
             raise TinyGMMError("--flash needs --port: emulators load the firmware themselves")
         port = c.flash(project, env, port, core)
     target = c.Target(env, port, emulator, baud, reset)
-    with c.open_transport(project, target, core) as transport:
-        dev = c.connect(transport, model.model_id)
-        try:
-            # QEMU's AVR timers are not cycle-accurate: its bench figures would be noise
-            return run_suite(dev, model, vectors, target=env, transport=target.transport_name,
-                             bench=bench and emulator != "qemu", baud=baud if port else None)
-        finally:
-            saved = c.save_run_log(project, env, dev, log)
-            print(f"tinygmm: link log (every byte, timestamped): {saved}", file=sys.stderr)
+
+    def show_log(path: Path) -> None:
+        print(f"tinygmm: link log (every byte, timestamped): {path}", file=sys.stderr)
+
+    with c.open_device(project, target, model.model_id, core, log, show_log) as dev:
+        return run_suite(dev, model, vectors, target=env, transport=target.transport_name,
+                         bench=bench and target.timed, baud=target.link_baud)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .boards import get_board
 from .errors import TinyGMMError
@@ -39,6 +39,25 @@ class Target:
     @property
     def transport_name(self) -> str:
         return f"port {self.port}" if self.port else f"emulator {self.emulator}"
+
+    @property
+    def timed(self) -> bool:
+        """Whether the device's own clock means something (QEMU's AVR timers are not cycle-accurate)."""
+        return self.emulator != "qemu"
+
+    @property
+    def link_baud(self) -> int | None:
+        """The serial speed that limits the link (None: no UART between host and firmware)."""
+        return self.baud if self.port else None
+
+
+def resolve_env(env: str | None, port: str | None, emulator: str | None) -> str:
+    """The env as given, else the one the emulator runs; a board's env must be named."""
+    if env:
+        return env
+    if emulator in _EMULATOR_ENV:
+        return _EMULATOR_ENV[emulator]
+    raise TinyGMMError("name the board's env with -e (e.g. -e uno): a serial port can hold any board")
 
 
 def check_target(env: str, port: str | None, emulator: str | None) -> None:
@@ -109,10 +128,6 @@ def default_core_dir(offline: bool) -> Path | None:
     return provision_offline().core_dir
 
 
-# Seconds a whole verification may take (build, flash, every vector, timing) before it is stopped.
-DEFAULT_OVERALL_TIMEOUT = 900.0
-
-
 @contextlib.contextmanager
 def deadline(seconds: float | None, what: str) -> Iterator[None]:
     """Stop the block with a TinyGMMError after ``seconds`` (SIGALRM: main thread only; elsewhere
@@ -145,9 +160,19 @@ def save_run_log(project: Path, env: str, device: Device, where: Path | None = N
     return device.transcript.save(where)
 
 
-def connect(transport, model_id: str) -> Device:
-    """A Device on ``transport``, synced by ping and checked to run ``model_id`` (stale firmware refused)."""
-    dev = Device(transport)
-    dev.sync()
-    dev.expect_model(model_id)
-    return dev
+@contextlib.contextmanager
+def open_device(project: Path, target: Target, model_id: str, core_dir: Path | None = None,
+                log: Path | None = None, on_log: Callable[[Path], None] | None = None) -> Iterator[Device]:
+    """A Device for the target, synced by ping and checked to run ``model_id`` (StaleFirmware
+    otherwise). The run's byte log is kept (``log``, else under the project) even when syncing
+    fails, and its path handed to ``on_log``; the transport is closed, any child reaped."""
+    with open_transport(project, target, core_dir) as transport:
+        dev = Device(transport)
+        try:
+            dev.sync()
+            dev.expect_model(model_id)
+            yield dev
+        finally:
+            saved = save_run_log(project, target.env, dev, log)
+            if on_log is not None:
+                on_log(saved)

@@ -167,6 +167,11 @@ def export_project(model: Model, board_names: Sequence[str], project: str | os.P
     return result
 
 
+def project_envs(manifest: dict) -> list[str]:
+    """The envs an exported project builds: native first, then its boards."""
+    return ["native", *[b for b in manifest.get("boards", []) if b != "native"]]
+
+
 def read_project(project: str | os.PathLike) -> tuple[Model, dict]:
     """The model and manifest of an exported project (TinyGMMError if it is not one)."""
     from .model import load

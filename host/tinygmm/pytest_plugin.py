@@ -3,7 +3,7 @@
 Registered through the ``pytest11`` entry point. Options::
 
     --tinygmm-project DIR      an exported project (tinygmm export)
-    --tinygmm-env ENV          its env to test (default: native)
+    --tinygmm-env ENV          its env to test (default with an emulator: the env it runs)
     --tinygmm-port PORT|auto   a board on a serial port ...
     --tinygmm-emulator NAME    ... or native | simavr | qemu
     --tinygmm-baud N           serial speed (default: 115200)
@@ -19,13 +19,14 @@ Without a board or emulator the tests skip and say why; under CI=true a missing 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from .errors import TinyGMMError
+from .errors import StaleFirmware, TinyGMMError
 
 # Bytes of the device log attached to a failing test (the end of it: the latest exchange).
 LOG_TAIL_CHARS = 20_000
@@ -36,7 +37,8 @@ _LOG_KEY = pytest.StashKey[Path]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tinygmm", "tinygmm device under test")
     group.addoption("--tinygmm-project", metavar="DIR", help="exported tinygmm project to test")
-    group.addoption("--tinygmm-env", metavar="ENV", default="native", help="the project's env (default: native)")
+    group.addoption("--tinygmm-env", metavar="ENV",
+                    help="the project's env (default with --tinygmm-emulator: the env it runs)")
     group.addoption("--tinygmm-port", metavar="PORT|auto", help="a board on a serial port (path or pyserial URL)")
     group.addoption("--tinygmm-emulator", choices=("native", "simavr", "qemu"),
                     help="run the firmware here instead of on a board")
@@ -84,47 +86,54 @@ def tinygmm_vectors(tinygmm_project: Path) -> Any:
         pytest.fail(str(e), pytrace=False)
 
 
+def _target(config: pytest.Config) -> Any:
+    from . import connect as c
+
+    opt = config.getoption
+    port, emulator = opt("tinygmm_port"), opt("tinygmm_emulator")
+    if port is None and emulator is None:
+        _unavailable("no board or emulator: give --tinygmm-port PORT or --tinygmm-emulator native|simavr|qemu", False)
+    try:
+        env = c.resolve_env(opt("tinygmm_env"), port, emulator)
+        c.check_target(env, port, emulator)
+    except TinyGMMError as e:
+        pytest.fail(str(e), pytrace=False)
+    return c.Target(env, port, emulator, opt("tinygmm_baud"), opt("tinygmm_reset"))
+
+
 @pytest.fixture(scope="session")
 def tinygmm_device(pytestconfig: pytest.Config, tinygmm_project: Path, tinygmm_model: Any) -> Iterator[Any]:
     from . import connect as c
 
-    opt = pytestconfig.getoption
-    env, port, emulator = opt("tinygmm_env"), opt("tinygmm_port"), opt("tinygmm_emulator")
-    if port is None and emulator is None:
-        _unavailable("no board or emulator: give --tinygmm-port PORT or --tinygmm-emulator native|simavr|qemu", False)
-    try:
-        c.check_target(env, port, emulator)
-        core = c.default_core_dir(opt("tinygmm_offline"))
-        target = c.Target(env, port, emulator, opt("tinygmm_baud"), opt("tinygmm_reset"))
-        transport = c.open_transport(tinygmm_project, target, core)
-    except TinyGMMError as e:
-        text = str(e)
-        if "apt-get install" in text or "no serial port" in text or "no port that looks like" in text:
-            _unavailable(f"{emulator or 'board'} unavailable: {text}", required_in_ci=emulator is not None)
-        pytest.fail(text, pytrace=False)
-    with transport:
+    target = _target(pytestconfig)
+
+    def keep_log(path: Path) -> None:
+        pytestconfig.stash[_LOG_KEY] = path
+
+    with contextlib.ExitStack() as stack:
         try:
-            device = c.connect(transport, tinygmm_model.model_id)
-        except TinyGMMError as e:
+            core = c.default_core_dir(pytestconfig.getoption("tinygmm_offline"))
+            device = stack.enter_context(c.open_device(tinygmm_project, target, tinygmm_model.model_id, core,
+                                                       on_log=keep_log))
+        except StaleFirmware as e:
             pytest.fail(f"refusing to compare: {e}", pytrace=False)
+        except TinyGMMError as e:
+            text = str(e)
+            if "apt-get install" in text or "no serial port" in text or "no port that looks like" in text:
+                _unavailable(f"{target.emulator or 'board'} unavailable: {text}",
+                             required_in_ci=target.emulator is not None)
+            pytest.fail(text, pytrace=False)
         pytestconfig.stash[_DEVICE_KEY] = device
-        try:
-            yield device
-        finally:
-            pytestconfig.stash[_LOG_KEY] = c.save_run_log(tinygmm_project, env, device)
+        yield device
 
 
 @pytest.fixture(scope="session")
 def tinygmm_report(pytestconfig: pytest.Config, tinygmm_device: Any, tinygmm_model: Any, tinygmm_vectors: Any) -> Any:
     from .verify import run_suite
 
-    opt = pytestconfig.getoption
-    port = opt("tinygmm_port")
-    emulator = opt("tinygmm_emulator")
-    return run_suite(tinygmm_device, tinygmm_model, tinygmm_vectors, target=opt("tinygmm_env"),
-                     transport=f"port {port}" if port else f"emulator {emulator}",
-                     bench=emulator != "qemu",  # QEMU's AVR timers are not cycle-accurate
-                     baud=opt("tinygmm_baud") if port else None)
+    target = _target(pytestconfig)
+    return run_suite(tinygmm_device, tinygmm_model, tinygmm_vectors, target=target.env,
+                     transport=target.transport_name, bench=target.timed, baud=target.link_baud)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import TinyGMMError
+from ..errors import StaleFirmware, TinyGMMError
 from ..files import write_atomic
 from .protocol import (
     PROTOCOL_VERSION, SEQ_MAX, UNSOLICITED_SEQ, BatchResult, BenchResult, CRCMismatch, DeviceError, Hello,
@@ -240,8 +240,8 @@ class Device:
         """hello(), refusing a device that runs another model (stale firmware)."""
         info = self.hello()
         if info.model_id != model_id:
-            raise TinyGMMError(f"the device runs model {info.model_id}, expected {model_id}: "
-                               "stale firmware? rebuild and flash the project")
+            raise StaleFirmware(f"the device runs model {info.model_id}, expected {model_id}: "
+                                "stale firmware? rebuild and flash the project")
         return info
 
     # -- single vectors ---------------------------------------------------------------
