@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="project folder")
     p.add_argument("--data", metavar="DATA.csv", help="training data: its rows become test vectors too")
     p.add_argument("--columns", help="columns of --data, as for `tinygmm fit` (default: the model's feature names)")
+    p.add_argument("--drop-missing", action="store_true", help="skip rows of --data with empty/NA/nan cells")
     p.add_argument("--force", action="store_true", help="overwrite files tinygmm did not write, or edited since")
     p.set_defaults(func=cmd_export)
 
@@ -401,19 +402,28 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_plot(args: argparse.Namespace) -> int:
+def _read_model_columns(args: argparse.Namespace, model: Any) -> np.ndarray:
+    """The rows of ``args.data`` in the model's features (``--columns``, default: its feature names)."""
     from .data import load_csv
+
+    data = load_csv(args.data, args.columns or ",".join(model.feature_names), args.drop_missing)
+    if data.X.shape[1] != model.n_features:
+        raise TinyGMMError(f"{args.data}: {data.X.shape[1]} columns selected but the model has "
+                           f"{model.n_features} features; choose them with --columns")
+    if data.dropped_rows:
+        _print_notes([f"dropped {len(data.dropped_rows)} row(s) of {args.data} with missing values"])
+    return data.X
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
     from .model import load
     from .plots import cluster_figure, require_matplotlib, save_figure
 
     require_matplotlib()
     model = load(args.model)
-    data = load_csv(args.data, args.columns or ",".join(model.feature_names), args.drop_missing)
-    if data.X.shape[1] != model.n_features:
-        raise TinyGMMError(f"{args.data}: {data.X.shape[1]} columns selected but the model has "
-                           f"{model.n_features} features; choose them with --columns")
+    X = _read_model_columns(args, model)
     features = args.features.split(",") if args.features is not None else None
-    save_figure(cluster_figure(model, data.X, features), args.output)
+    save_figure(cluster_figure(model, X, features), args.output)
     print(f"plot written to {args.output}")
     return 0
 
@@ -514,15 +524,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .project import export_project
 
     model = load(args.model)
-    X_train = None
-    if args.data:
-        from .data import load_csv
-
-        columns = args.columns or ",".join(model.feature_names)
-        X_train = load_csv(args.data, columns, drop_missing=True).X
-        if X_train.shape[1] != model.n_features:
-            raise TinyGMMError(f"{args.data}: {X_train.shape[1]} columns selected but the model has "
-                               f"{model.n_features} features; choose them with --columns")
+    X_train = _read_model_columns(args, model) if args.data else None
     result = export_project(model, args.boards or ["native"], args.output, X_train=X_train, force=args.force)
     removed = f", {len(result.removed)} removed" if result.removed else ""
     print(f"project {result.project}: {len(result.written)} file(s) written, {len(result.unchanged)} unchanged{removed}")

@@ -82,7 +82,7 @@ def memory_lines(model: Model, boards: Sequence[Board]) -> list[str]:
 
 
 def project_files(model: Model, boards: Sequence[Board], X_train: np.ndarray | None = None,
-                  seed: int = 0) -> dict[str, bytes]:
+                  seed: int = 0, memory: list[str] | None = None) -> dict[str, bytes]:
     """Every generated file of the project: relative path -> content."""
     files: dict[str, bytes] = {}
     fw = firmware_dir()
@@ -95,7 +95,7 @@ def project_files(model: Model, boards: Sequence[Board], X_train: np.ndarray | N
     files["platformio.ini"] = render_ini(model.model_id, boards).encode()
     files["model.json"] = (json.dumps(model_to_dict(model), indent=1) + "\n").encode()
     files["test_vectors.json"] = dumps_vectors(make_vectors(model, X_train, seed=seed)).encode()
-    memory = memory_lines(model, boards)
+    memory = memory_lines(model, boards) if memory is None else memory
     files["README.md"] = _env().get_template("project_README.md.j2").render(
         title=f"tinygmm model {model.model_id}", tool_version=__version__, model_id=model.model_id,
         n_components=model.n_components, covariance_type=model.covariance_type,
@@ -127,7 +127,8 @@ def export_project(model: Model, board_names: Sequence[str], project: str | os.P
     project = Path(project)
     if project.exists() and not project.is_dir():
         raise TinyGMMError(f"{project} exists and is not a folder")
-    files = project_files(model, boards, X_train, seed)
+    memory = memory_lines(model, boards)
+    files = project_files(model, boards, X_train, seed, memory)
     old = _read_manifest(project)
 
     conflicts = []
@@ -163,7 +164,7 @@ def export_project(model: Model, board_names: Sequence[str], project: str | os.P
     manifest = {"tool": f"tinygmm {__version__}", "model_id": model.model_id,
                 "boards": [b.env for b in boards], "files": dict(sorted(hashes.items()))}
     write_atomic(project / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
-    result.memory = memory_lines(model, boards)
+    result.memory = memory
     return result
 
 
