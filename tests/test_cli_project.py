@@ -62,3 +62,11 @@ def test_port_auto_picks_the_only_matching_board_or_names_candidates() -> None:
 def test_ports_lists_something(capsys) -> None:
     assert main(["ports"]) == 0
     assert capsys.readouterr().out.strip()
+
+
+def test_fit_with_a_fixed_k_and_a_likelihood_ratio_test_is_refused(tmp_path: Path, capsys) -> None:
+    csv = tmp_path / "d.csv"
+    csv.write_text("a,b\n" + "\n".join(f"{i % 7},{(i * 3) % 11}" for i in range(40)) + "\n")
+    assert main(["fit", str(csv), "-k", "2", "--criterion", "lrt", "-o", str(tmp_path / "m.json")]) == 1
+    assert "use it with --k-range A:B, not -k" in capsys.readouterr().err
+    assert not (tmp_path / "m.json").exists()

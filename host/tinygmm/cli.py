@@ -359,6 +359,8 @@ def _print_notes(notes: list[str]) -> None:
 def cmd_fit(args: argparse.Namespace) -> int:
     from .model import save
 
+    if args.n_components is not None and args.criterion == "lrt":
+        raise TinyGMMError("--criterion lrt compares numbers of components: use it with --k-range A:B, not -k")
     X, names, notes = _read_data(args)
     _print_notes(notes)
     candidates = [args.n_components] if args.n_components is not None else args.k_range
