@@ -7,6 +7,8 @@ they render headless, whatever the display, and leave the caller's pyplot backen
 """
 from __future__ import annotations
 
+import io
+
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import TinyGMMError
+from .files import write_atomic
 from .model import Model
 
 INSTALL_HINT = "plotting needs matplotlib: pip install 'tinygmm[plot]'"
@@ -54,15 +57,15 @@ def _new_figure(size: tuple[float, float]) -> Any:
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:
-    """Write the figure (format from the suffix: .png, .svg, .pdf, ...) at DPI dots per inch."""
+    """Write the figure (format from the suffix: .png, .svg, .pdf, ...) at DPI dots per inch,
+    atomically, creating missing folders."""
     path = Path(path)
+    buffer = io.BytesIO()
     try:
-        fig.savefig(path, dpi=DPI)
+        fig.savefig(buffer, dpi=DPI, format=path.suffix.lstrip(".").lower() or "png")
     except ValueError as e:  # an unknown format
         raise TinyGMMError(f"{path}: {e}") from None
-    except OSError as e:
-        raise TinyGMMError(f"{path}: cannot write: {e.strerror or e}") from None
-    return path
+    return write_atomic(path, buffer.getvalue(), "the plot")
 
 
 # -- the model in original units ----------------------------------------------------------
