@@ -237,7 +237,10 @@ def run_suite(dev: Device, model: Model, vectors: Vectors, *, target: str = "", 
               bench: bool = True, baud: int | None = None) -> VerifyReport:
     """Send every test vector through the batch form of each output, compare, time the device."""
     start = time.perf_counter()
-    info = dev.expect_model(model.model_id)
+    # a device opened by connect.open_device has said hello already; anyone else's is asked now
+    info = dev.info
+    if info is None or info.model_id != model.model_id:
+        info = dev.expect_model(model.model_id)
     outputs: dict[str, Any] = {}
     rate, per_vector = {}, {}
     for op in OPS:
