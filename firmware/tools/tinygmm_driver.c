@@ -12,16 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#ifdef DRIVER_MODEL_HEADER
-#include DRIVER_MODEL_HEADER
-#else
-#define TINYGMM_MAX_FEATURES 64 /* room for any model the tests read at run time */
-#define TINYGMM_MAX_COMPONENTS 64
-#include "tinygmm.h"
-#endif
-
-/* Defined in tinygmm_driver_tu2.c: the same header included from a second translation unit. */
-int driver_tu2_predict(const tinygmm_model *model, const float *x, int n_features, int *label);
+#include "tinygmm_driver.h"
 
 static void die(const char *what)
 {

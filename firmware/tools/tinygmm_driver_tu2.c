@@ -1,14 +1,6 @@
 /* tinygmm_driver_tu2.c -- a second translation unit including the core (and the rendered
  * model header, when the driver uses one): the link fails if anything is not static. */
-#ifdef DRIVER_MODEL_HEADER
-#include DRIVER_MODEL_HEADER
-#else
-#define TINYGMM_MAX_FEATURES 64 /* room for any model the tests read at run time */
-#define TINYGMM_MAX_COMPONENTS 64
-#include "tinygmm.h"
-#endif
-
-int driver_tu2_predict(const tinygmm_model *model, const float *x, int n_features, int *label);
+#include "tinygmm_driver.h"
 
 int driver_tu2_predict(const tinygmm_model *model, const float *x, int n_features, int *label)
 {
