@@ -754,6 +754,17 @@ static void put_record(tinygmm_proto *p, uint8_t op, tinygmm_status st, const tp
     }
 }
 
+/* "SEQ ok CMD OP N " -- the head batch and bench replies share. */
+static void ok_op_count(tinygmm_proto *p, uint16_t seq, const char *command_flash, uint8_t op, uint16_t n)
+{
+    ok_begin(p, seq, command_flash);
+    out_char(p, ' ');
+    out_pstr(p, op_name(op));
+    out_char(p, ' ');
+    out_u32(p, n);
+    out_char(p, ' ');
+}
+
 static void cmd_batch(tinygmm_proto *p, uint16_t seq, uint8_t *cur, uint8_t *end)
 {
     tp_tok op_tok, n_tok, data, extra;
@@ -789,12 +800,7 @@ static void cmd_batch(tinygmm_proto *p, uint16_t seq, uint8_t *cur, uint8_t *end
         out_end(p);
         return;
     }
-    ok_begin(p, seq, TP_STR("batch"));
-    out_char(p, ' ');
-    out_pstr(p, op_name(op));
-    out_char(p, ' ');
-    out_u32(p, n);
-    out_char(p, ' ');
+    ok_op_count(p, seq, TP_STR("batch"), op, n);
     p->b64_n = 0;
     for (i = 0; i < n; ++i) {
         const uint8_t *b = data.s + (size_t)i * 4u * (size_t)D;
@@ -849,12 +855,7 @@ static void cmd_bench(tinygmm_proto *p, uint16_t seq, uint8_t *cur, uint8_t *end
         sink = (uint8_t)(sink + result_byte(op, &r));
     }
     t1 = p->cfg.clock();
-    ok_begin(p, seq, TP_STR("bench"));
-    out_char(p, ' ');
-    out_pstr(p, op_name(op));
-    out_char(p, ' ');
-    out_u32(p, n);
-    out_char(p, ' ');
+    ok_op_count(p, seq, TP_STR("bench"), op, n);
     out_u32(p, t1 - t0); /* modulo 2^32: right across one wrap */
     out_char(p, ' ');
     out_cstr(p, p->cfg.clock_unit);
