@@ -3,7 +3,7 @@
 Usage: python bench/device_cost.py [--points N] [--keep DIR]
 Needs avr-gcc, avr-libc and simavr with libsimavr-dev (Debian: gcc-avr avr-libc binutils-avr
 simavr libsimavr-dev). Cycle counts are exact: the firmware runs with interrupts off and marks
-each call with GPIOR0 writes, which firmware/tools/simavr_cycles.c turns into cycle counts.
+each call with GPIOR0 writes, which firmware/dev/simavr_cycles.c turns into cycle counts.
 The AVR's labels are also checked against the float32 twin (they must be identical).
 """
 from __future__ import annotations
@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from tinygmm import GaussianMixture
-from tinygmm.export import fold, packed_size
-from tinygmm.memory import AVR_CFLAGS, measure_avr
+from tinygmm.device.fold import fold, packed_size
+from tinygmm.device.memory import AVR_CFLAGS, measure_avr
 from tinygmm.model import Model
-from tinygmm.render import c_float, write_header
+from tinygmm.device.render import c_float, write_header
 from tinygmm.resources import firmware_dir
-from tinygmm.twin import DeviceTwin
+from tinygmm.device.twin import DeviceTwin
 
 MALL_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "Mall_Customers.csv"
 # Reference points from the issue (emlearn 0.23.2's generated code in simavr, and the float-op
@@ -76,7 +76,7 @@ def points_header(points: np.ndarray) -> str:
 def run_firmware(tmp: Path, header: Path, points: np.ndarray, runner: Path) -> np.ndarray:
     (tmp / "points.h").write_text(points_header(points))
     elf = tmp / "bench.elf"
-    tools, core = firmware_dir() / "tools", firmware_dir() / "lib" / "tinygmm"
+    tools, core = firmware_dir() / "dev", firmware_dir() / "lib" / "tinygmm"
     subprocess.run(["avr-gcc", "-std=c99", *AVR_CFLAGS, *PIO_FLAGS, f"-I{core}", f'-DBENCH_MODEL_HEADER="{header}"',
                     f'-DBENCH_POINTS_HEADER="{tmp / "points.h"}"', str(tools / "avr_bench.c"), "-o", str(elf), "-lm"],
                    check=True)
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tinygmm-runner-") as t:
         runner = Path(t) / "simavr_cycles"
-        subprocess.run(["gcc", "-O2", "-I/usr/include/simavr", str(firmware_dir() / "tools" / "simavr_cycles.c"),
+        subprocess.run(["gcc", "-O2", "-I/usr/include/simavr", str(firmware_dir() / "dev" / "simavr_cycles.c"),
                         "-lsimavr", "-lutil", "-o", str(runner)], check=True)
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)

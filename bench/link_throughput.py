@@ -24,9 +24,9 @@ from tinygmm.data import demo_data
 from tinygmm.link.client import Device
 from tinygmm.link.emulators import SimavrTransport
 from tinygmm.model import Model, Scaler, load
-from tinygmm.pio import provision_offline, run_pio
-from tinygmm.project import export_project
-from tinygmm.twin import DeviceTwin
+from tinygmm.project.pio import provision_offline, run_pio
+from tinygmm.project.export import export_project
+from tinygmm.device.twin import DeviceTwin
 
 BAUD = 115200
 UNO_MHZ = 16.0

@@ -1,4 +1,4 @@
-"""Build and run the C test driver (firmware/tools/tinygmm_driver.c) with the host compiler."""
+"""Build and run the C test driver (firmware/dev/tinygmm_driver.c) with the host compiler."""
 from __future__ import annotations
 
 import hashlib
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygmm.export import DeviceModel
+from tinygmm.device.fold import DeviceModel
 from tinygmm.resources import firmware_dir
 
 CORE_DIR = firmware_dir() / "lib" / "tinygmm"
-TOOLS_DIR = firmware_dir() / "tools"
+TOOLS_DIR = firmware_dir() / "dev"
 DRIVER_SOURCES = [TOOLS_DIR / "tinygmm_driver.c", TOOLS_DIR / "tinygmm_driver_tu2.c"]
 # The core's promise: warning-free under these, as C99 and as C++11 (-Wshadow and -Wpedantic on top).
 WARNINGS = ["-Wall", "-Wextra", "-Wpedantic", "-Wdouble-promotion", "-Wconversion", "-Wshadow", "-Werror"]

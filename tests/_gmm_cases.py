@@ -127,7 +127,7 @@ def far_points(data: np.ndarray, rng: np.random.Generator, n: int, factor: float
 
 
 def reference_log_joint(m: Model, X: np.ndarray) -> np.ndarray:
-    """float64 log-joints computed independently of tinygmm.export (scipy Cholesky, (x - mu) first)."""
+    """float64 log-joints computed independently of tinygmm.device.fold (scipy Cholesky, (x - mu) first)."""
     x = np.asarray(X, dtype=np.float64)
     if m.scaler is not None:
         x = (x - m.scaler.mean) / m.scaler.scale

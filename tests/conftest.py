@@ -31,7 +31,7 @@ def require_programs(*programs: str, install: str) -> None:
 @pytest.fixture(scope="session")
 def pio_core(tmp_path_factory):
     """An offline PlatformIO core (native + uno from Debian packages), made once per session."""
-    from tinygmm.pio import provision_offline
+    from tinygmm.project.pio import provision_offline
 
     return provision_offline(tmp_path_factory.mktemp("pio") / "core")
 
@@ -51,7 +51,7 @@ def demo_project(pio_core):
 
 @pytest.fixture
 def avr_toolchain():
-    from tinygmm.boards import BOARDS
+    from tinygmm.project.boards import BOARDS
 
     missing = BOARDS["uno"].missing_tools()
     require(not missing, "the uno build needs apt-get install " + " ".join(missing))

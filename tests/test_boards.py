@@ -8,11 +8,11 @@ import pytest
 import semantic_version
 from platformio.package.meta import PackageSpec
 
-from tinygmm import boards
-from tinygmm.boards import BOARDS, boards_for_usb_id, format_boards, get_board
+from tinygmm.project import boards
+from tinygmm.project.boards import BOARDS, boards_for_usb_id, format_boards, get_board
 from tinygmm.cli import main
 from tinygmm.errors import TinyGMMError
-from tinygmm.pio import offline_data_dir, offline_platform_version
+from tinygmm.project.pio import offline_data_dir, offline_platform_version
 
 USB_ID = re.compile(r"^[0-9A-F]{4}:[0-9A-F]{4}$")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tinygmm.cli import main
-from tinygmm.ports import Port, resolve_port
+from tinygmm.project.ports import Port, resolve_port
 from tinygmm.errors import TinyGMMError
 
 

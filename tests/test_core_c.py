@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from tinygmm.export import fold
-from tinygmm.twin import (
+from tinygmm.device.fold import fold
+from tinygmm.device.twin import (
     ERR_FEATURES, ERR_NO_THRESHOLD, ERR_NONFINITE, ERR_OVERFLOW, OK, DeviceTwin, certified_argmax,
     log_joint_error_bound, proba_twin_tolerance, score_error_bound, score_twin_tolerance,
 )

@@ -20,9 +20,9 @@ from tinygmm.data import demo_data
 from tinygmm.link.client import Device
 from tinygmm.link.emulators import SimavrTransport
 from tinygmm.model import Model, Scaler
-from tinygmm.pio import run_pio
-from tinygmm.project import export_project
-from tinygmm.render import write_header
+from tinygmm.project.pio import run_pio
+from tinygmm.project.export import export_project
+from tinygmm.device.render import write_header
 from tinygmm.resources import firmware_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def test_verify_cycles_agree_with_device_cost(tmp_path: Path, pio_core, avr_tool
     # exact cycles of one predict / score per point (device_cost.py's firmware and runner)
     dc = device_cost_module()
     runner = tmp_path / "simavr_cycles"
-    subprocess.run(["gcc", "-O2", "-I/usr/include/simavr", str(firmware_dir() / "tools" / "simavr_cycles.c"),
+    subprocess.run(["gcc", "-O2", "-I/usr/include/simavr", str(firmware_dir() / "dev" / "simavr_cycles.c"),
                     "-lsimavr", "-lutil", "-o", str(runner)], check=True)
     header = write_header(model, tmp_path / "model.h")
     exact = dc.run_firmware(tmp_path, header, points, runner)  # point, (empty, predict, score), (tag, cycles, result)

@@ -1,4 +1,4 @@
-"""The real Uno firmware in simavr (through firmware/tools/simavr_bridge.c) and in qemu-system-avr, and
+"""The real Uno firmware in simavr (through firmware/emulator/simavr_bridge.c) and in qemu-system-avr, and
 the native build on a pty: sync, hello, predictions against the float32 twin, limits, and children
 always reaped."""
 from __future__ import annotations
@@ -24,9 +24,9 @@ from tinygmm.link.emulators import (
     simavr_runner,
 )
 from tinygmm.link.protocol import frame, parse_line
-from tinygmm.mixture import GaussianMixture
+from tinygmm.fit.mixture import GaussianMixture
 from tinygmm.model import Model
-from tinygmm.twin import DeviceTwin
+from tinygmm.device.twin import DeviceTwin
 
 KINDS = ("simavr", "qemu", "native")
 
@@ -42,9 +42,9 @@ class Built:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory, pio_core) -> Built:
     """The demo model exported for uno and native and built once with the offline PlatformIO core."""
-    from tinygmm.boards import BOARDS
-    from tinygmm.pio import run_pio
-    from tinygmm.project import export_project
+    from tinygmm.project.boards import BOARDS
+    from tinygmm.project.pio import run_pio
+    from tinygmm.project.export import export_project
 
     missing = BOARDS["uno"].missing_tools()
     require(not missing, "the uno build needs apt-get install " + " ".join(missing))

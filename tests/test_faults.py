@@ -14,8 +14,8 @@ from tinygmm.link.client import Device
 from tinygmm.link.protocol import LinkClosed, LinkTimeout
 from tinygmm.link.transports import PipeTransport, SerialTransport
 from tinygmm.model import load
-from tinygmm.twin import DeviceTwin
-from tinygmm.vectors import load_vectors
+from tinygmm.device.twin import DeviceTwin
+from tinygmm.verify.vectors import load_vectors
 
 
 @pytest.fixture

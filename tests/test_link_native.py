@@ -14,14 +14,14 @@ import pytest
 
 from tinygmm.data import demo_data
 from tinygmm.errors import TinyGMMError
-from tinygmm.export import DeviceModel, fold
+from tinygmm.device.fold import DeviceModel, fold
 from tinygmm.link import CRCMismatch, Device, DeviceError, LinkClosed, PipeTransport, SerialTransport
 from tinygmm.link.protocol import PROTOCOL_VERSION, crc16, frame, hex_to_float, parse_line, vector_text
-from tinygmm.mixture import GaussianMixture
+from tinygmm.fit.mixture import GaussianMixture
 from tinygmm.model import Model
-from tinygmm.render import write_header
+from tinygmm.device.render import write_header
 from tinygmm.resources import firmware_dir
-from tinygmm.twin import (
+from tinygmm.device.twin import (
     ERR_NONFINITE, ERR_OVERFLOW, OK, DeviceOutputs, DeviceTwin, proba_twin_tolerance, score_twin_tolerance,
 )
 

@@ -7,14 +7,14 @@ import subprocess
 import numpy as np
 import pytest
 
-from tinygmm.boards import BOARDS
+from tinygmm.project.boards import BOARDS
 
 from tinygmm.errors import TinyGMMError
-from tinygmm.export import fold, packed_size
-from tinygmm.memory import (
+from tinygmm.device.fold import fold, packed_size
+from tinygmm.device.memory import (
     AVR_CFLAGS, CORE_COSTS, avr_sections, build_avr_probe, check_fits, have_avr_gcc, measure_avr, memory_report,
 )
-from tinygmm.render import model_struct_bytes, write_header
+from tinygmm.device.render import model_struct_bytes, write_header
 from tinygmm.resources import firmware_dir
 
 from _gmm_cases import COVARIANCE_TYPES, random_model

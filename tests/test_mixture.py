@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tinygmm import GaussianMixture
-from tinygmm.em import R_EXACT, LogJoint, Params
+from tinygmm.fit.em import R_EXACT, LogJoint, Params
 from tinygmm.errors import ConvergenceWarning, NotFittedError
 
 sklearn = pytest.importorskip("sklearn", reason="scikit-learn is the reference (pip install 'tinygmm[test]')")

@@ -1,4 +1,5 @@
-"""The wheel carries the firmware, the templates, the link package, the suite and the entry points."""
+"""The wheel carries the firmware, the templates, the packages, the suite and the entry points, and not the
+development programs of firmware/dev."""
 from __future__ import annotations
 
 import subprocess
@@ -27,6 +28,9 @@ def test_wheel_ships_every_source_file(wheel: zipfile.ZipFile) -> None:
     if not tracked:
         pytest.skip("not a git checkout")
     for path in tracked:
+        if path.startswith("firmware/dev/"):
+            assert "tinygmm/firmware/" + path[len("firmware/"):] not in names, f"{path} (development only) is in the wheel"
+            continue
         if path.startswith("firmware/"):
             want = "tinygmm/firmware/" + path[len("firmware/"):]
         elif path.startswith("templates/"):

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygmm import pio
-from tinygmm.boards import BOARDS
+from tinygmm.project import pio
+from tinygmm.project.boards import BOARDS
 from tinygmm.cli import main
 from tinygmm.errors import TinyGMMError
-from tinygmm.pio import lint_ini, lint_ini_text, parse_memory_use, provision_offline, run_pio
+from tinygmm.project.pio import lint_ini, lint_ini_text, parse_memory_use, provision_offline, run_pio
 
 # Any network access PlatformIO attempts goes to a closed local port and fails at once:
 # the builds below prove they need none.
@@ -164,7 +164,7 @@ def test_uno_build_fits_board_limits(offline_core, project, avr):
     assert use is not None and (use.flash_max, use.ram_max) == (board.flash, board.ram)
     assert 0 < use.flash <= board.flash and 0 < use.ram <= board.ram
     # The same numbers from avr-size itself: flash = .text + .data, RAM = .data + .bss.
-    from tinygmm.memory import avr_sections
+    from tinygmm.device.memory import avr_sections
 
     sec = avr_sections(build / "firmware.elf")
     assert use.flash == sec[".text"] + sec.get(".data", 0)

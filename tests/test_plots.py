@@ -16,7 +16,7 @@ from conftest import require
 from tinygmm.cli import main
 from tinygmm.data import demo_data
 from tinygmm.model import Model, Scaler, load
-from tinygmm.selection import chi2_isf, select_n_components
+from tinygmm.fit.selection import chi2_isf, select_n_components
 
 try:
     import matplotlib  # noqa: F401
@@ -239,9 +239,9 @@ def test_verify_plot_from_a_native_build(mpl, tmp_path: Path, pio_core, monkeypa
 
 
 def test_verify_figure_highlights_failures_and_ties(mpl, tmp_path: Path) -> None:
-    from tinygmm.twin import DeviceTwin
-    from tinygmm.vectors import make_vectors
-    from tinygmm.verify import VerifyReport, compare
+    from tinygmm.device.twin import DeviceTwin
+    from tinygmm.verify.vectors import make_vectors
+    from tinygmm.verify.compare import VerifyReport, compare
 
     X, names = demo_data()
     model = fitted(X, names, 3, "full")

@@ -11,15 +11,15 @@ import pytest
 
 from conftest import require_programs
 from tinygmm import GaussianMixture
-from tinygmm.boards import BOARDS
+from tinygmm.project.boards import BOARDS
 from tinygmm.data import demo_data
 from tinygmm.errors import TinyGMMError
-from tinygmm.memory import memory_report
+from tinygmm.device.memory import memory_report
 from tinygmm.model import Model, Scaler, load
-from tinygmm.pio import lint_ini, parse_memory_use, run_pio
-from tinygmm.project import MANIFEST, MODEL_HEADER, export_project
+from tinygmm.project.pio import lint_ini, parse_memory_use, run_pio
+from tinygmm.project.export import MANIFEST, MODEL_HEADER, export_project
 from tinygmm.resources import firmware_dir
-from tinygmm.vectors import KINDS, load_vectors
+from tinygmm.verify.vectors import KINDS, load_vectors
 
 REPO = Path(__file__).resolve().parents[1]
 SHIM = Path(__file__).resolve().parent / "shims"

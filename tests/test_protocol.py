@@ -15,7 +15,7 @@ from tinygmm.link.protocol import (
     batch_request, crc16, decode_batch, encode_vectors, float_to_hex, frame, hex_to_float, parse_line,
 )
 from tinygmm.resources import firmware_dir
-from tinygmm.twin import ERR_FEATURES, ERR_NONFINITE, ERR_OVERFLOW, OK
+from tinygmm.status import ERR_FEATURES, ERR_NONFINITE, ERR_OVERFLOW, OK
 
 DOCS = firmware_dir().parent / "docs" / "protocol.md"
 PROTO_HEADER = firmware_dir() / "lib" / "tinygmm_proto" / "tinygmm_proto.h"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tinygmm.project import export_project
+from tinygmm.project.export import export_project
 from tinygmm.model import Model, load
 
 

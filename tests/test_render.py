@@ -11,9 +11,9 @@ import pytest
 
 import tinygmm
 from tinygmm.errors import TinyGMMError
-from tinygmm.export import fold
+from tinygmm.device.fold import fold
 from tinygmm.model import Model, Scaler
-from tinygmm.render import MODEL_TEMPLATE, _environment, c_float, header_context, render_header, write_header
+from tinygmm.device.render import MODEL_TEMPLATE, _environment, c_float, header_context, render_header, write_header
 from tinygmm.resources import templates_dir
 
 from _cdriver import CORE_DIR, LANGUAGES, Driver, build_driver, have_host_compilers

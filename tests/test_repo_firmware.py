@@ -17,10 +17,10 @@ DIRS = (("src_dir", "firmware/src"), ("lib_dir", "firmware/lib"), ("include_dir"
 
 
 def rendered() -> dict[Path, str]:
-    from tinygmm.boards import BOARDS
+    from tinygmm.project.boards import BOARDS
     from tinygmm.model import load
-    from tinygmm.project import render_ini
-    from tinygmm.render import render_header
+    from tinygmm.project.export import render_ini
+    from tinygmm.device.render import render_header
 
     model = load(MODEL)
     return {INI: render_ini(model.model_id, list(BOARDS.values()), DIRS), HEADER: render_header(model)}
@@ -32,7 +32,7 @@ def test_generated_files_are_current() -> None:
 
 
 def test_repo_builds_native_and_uno(pio_core, avr_toolchain) -> None:
-    from tinygmm.pio import run_pio
+    from tinygmm.project.pio import run_pio
 
     out = io.StringIO()
     run_pio(["run", "-e", "native", "-e", "uno"], REPO, pio_core.core_dir, echo=out)

@@ -8,7 +8,7 @@ import pytest
 from tinygmm import GaussianMixture, select_n_components
 from tinygmm.data import demo_data
 from tinygmm.errors import ConvergenceWarning, TinyGMMError
-from tinygmm.selection import Row, _choose, chi2_sf, gammaincc
+from tinygmm.fit.selection import Row, _choose, chi2_sf, gammaincc
 
 DFS = [1, 2, 3, 4, 5, 6, 7, 10, 17, 30, 65, 100, 333, 1000, 4000]
 XS = sorted({*np.logspace(-8, 4.5, 70).tolist(), 0.5, 1.0, 3.84, 5.99})

@@ -140,7 +140,7 @@ def workdir(tmp_path_factory, pio_core) -> Path:
 
 def _require_tools(argv: list[str]) -> None:
     """Skip (fail under CI) a step whose toolchain or emulator is not installed."""
-    from tinygmm.boards import BOARDS
+    from tinygmm.project.boards import BOARDS
     from tinygmm.link import emulators
 
     env = argv[argv.index("-e") + 1] if "-e" in argv else None

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from tinygmm.errors import TinyGMMError
-from tinygmm.export import exact_parameters, fold, inverse_lower
+from tinygmm.device.fold import exact_parameters, fold, inverse_lower
 from tinygmm.model import Model, Scaler, from_sklearn
-from tinygmm.twin import (
+from tinygmm.device.twin import (
     ERR_FEATURES, ERR_NO_THRESHOLD, ERR_NONFINITE, OK, U32, DeviceTwin, log_joint_error_bound, score_error_bound,
 )
 

@@ -11,10 +11,11 @@ import pytest
 
 from tinygmm.cli import main
 from tinygmm.model import Model, load
-from tinygmm.project import export_project
-from tinygmm.twin import ERR_NONFINITE, DeviceTwin
-from tinygmm.vectors import load_vectors
-from tinygmm.verify import OPS, compare
+from tinygmm.project.export import export_project
+from tinygmm.device.twin import DeviceTwin
+from tinygmm.status import ERR_NONFINITE
+from tinygmm.verify.vectors import load_vectors
+from tinygmm.verify.compare import OPS, compare
 
 
 @pytest.fixture

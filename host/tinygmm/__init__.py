@@ -21,9 +21,9 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
-    from .mixture import GaussianMixture
+    from .fit.mixture import GaussianMixture
     from .model import Model, Scaler, from_sklearn, load, save
-    from .selection import select_n_components
+    from .fit.selection import select_n_components
 
 
 def __getattr__(name: str) -> Any:

@@ -324,7 +324,7 @@ def _read_data(args: argparse.Namespace) -> tuple[np.ndarray, list[str], list[st
 def _fit(X: np.ndarray, names: list[str], candidates: range | list[int], *, scale: str, criterion: str,
          covariance: str, n_init: int, seed: int, alpha: float = 0.05) -> _Fitted:
     from .model import Scaler
-    from .selection import select_n_components
+    from .fit.selection import select_n_components
 
     scaler = Scaler.fit(X) if scale == "standard" else None
     Xs = scaler.transform(X) if scaler is not None else X
@@ -464,7 +464,7 @@ def _demo_info(state: DemoState) -> None:
 
 
 def _demo_export(state: DemoState) -> None:
-    from .project import export_project
+    from .project.export import export_project
 
     state.project = state.output.parent / "project"
     result = export_project(state.model, ["native", "uno", "esp32dev"], state.project, X_train=state.fitted.X,
@@ -474,7 +474,7 @@ def _demo_export(state: DemoState) -> None:
 
 
 def _demo_verify(state: DemoState) -> None:
-    from .verify import format_report
+    from .verify.compare import format_report
 
     print("building the native firmware with an isolated offline PlatformIO core, then verifying it:")
     report = verify_project(state.project, "native", emulator="native", offline=True)
@@ -502,14 +502,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_boards(args: argparse.Namespace) -> int:
-    from .boards import format_boards
+    from .project.boards import format_boards
 
     print("\n".join(format_boards()))
     return 0
 
 
 def cmd_pio_offline(args: argparse.Namespace) -> int:
-    from .pio import provision_offline
+    from .project.pio import provision_offline
 
     result = provision_offline(args.core_dir)
     _print_notes(result.notes)
@@ -521,7 +521,7 @@ def cmd_pio_offline(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .model import load
-    from .project import export_project
+    from .project.export import export_project
 
     model = load(args.model)
     X_train = _read_model_columns(args, model) if args.data else None
@@ -535,20 +535,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _core_dir(args: argparse.Namespace) -> Path | None:
-    from .connect import default_core_dir
+    from .verify.session import default_core_dir
 
     return default_core_dir(args.offline)
 
 
 def _project_envs(project: Path) -> list[str]:
-    from .project import project_envs, read_project
+    from .project.export import project_envs, read_project
 
     return project_envs(read_project(project)[1])
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .boards import get_board
-    from .pio import parse_memory_use, run_pio
+    from .project.boards import get_board
+    from .project.pio import parse_memory_use, run_pio
 
     envs = _project_envs(args.project)
     if args.env is not None and args.env not in envs:
@@ -566,7 +566,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_flash(args: argparse.Namespace) -> int:
-    from .connect import flash
+    from .verify.session import flash
 
     envs = _project_envs(args.project)
     if args.env not in envs or args.env == "native":
@@ -581,7 +581,7 @@ def verify_project(project: Path, env: str | None, *, port: str | None = None, e
                    baud: int = 115200, flash: bool = False, offline: bool = False, bench: bool = True,
                    log: Path | None = None, reset: bool = False, timeout: float | None = None) -> Any:
     """Build/flash as needed, run the suite, return the VerifyReport (shared by verify and demo)."""
-    from . import connect as c
+    from .verify import session as c
 
     with c.deadline(timeout, f"verifying {project} ({env})"):
         return _verify(project, env, port, emulator, baud, flash, offline, bench, log, reset)
@@ -589,10 +589,10 @@ def verify_project(project: Path, env: str | None, *, port: str | None = None, e
 
 def _verify(project: Path, env: str | None, port: str | None, emulator: str | None, baud: int, flash: bool,
             offline: bool, bench: bool, log: Path | None, reset: bool) -> Any:
-    from . import connect as c
-    from .project import project_envs, read_project
-    from .vectors import load_vectors
-    from .verify import run_suite
+    from .verify import session as c
+    from .project.export import project_envs, read_project
+    from .verify.vectors import load_vectors
+    from .verify.compare import run_suite
 
     model, manifest = read_project(project)
     env = c.resolve_env(env, port, emulator)
@@ -617,7 +617,7 @@ def _verify(project: Path, env: str | None, port: str | None, emulator: str | No
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import format_report
+    from .verify.compare import format_report
 
     if args.plot:
         from .plots import require_matplotlib
@@ -632,7 +632,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"report written to {args.report}")
     if args.plot:
         from .plots import save_figure, verify_figure
-        from .project import read_project
+        from .project.export import read_project
 
         save_figure(verify_figure(report, read_project(args.project)[0]), args.plot)
         print(f"plot written to {args.plot}")
@@ -640,7 +640,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_ports(args: argparse.Namespace) -> int:
-    from .ports import format_ports, list_ports
+    from .project.ports import format_ports, list_ports
 
     print("\n".join(format_ports(list_ports())))
     return 0

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
-from .covariance import COVARIANCE_TYPES, precision_cholesky, precisions_from_cholesky
+from .fit.covariance import COVARIANCE_TYPES, precision_cholesky, precisions_from_cholesky
 from .files import write_atomic
 from .errors import TinyGMMError
 
 if TYPE_CHECKING:
-    from .mixture import GaussianMixture
+    from .fit.mixture import GaussianMixture
 
 FORMAT = "tinygmm-model"
 SCHEMA_VERSION = 1
@@ -121,7 +121,7 @@ class Model:
     # -- conversion -----------------------------------------------------------------
     def to_gmm(self) -> GaussianMixture:
         """A fitted ``tinygmm.GaussianMixture`` with these parameters (scaled space)."""
-        from .mixture import GaussianMixture
+        from .fit.mixture import GaussianMixture
 
         gmm = GaussianMixture(n_components=self.n_components, covariance_type=self.covariance_type)
         prec_chol = self.precisions_cholesky

@@ -318,7 +318,7 @@ def cluster_figure(model: Model, X: np.ndarray, features: Sequence[str | int] | 
 def selection_figure(selection: Any, alpha: float = 0.05, title: str | None = None) -> Any:
     """BIC and AIC against k with the chosen k marked, and each step's likelihood-ratio statistic
     against its chi-square critical value at ``alpha``."""
-    from .selection import chi2_isf
+    from .fit.selection import chi2_isf
 
     rows = selection.rows
     ks = [r.k for r in rows]

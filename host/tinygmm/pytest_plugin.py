@@ -12,7 +12,7 @@ Registered through the ``pytest11`` entry point. Options::
 
 Fixtures: ``tinygmm_project`` (Path), ``tinygmm_model``, ``tinygmm_vectors``, ``tinygmm_device``
 (a synced :class:`~tinygmm.link.client.Device`, refused before any comparison when it runs another
-model), ``tinygmm_report`` (the whole suite run once: :class:`~tinygmm.verify.VerifyReport`).
+model), ``tinygmm_report`` (the whole suite run once: :class:`~tinygmm.verify.compare.VerifyReport`).
 A failing test that used the device gets the device's byte log attached as a report section; the
 whole run's log is kept under the project's .tinygmm/logs/.
 Without a board or emulator the tests skip and say why; under CI=true a missing emulator fails.
@@ -68,7 +68,7 @@ def tinygmm_project(pytestconfig: pytest.Config) -> Path:
 
 @pytest.fixture(scope="session")
 def tinygmm_model(tinygmm_project: Path) -> Any:
-    from .project import read_project
+    from .project.export import read_project
 
     try:
         return read_project(tinygmm_project)[0]
@@ -78,7 +78,7 @@ def tinygmm_model(tinygmm_project: Path) -> Any:
 
 @pytest.fixture(scope="session")
 def tinygmm_vectors(tinygmm_project: Path) -> Any:
-    from .vectors import load_vectors
+    from .verify.vectors import load_vectors
 
     try:
         return load_vectors(tinygmm_project / "test_vectors.json")
@@ -87,7 +87,7 @@ def tinygmm_vectors(tinygmm_project: Path) -> Any:
 
 
 def _target(config: pytest.Config) -> Any:
-    from . import connect as c
+    from .verify import session as c
 
     opt = config.getoption
     port, emulator = opt("tinygmm_port"), opt("tinygmm_emulator")
@@ -103,7 +103,7 @@ def _target(config: pytest.Config) -> Any:
 
 @pytest.fixture(scope="session")
 def tinygmm_device(pytestconfig: pytest.Config, tinygmm_project: Path, tinygmm_model: Any) -> Iterator[Any]:
-    from . import connect as c
+    from .verify import session as c
 
     target = _target(pytestconfig)
 
@@ -129,7 +129,7 @@ def tinygmm_device(pytestconfig: pytest.Config, tinygmm_project: Path, tinygmm_m
 
 @pytest.fixture(scope="session")
 def tinygmm_report(pytestconfig: pytest.Config, tinygmm_device: Any, tinygmm_model: Any, tinygmm_vectors: Any) -> Any:
-    from .verify import run_suite
+    from .verify.compare import run_suite
 
     target = _target(pytestconfig)
     return run_suite(tinygmm_device, tinygmm_model, tinygmm_vectors, target=target.env,

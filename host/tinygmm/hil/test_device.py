@@ -3,13 +3,13 @@
     pytest hil --tinygmm-project . --tinygmm-emulator native
     pytest hil --tinygmm-project . --tinygmm-env uno --tinygmm-port auto --junitxml=device.xml
 
-Each check of tinygmm.verify runs on each kind of vector (training data, model samples, a box around
+Each check of tinygmm.verify.compare runs on each kind of vector (training data, model samples, a box around
 the data, points 10x and 1000x the span away, decision boundaries, extreme floats, NaN/Inf).
 """
 import pytest
 
-from tinygmm.vectors import KINDS
-from tinygmm.verify import CHECK_NAMES
+from tinygmm.verify.vectors import KINDS
+from tinygmm.verify.compare import CHECK_NAMES
 
 pytestmark = pytest.mark.tinygmm
 

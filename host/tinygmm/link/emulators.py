@@ -7,7 +7,7 @@ Every transport here speaks the :class:`~tinygmm.link.transports.Transport` inte
 half-way, from ``__del__`` as a last resort, and — through PR_SET_PDEATHSIG — when this Python
 process dies without cleaning up.
 
-- :class:`SimavrTransport`: ``firmware/tools/simavr_bridge.c``, a small runner linking libsimavr,
+- :class:`SimavrTransport`: ``firmware/emulator/simavr_bridge.c``, a small runner linking libsimavr,
   built on first use into ``~/.cache/tinygmm/bin`` (rebuilt when its source changes). UART0 is
   bridged to a pty; the firmware starts only once the pty is opened (the boot banner is not lost);
   wall-clock and cycle limits; optional real-time throttling; exact cycle counts on exit.
@@ -108,11 +108,11 @@ def _reap(proc: subprocess.Popen, grace: float = CHILD_EXIT_GRACE) -> int:
 
 
 def runner_source() -> Path:
-    return firmware_dir() / "tools" / f"{RUNNER_NAME}.c"
+    return firmware_dir() / "emulator" / f"{RUNNER_NAME}.c"
 
 
 def _bin_dir() -> Path:
-    from ..pio import cache_dir
+    from ..project.pio import cache_dir
 
     return cache_dir() / "bin"
 

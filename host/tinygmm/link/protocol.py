@@ -9,20 +9,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import TinyGMMError
-from ..twin import ERR_FEATURES, ERR_MODEL, ERR_NO_THRESHOLD, ERR_NONFINITE, ERR_OVERFLOW, OK, STATUS_NAMES
+from ..status import ERR_FEATURES, ERR_MODEL, ERR_NO_THRESHOLD, ERR_NONFINITE, ERR_OVERFLOW, OK, OPS
 
 # firmware/lib/tinygmm_proto/tinygmm_proto.h TINYGMM_PROTO_VERSION must agree (tests/test_protocol.py).
 PROTOCOL_VERSION = 1
 
 # CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor.
-CRC_POLY = 0x1021
 CRC_INIT = 0xFFFF
 SEQ_MAX = 65535
 # Lines the host did not ask for (boot banner, replies to human requests) carry seq 0.
 UNSOLICITED_SEQ = 0
 # "*XXXX" ends every line.
 CRC_SUFFIX_LEN = 5
-OPS = ("predict", "log_joint", "score", "proba", "anomaly")
 # Batch records (docs/protocol.md, "Batches"): byte records escape errors with 0xFF + status,
 # float records carry the status in the low byte of this NaN.
 BATCH_ERROR_BYTE = 0xFF
@@ -67,31 +65,18 @@ class DeviceError(TinyGMMError):
 
     @property
     def status(self) -> int | None:
-        """The core's tinygmm_status for inference errors (twin.ERR_*), else None."""
+        """The core's tinygmm_status for inference errors (status.ERR_*), else None."""
         return STATUS_OF_CODE.get(self.code)
 
 
 # -- CRC and floats ---------------------------------------------------------------------
 
 
-def _crc_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ CRC_POLY) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return table
-
-
-_CRC_TABLE = _crc_table()
-
-
 def crc16(data: bytes, crc: int = CRC_INIT) -> int:
-    """CRC-16/CCITT-FALSE of ``data`` (check value: crc16(b"123456789") == 0x29B1)."""
-    for b in data:
-        crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[(crc >> 8) ^ b]
-    return crc
+    """CRC-16/CCITT-FALSE of ``data`` (check value: crc16(b"123456789") == 0x29B1).
+
+    binascii.crc_hqx is this CRC (poly 0x1021, MSB first) with the initial value given."""
+    return binascii.crc_hqx(data, crc)
 
 
 def float_to_hex(value: float | np.floating) -> str:
@@ -241,7 +226,7 @@ class BenchResult:
 
 @dataclass
 class BatchResult:
-    """Per-vector core status (twin.OK, ERR_*) and values (-1 / NaN / False where not OK, as the twin)."""
+    """Per-vector core status (status.OK, ERR_*) and values (-1 / NaN / False where not OK, as the twin)."""
 
     op: str
     status: np.ndarray  # (N,) int
@@ -304,6 +289,3 @@ def _decode_byte_records(op: str, n: int, data: bytes) -> BatchResult:
         return BatchResult(op, status, (values == 1) & (status == OK))
     return BatchResult(op, status, values)
 
-
-def status_name(status: int) -> str:
-    return STATUS_NAMES.get(int(status), f"status {int(status)}")

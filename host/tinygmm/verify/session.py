@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .boards import get_board
-from .errors import TinyGMMError
-from .link.client import Device
-from .pio import run_pio
+from ..project.boards import get_board
+from ..errors import TinyGMMError
+from ..link.client import Device
+from ..project.pio import run_pio
 
 EMULATORS = ("native", "simavr", "qemu")
 # Which env each emulator runs, and the build artifact it needs.
@@ -97,19 +97,19 @@ def open_transport(project: Path, target: Target, core_dir: Path | None = None):
     """The transport to the target (a context manager; closing it reaps any child process)."""
     check_target(target.env, target.port, target.emulator)
     if target.port is not None:
-        from .link.transports import SerialTransport
-        from .ports import resolve_port
+        from ..link.transports import SerialTransport
+        from ..project.ports import resolve_port
 
         return SerialTransport(resolve_port(target.port, target.env), target.baud, reset=target.reset)
     built = ensure_built(project, target.env, core_dir)
-    from .link.emulators import emulator_transport
+    from ..link.emulators import emulator_transport
 
     return emulator_transport(target.emulator, built)
 
 
 def flash(project: Path, env: str, port: str, core_dir: Path | None = None) -> str:
     """Upload the env's firmware to the board on ``port`` ('auto' resolves); returns the port used."""
-    from .ports import resolve_port
+    from ..project.ports import resolve_port
 
     if not get_board(env).embedded:
         raise TinyGMMError(f"env {env!r} is not a board; nothing to flash")
@@ -123,7 +123,7 @@ def default_core_dir(offline: bool) -> Path | None:
     None: PlatformIO's own core (PLATFORMIO_CORE_DIR or ~/.platformio)."""
     if not offline and not os.environ.get("TINYGMM_PIO_CORE"):
         return None
-    from .pio import provision_offline
+    from ..project.pio import provision_offline
 
     return provision_offline().core_dir
 

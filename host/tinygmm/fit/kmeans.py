@@ -1,6 +1,6 @@
 """k-means for initialising EM: k-means++ seeding and Lloyd iterations, NumPy only.
 
-Points are kept feature-major (D, n) as in :mod:`tinygmm.em`, so every distance product is
+Points are kept feature-major (D, n) as in :mod:`tinygmm.fit.em`, so every distance product is
 one ``(K, D) @ (D, n)`` BLAS call with contiguous rows.
 """
 from __future__ import annotations

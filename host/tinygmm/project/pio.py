@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterator, Sequence
 
-from . import __version__
+from .. import __version__
 from .boards import ARDUINO_AVR_DIR, AVR_DEBIAN_PACKAGES, BOARDS
-from .errors import TinyGMMError
-from .resources import firmware_dir
+from ..errors import TinyGMMError
+from ..resources import firmware_dir
 
 # PlatformIO Core 6.x runs <core>/packages/tool-scons/scons.py and requires tool-scons ~4.41101.0,
 # PlatformIO's encoding of SCons 4.11.1 (major 4, then 4.11.01 as 41101).

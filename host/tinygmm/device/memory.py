@@ -1,7 +1,7 @@
 """Flash and RAM a model plus the inference core take on a target, and a refusal when they do not fit.
 
 Estimated from the parameter arrays and core sizes measured once per target; measured from
-an avr-gcc build of firmware/tools/avr_probe.c when avr-gcc is installed (``measure=True``).
+an avr-gcc build of firmware/dev/avr_probe.c when avr-gcc is installed (``measure=True``).
 """
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .boards import get_board
-from .errors import TinyGMMError
-from .export import DeviceModel, fold
-from .model import Model
+from ..project.boards import get_board
+from ..errors import TinyGMMError
+from .fold import DeviceModel, fold
+from ..model import Model
 from .render import model_struct_bytes, write_header
-from .resources import firmware_dir
+from ..resources import firmware_dir
 
 
 @dataclass(frozen=True)
@@ -161,8 +161,8 @@ def avr_sections(elf: Path) -> dict[str, int]:
 def build_avr_probe(
     out_dir: Path, header: Path | None, extra_flags: list[str] | None = None, language: str = "c99"
 ) -> Path:
-    """Build firmware/tools/avr_probe.c (with ``header``, or the empty baseline) and return the ELF."""
-    tools, core = firmware_dir() / "tools", firmware_dir() / "lib" / "tinygmm"
+    """Build firmware/dev/avr_probe.c (with ``header``, or the empty baseline) and return the ELF."""
+    tools, core = firmware_dir() / "dev", firmware_dir() / "lib" / "tinygmm"
     elf = out_dir / (f"probe-{language.replace('+', 'p')}.elf" if header is not None else "baseline.elf")
     cmd = [*AVR_LANGUAGES[language], *AVR_CFLAGS, *(extra_flags or []), f"-I{core}"]
     if header is not None:

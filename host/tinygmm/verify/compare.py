@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .files import write_atomic
-from .em import Params, exact_log_joint
-from .link.client import Device
-from .model import Model
-from .twin import OK, DeviceTwin, certified_argmax, log_joint_error_bound, score_error_bound
+from .. import __version__
+from ..files import write_atomic
+from ..fit.em import Params, exact_log_joint
+from ..link.client import Device
+from ..status import OK
+from ..model import Model
+from ..device.twin import DeviceTwin, certified_argmax, log_joint_error_bound, score_error_bound
 from .vectors import Vectors
 
 # The requirement for probabilities: absolute difference from float64.

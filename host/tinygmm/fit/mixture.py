@@ -12,7 +12,7 @@ import numpy as np
 
 from . import covariance as cov
 from .em import Params, Workspace, em_pass, evaluate, log_sum_exp_inplace, m_step, params_from_labels, responsibilities
-from .errors import ConvergenceWarning, NotFittedError
+from ..errors import ConvergenceWarning, NotFittedError
 from .kmeans import kmeans, kmeans_plusplus
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -61,7 +61,7 @@ class GaussianMixture:
 
     Parameters, attributes and methods are scikit-learn's (see its documentation). What
     differs is inside: EM runs on centred data with every component evaluated by one
-    matrix product per chunk (see :mod:`tinygmm.em`), and data are always float64.
+    matrix product per chunk (see :mod:`tinygmm.fit.em`), and data are always float64.
     """
 
     def __init__(self, n_components: int = 1, *, covariance_type: str = "full", tol: float = 1e-3,

@@ -7,11 +7,11 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from . import __version__
-from .errors import TinyGMMError
-from .export import DeviceModel, fold
-from .model import Model
-from .resources import templates_dir
+from .. import __version__
+from ..errors import TinyGMMError
+from .fold import DeviceModel, fold
+from ..model import Model
+from ..resources import templates_dir
 
 MODEL_TEMPLATE = "model.h.j2"
 # Values per line in the generated arrays (9-digit constants: lines stay under ~100 columns).

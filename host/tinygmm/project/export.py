@@ -18,23 +18,23 @@ from typing import Sequence
 import jinja2
 import numpy as np
 
-from . import __version__
+from .. import __version__
 from .boards import Board, get_board
-from .errors import TinyGMMError
-from .files import write_atomic
-from .memory import check_fits, memory_report
-from .model import Model, model_to_dict
+from ..errors import TinyGMMError
+from ..files import write_atomic
+from ..device.memory import check_fits, memory_report
+from ..model import Model, model_to_dict
 from .pio import lint_ini_text
-from .render import render_header
-from .resources import firmware_dir, templates_dir
-from .vectors import dumps_vectors, make_vectors
+from ..device.render import render_header
+from ..resources import firmware_dir, templates_dir
+from ..verify.vectors import dumps_vectors, make_vectors
 
 MANIFEST = Path(".tinygmm") / "manifest.json"
 MODEL_HEADER = Path("include") / "tinygmm_model.h"
 # Firmware folders every project carries, relative to firmware/ (and to the project).
 FIRMWARE_TREES = ("lib/tinygmm", "lib/tinygmm_proto", "src")
 # The regression suite every project carries (run by pytest with tinygmm's plugin).
-SUITE = Path(__file__).resolve().parent / "hil" / "test_device.py"
+SUITE = Path(__file__).resolve().parents[1] / "hil" / "test_device.py"
 # Per-board source folder under src/ and extra build flags.
 _GLUE = {"native": ("native", ("-O2", "-lm")), "uno": ("arduino", ()), "esp32dev": ("arduino", ())}
 
@@ -175,7 +175,7 @@ def project_envs(manifest: dict) -> list[str]:
 
 def read_project(project: str | os.PathLike) -> tuple[Model, dict]:
     """The model and manifest of an exported project (TinyGMMError if it is not one)."""
-    from .model import load
+    from ..model import load
 
     project = Path(project)
     if not (project / MANIFEST).is_file():

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .errors import ConvergenceWarning, TinyGMMError
+from ..errors import ConvergenceWarning, TinyGMMError
 from .mixture import GaussianMixture, check_random_state
 
 CRITERIA = ("bic", "aic", "lrt")

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 
 from .boards import Board, boards_for_usb_id
-from .errors import TinyGMMError
+from ..errors import TinyGMMError
 
 
 @dataclass(frozen=True)

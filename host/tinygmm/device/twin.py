@@ -22,18 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .export import DeviceModel, fold
-from .model import Model
+from ..model import Model
+from ..status import ERR_FEATURES, ERR_NONFINITE, ERR_OVERFLOW, OK
+from .fold import DeviceModel, fold
 
-# tinygmm_status (firmware/lib/tinygmm/tinygmm.h)
-OK = 0
-ERR_FEATURES = 1
-ERR_NONFINITE = 2
-ERR_OVERFLOW = 3
-ERR_MODEL = 4
-ERR_NO_THRESHOLD = 5
-STATUS_NAMES = {OK: "ok", ERR_FEATURES: "wrong feature count", ERR_NONFINITE: "NaN or Inf input",
-                ERR_OVERFLOW: "float32 overflow", ERR_MODEL: "unusable model", ERR_NO_THRESHOLD: "no threshold"}
 
 # Unit roundoff of float32 (round to nearest).
 U32 = 2.0**-24

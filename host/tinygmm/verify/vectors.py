@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TinyGMMError
-from .files import write_atomic
-from .model import Model
+from ..errors import TinyGMMError
+from ..files import write_atomic
+from ..model import Model
 
 FORMAT = "tinygmm-vectors"
 VERSION = 1

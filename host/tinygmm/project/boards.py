@@ -10,7 +10,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TinyGMMError
+from ..errors import TinyGMMError
 
 DEFAULT_BAUD = 115200
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import TinyGMMError
-from .model import Model
+from ..errors import TinyGMMError
+from ..model import Model
 
 COVARIANCE_CODES = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
 # tinygmm_model stores K and D as uint8_t (one byte each in flash on the Uno).

@@ -1,0 +1,1 @@
+"""A model as a PlatformIO project: the board table, export, PlatformIO runs and the offline core, serial ports."""

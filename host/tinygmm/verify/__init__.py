@@ -1,0 +1,1 @@
+"""Proving a device computes what the host computes: test vectors, the comparison, the session, the report."""
