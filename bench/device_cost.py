@@ -19,11 +19,12 @@ import numpy as np
 
 from tinygmm import GaussianMixture
 from tinygmm.device.fold import fold, packed_size
-from tinygmm.device.memory import AVR_CFLAGS, measure_avr
 from tinygmm.model import Model
 from tinygmm.device.render import c_float, write_header
 from tinygmm.resources import firmware_dir
 from tinygmm.device.twin import DeviceTwin
+
+from avr_size import AVR_CFLAGS, measure_avr
 
 MALL_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "Mall_Customers.csv"
 # Reference points from the issue (emlearn 0.23.2's generated code in simavr, and the float-op

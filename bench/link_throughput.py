@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tinygmm import GaussianMixture
+from tinygmm.device.fold import fold
 from tinygmm.data import demo_data
 from tinygmm.link.client import Device
 from tinygmm.link.emulators import SimavrTransport
@@ -48,7 +49,7 @@ def build_uno(model: Model, where: Path) -> Path:
 
 def measure(elf: Path, model: Model, X: np.ndarray) -> list[dict]:
     rows = []
-    twin = DeviceTwin(model).evaluate(X)
+    twin = DeviceTwin(fold(model)).evaluate(X)
     with SimavrTransport(elf, realtime=1.0) as transport:
         dev = Device(transport)
         dev.sync()

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
-IN_CI = os.environ.get("CI") == "true"
+from tinygmm.pytest_plugin import IN_CI, skip_unless_ci
+
+# Development tooling the tests share with the benchmarks (bench/avr_size.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 # The Mall Customers data of the source article: $TINYGMM_MALL_CSV, else shared/data/ beside the
 # repository. It is not part of the repository; tests that need it skip when it is absent.
 MALL_CSV = Path(os.environ.get("TINYGMM_MALL_CSV")
@@ -16,11 +20,8 @@ MALL_CSV = Path(os.environ.get("TINYGMM_MALL_CSV")
 
 def require(condition: bool, what: str) -> None:
     """Skip the test saying ``what`` is missing; under CI=true a missing tool is a failure."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"{what} (CI=true: CI must install it)")
-    pytest.skip(what)
+    if not condition:
+        skip_unless_ci(what, required_in_ci=True)
 
 
 def require_programs(*programs: str, install: str) -> None:
@@ -31,7 +32,7 @@ def require_programs(*programs: str, install: str) -> None:
 @pytest.fixture(scope="session")
 def pio_core(tmp_path_factory):
     """An offline PlatformIO core (native + uno from Debian packages), made once per session."""
-    from tinygmm.project.pio import provision_offline
+    from tinygmm.project.offline import provision_offline
 
     return provision_offline(tmp_path_factory.mktemp("pio") / "core")
 

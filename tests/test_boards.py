@@ -1,6 +1,7 @@
 """The board table: consistent limits, exact platform pins, USB ids, and `tinygmm boards`."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -12,7 +13,7 @@ from tinygmm.project import boards
 from tinygmm.project.boards import BOARDS, boards_for_usb_id, format_boards, get_board
 from tinygmm.cli import main
 from tinygmm.errors import TinyGMMError
-from tinygmm.project.pio import offline_data_dir, offline_platform_version
+from tinygmm.project.offline import offline_data_dir, offline_platform_version
 
 USB_ID = re.compile(r"^[0-9A-F]{4}:[0-9A-F]{4}$")
 
@@ -72,8 +73,11 @@ def test_unknown_board():
 
 
 def test_missing_debian_packages_are_named(monkeypatch, tmp_path):
-    monkeypatch.setattr(boards, "ARDUINO_AVR_DIR", tmp_path)
-    monkeypatch.setattr(boards.shutil, "which", lambda name: None)
+    uno = BOARDS["uno"]
+    needs = tuple((str(tmp_path / "absent.h") if need.startswith("/") else need, pkg) for need, pkg in uno.toolchain.needs)
+    monkeypatch.setitem(BOARDS, "uno", dataclasses.replace(uno, toolchain=dataclasses.replace(uno.toolchain, needs=needs)))
+    real_which = boards.shutil.which
+    monkeypatch.setattr(boards.shutil, "which", lambda name: None if name.startswith("avr-") else real_which(name))
     assert BOARDS["uno"].missing_tools()[:2] == ["gcc-avr", "binutils-avr"]
     assert "arduino-core-avr" in BOARDS["uno"].missing_tools()
     assert not BOARDS["uno"].buildable_here() and BOARDS["native"].buildable_here()

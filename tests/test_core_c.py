@@ -7,15 +7,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from tinygmm.device.fold import fold
+from tinygmm.status import ERR_FEATURES, ERR_NO_THRESHOLD, ERR_NONFINITE, ERR_OVERFLOW, OK
 from tinygmm.device.twin import (
-    ERR_FEATURES, ERR_NO_THRESHOLD, ERR_NONFINITE, ERR_OVERFLOW, OK, DeviceTwin, certified_argmax,
+    DeviceTwin, certified_argmax,
     log_joint_error_bound, proba_twin_tolerance, score_error_bound, score_twin_tolerance,
 )
+from conftest import require
 
 from _cdriver import LANGUAGES, Driver, build_driver, have_host_compilers
 from _gmm_cases import box_points, far_points, model_cases, random_model, reference_log_joint, reference_score, sample
 
-pytestmark = pytest.mark.skipif(not have_host_compilers(), reason="needs gcc and g++ on the host")
+@pytest.fixture(autouse=True)
+def _host_compilers() -> None:
+    require(have_host_compilers(), "needs gcc and g++ on the host (apt-get install gcc g++)")
 
 # Hypothesis budget: each example compiles nothing (the drivers read the model from stdin)
 # and evaluates ~2000 points in each language; the suite shares 2 cores.

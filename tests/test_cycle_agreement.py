@@ -16,6 +16,7 @@ import pytest
 
 from conftest import require_programs
 from tinygmm import GaussianMixture
+from tinygmm.device.fold import fold
 from tinygmm.data import demo_data
 from tinygmm.link.client import Device
 from tinygmm.link.emulators import SimavrTransport
@@ -50,7 +51,7 @@ def test_verify_cycles_agree_with_device_cost(tmp_path: Path, pio_core, avr_tool
     runner = tmp_path / "simavr_cycles"
     subprocess.run(["gcc", "-O2", "-I/usr/include/simavr", str(firmware_dir() / "dev" / "simavr_cycles.c"),
                     "-lsimavr", "-lutil", "-o", str(runner)], check=True)
-    header = write_header(model, tmp_path / "model.h")
+    header = write_header(fold(model), tmp_path / "model.h")
     exact = dc.run_firmware(tmp_path, header, points, runner)  # point, (empty, predict, score), (tag, cycles, result)
     exact_predict = exact[:, 1, 1] - exact[:, 0, 1]
     exact_score = exact[:, 2, 1] - exact[:, 0, 1]

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import require, require_programs
 from tinygmm.data import demo_data
+from tinygmm.device.fold import fold
 from tinygmm.errors import TinyGMMError
 from tinygmm.link import Device, LinkClosed
 from tinygmm.link import emulators
@@ -89,7 +90,7 @@ def _gone(pid: int, timeout: float = 5.0) -> bool:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_sync_hello_and_predictions_equal_the_twin(kind: str, built: Built) -> None:
-    twin = DeviceTwin(built.model).evaluate(built.points)
+    twin = DeviceTwin(fold(built.model)).evaluate(built.points)
     with _open(kind, built) as transport, Device(transport) as dev:
         pid = transport.pid
         dev.sync()

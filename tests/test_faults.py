@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tinygmm.errors import TinyGMMError
+from tinygmm.device.fold import fold
 from tinygmm.link.client import Device
 from tinygmm.link.protocol import LinkClosed, LinkTimeout
 from tinygmm.link.transports import PipeTransport, SerialTransport
@@ -62,7 +63,7 @@ def test_a_reset_mid_run_is_resynced_by_retrying(native) -> None:
         labels = [dev.predict(x) for x in X]
         assert dev.transport.resets == 1
         assert "boot" in dev.transcript.text()  # the banner of the reboot was seen and logged
-    np.testing.assert_array_equal(labels, DeviceTwin(model).predict(X))
+    np.testing.assert_array_equal(labels, DeviceTwin(fold(model)).predict(X))
 
 
 def test_a_reset_mid_batch_still_returns_every_answer(native) -> None:
@@ -72,7 +73,7 @@ def test_a_reset_mid_batch_still_returns_every_answer(native) -> None:
         dev.sync()
         res = dev.batch("predict", X)
         assert dev.transport.resets == 1
-    twin = DeviceTwin(model).evaluate(X)
+    twin = DeviceTwin(fold(model)).evaluate(X)
     np.testing.assert_array_equal(res.status, twin.status_predict)
     np.testing.assert_array_equal(res.values[res.status == 0], twin.label[res.status == 0])
 
@@ -98,7 +99,7 @@ def test_garbage_between_replies_is_skipped_and_logged(native) -> None:
         labels = [dev.predict(x) for x in X]
         scores = dev.batch("score", X)
         assert "garbage" in dev.transcript.text()
-    twin = DeviceTwin(model).evaluate(X)
+    twin = DeviceTwin(fold(model)).evaluate(X)
     np.testing.assert_array_equal(labels, twin.label)
     np.testing.assert_array_equal(scores.status, twin.status_score)
 

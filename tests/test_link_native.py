@@ -2,7 +2,6 @@
 tinygmm.link: every command against the float32 twin, every error reply, garbage, flow control."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
@@ -24,11 +23,13 @@ from tinygmm.resources import firmware_dir
 from tinygmm.device.twin import (
     ERR_NONFINITE, ERR_OVERFLOW, OK, DeviceOutputs, DeviceTwin, proba_twin_tolerance, score_twin_tolerance,
 )
+from conftest import require
 
 from _cdriver import LANGUAGES, have_host_compilers
 from _gmm_cases import box_points, far_points, random_model, sample
 
-SOURCES = [firmware_dir() / "lib" / "tinygmm_proto" / "tinygmm_proto.c", firmware_dir() / "src" / "native" / "main.c"]
+PROTO_SOURCES = sorted((firmware_dir() / "lib" / "tinygmm_proto").glob("*.c"))  # all of them, as PlatformIO builds it
+SOURCES = [*PROTO_SOURCES, firmware_dir() / "src" / "native" / "main.c"]
 INCLUDES = [firmware_dir() / "lib" / "tinygmm", firmware_dir() / "lib" / "tinygmm_proto"]
 # The Uno's sizes (docs/protocol.md): 512-byte line buffer, 63 usable bytes in the Arduino receive ring.
 UNO_LINE, UNO_RX = 512, 63
@@ -83,14 +84,11 @@ def build_native(out: Path, language: str, header_dir: Path, line_max: int, rx: 
 
 @pytest.fixture(scope="module", params=list(BUILDS))
 def fw(request, tmp_path_factory) -> Firmware:
-    if not have_host_compilers():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true: gcc and g++ are required")
-        pytest.skip("needs gcc and g++ on the host")
+    require(have_host_compilers(), "needs gcc and g++ on the host (apt-get install gcc g++)")
     language, make_model, line_max, rx = BUILDS[request.param]
     out = tmp_path_factory.mktemp(request.param)
     model = make_model()
-    write_header(model, out / "tinygmm_model.h")  # the name the protocol core includes
+    write_header(fold(model), out / "tinygmm_model.h")  # the name the protocol core includes
     rng = np.random.default_rng(11)
     data = sample(model, rng, 200)
     points = np.concatenate([data, box_points(data, rng, 60), far_points(data, rng, 20, factor=10.0),
@@ -422,15 +420,12 @@ def test_a_killed_device_is_reported_not_waited_for(fw):
 @pytest.mark.parametrize("language", ["c99", "c++11"])
 def test_protocol_core_builds_warning_free_with_avr_gcc(fw, language, tmp_path):
     """No RAM strings (.data stays empty: every constant string is PSTR) and no warnings under -Werror."""
-    if shutil.which("avr-gcc") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true: avr-gcc (Debian gcc-avr) is required")
-        pytest.skip("needs avr-gcc (Debian gcc-avr)")
+    require(shutil.which("avr-gcc") is not None, "needs avr-gcc (apt-get install gcc-avr avr-libc)")
     header_dir = fw.exe.parent
     compiler = ["avr-gcc", "-std=c99"] if language == "c99" else ["avr-g++", "-x", "c++", "-std=c++11"]
     obj = tmp_path / "proto.o"
     cmd = [*compiler, "-mmcu=atmega328p", "-DF_CPU=16000000L", "-Os", "-ffp-contract=off", *AVR_WARNINGS,
-           *(f"-I{d}" for d in (*INCLUDES, header_dir)), "-c", str(SOURCES[0]), "-o", str(obj)]
+           *(f"-I{d}" for d in (*INCLUDES, header_dir)), "-nostdlib", "-r", *map(str, PROTO_SOURCES), "-o", str(obj)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     size = subprocess.run(["avr-size", "-A", str(obj)], capture_output=True, text=True).stdout

@@ -2,6 +2,8 @@
 idempotent and atomic provisioning, PlatformIO's output and errors, and platformio.ini linting."""
 from __future__ import annotations
 
+import dataclasses
+
 import io
 import json
 import os
@@ -14,11 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygmm.project import pio
+from tinygmm.project import boards, offline, pio
 from tinygmm.project.boards import BOARDS
 from tinygmm.cli import main
 from tinygmm.errors import TinyGMMError
-from tinygmm.project.pio import lint_ini, lint_ini_text, parse_memory_use, provision_offline, run_pio
+from tinygmm.project.offline import provision_offline
+from tinygmm.project.pio import lint_ini, lint_ini_text, parse_memory_use, run_pio
+from conftest import require
 
 # Any network access PlatformIO attempts goes to a closed local port and fails at once:
 # the builds below prove they need none.
@@ -88,7 +92,7 @@ def offline_core(tmp_path_factory):
     # The scons wheel is cached in ~/.cache/tinygmm/wheels, so only the first run downloads it.
     core = tmp_path_factory.mktemp("pio") / "core"
     result = provision_offline(core)
-    assert result.created and (core / pio.STAMP_FILE).is_file()
+    assert result.created and (core / offline.STAMP_FILE).is_file()
     return result
 
 
@@ -108,11 +112,7 @@ def project(tmp_path_factory):
 def avr():
     """Skip (or, under CI=true, fail) when the Debian AVR packages are missing."""
     missing = BOARDS["uno"].missing_tools()
-    if missing:
-        message = "the uno build needs apt-get install " + " ".join(missing)
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI=true: CI must install them)")
-        pytest.skip(message)
+    require(not missing, "the uno build needs apt-get install " + " ".join(missing))
 
 
 def _build(project: Path, core, env: str, *extra: str) -> pio.PioResult:
@@ -127,13 +127,13 @@ def test_core_layout(offline_core):
     scons = core / "packages" / "tool-scons"
     assert (scons / "SCons" / "Script" / "__init__.py").is_file() and (scons / "scons.py").is_file()
     assert json.loads((scons / ".piopm").read_text())["spec"]["owner"] == "platformio"
-    assert json.loads((scons / "package.json").read_text())["version"] == pio.SCONS_PIO_VERSION
+    assert json.loads((scons / "package.json").read_text())["version"] == offline.SCONS_PIO_VERSION
     gcc = core / "packages" / "toolchain-atmelavr" / "bin" / "avr-gcc"
     assert gcc.is_symlink() and os.readlink(gcc) == "/usr/bin/avr-gcc"
     assert (core / "packages" / "framework-arduino-avr" / "cores").is_symlink()
     for name in ("native", "atmelavr"):
         meta = json.loads((core / "platforms" / name / ".piopm").read_text())
-        assert meta["type"] == "platform" and meta["version"] == pio.offline_platform_version(name)
+        assert meta["type"] == "platform" and meta["version"] == offline.offline_platform_version(name)
     # Nothing outside the core was used as PlatformIO's home.
     assert not any(p.name.startswith(".core.tmp-") for p in core.parent.iterdir())
 
@@ -190,7 +190,7 @@ def test_uno_flags(offline_core, project, tmp_path, avr):
 
 
 def test_second_provision_is_a_no_op(offline_core):
-    stamp = offline_core.core_dir / pio.STAMP_FILE
+    stamp = offline_core.core_dir / offline.STAMP_FILE
     before = stamp.stat().st_mtime_ns
     again = provision_offline(offline_core.core_dir)
     assert not again.created and again.seconds < 1.0
@@ -200,9 +200,9 @@ def test_second_provision_is_a_no_op(offline_core):
 def test_outdated_core_is_replaced_atomically(tmp_path):
     core = tmp_path / "core"
     provision_offline(core)
-    stamp = json.loads((core / pio.STAMP_FILE).read_text())
+    stamp = json.loads((core / offline.STAMP_FILE).read_text())
     stamp["fingerprint"]["tinygmm"] = "0.0.0"  # as if made by an older tinygmm
-    (core / pio.STAMP_FILE).write_text(json.dumps(stamp))
+    (core / offline.STAMP_FILE).write_text(json.dumps(stamp))
     (core / "leftover").write_text("from the old core")
     result = provision_offline(core)
     assert result.created and not (core / "leftover").exists()
@@ -238,10 +238,10 @@ def test_cli_pio_offline(offline_core, capsys):
 
 def test_default_core_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("TINYGMM_PIO_CORE", str(tmp_path / "c"))
-    assert pio.default_core_dir() == tmp_path / "c"
+    assert offline.offline_core_path() == tmp_path / "c"
     monkeypatch.delenv("TINYGMM_PIO_CORE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert pio.default_core_dir() == tmp_path / "tinygmm" / "pio-core"
+    assert offline.offline_core_path() == tmp_path / "tinygmm" / "pio-core"
 
 
 def test_failure_reaches_the_user_whole(offline_core, project):
@@ -251,9 +251,17 @@ def test_failure_reaches_the_user_whole(offline_core, project):
     assert "exit status" in text and "nosuchenv" in text and "PlatformIO's output:" in text
 
 
+def _link_uno_package_to(monkeypatch, package: str, source: Path) -> None:
+    """The uno's offline toolchain with one linked package made from ``source`` instead of Debian's folder."""
+    uno = boards.BOARDS["uno"]
+    linked = tuple(dataclasses.replace(p, source=source) if p.name == package else p for p in uno.toolchain.linked)
+    monkeypatch.setitem(boards.BOARDS, "uno", dataclasses.replace(
+        uno, toolchain=dataclasses.replace(uno.toolchain, linked=linked)))
+
+
 def test_missing_avr_gcc_says_what_to_install(tmp_path, monkeypatch, project):
     # A core made where gcc-avr is absent: the toolchain links dangle and PATH has no avr-gcc.
-    monkeypatch.setattr(pio, "AVR_BIN", tmp_path / "no-avr")
+    _link_uno_package_to(monkeypatch, "toolchain-atmelavr", tmp_path / "no-avr")
     core = provision_offline(tmp_path / "core").core_dir
     fresh = tmp_path / "p"
     shutil.copytree(project, fresh, ignore=shutil.ignore_patterns(".pio"))
@@ -263,7 +271,7 @@ def test_missing_avr_gcc_says_what_to_install(tmp_path, monkeypatch, project):
 
 
 def test_missing_arduino_core_says_what_to_install(tmp_path, monkeypatch, project, avr):
-    monkeypatch.setattr(pio, "ARDUINO_AVR_DIR", tmp_path / "no-arduino")
+    _link_uno_package_to(monkeypatch, "framework-arduino-avr", tmp_path / "no-arduino")
     core = provision_offline(tmp_path / "core").core_dir
     fresh = tmp_path / "p"
     shutil.copytree(project, fresh, ignore=shutil.ignore_patterns(".pio"))
@@ -275,7 +283,7 @@ def test_diagnoses():
     assert pio.diagnose("...\nError: avr-gcc not found: apt-get install gcc-avr avr-libc binutils-avr\n") == \
         "avr-gcc not found: apt-get install gcc-avr avr-libc binutils-avr"
     assert "arduino-core-avr" in pio.diagnose("Error: the Arduino AVR core is missing: apt-get install arduino-core-avr")
-    assert "tinygmm pio-offline" in pio.diagnose("HTTPClientError: \nUnknownPackageError: Could not find the package")
+    assert "--offline" in pio.diagnose("HTTPClientError: \nUnknownPackageError: Could not find the package")
     assert pio.diagnose("sh: 1: gcc: not found") == "no host C/C++ compiler for the native build: apt-get install gcc g++"
     assert pio.diagnose("all good") is None
 

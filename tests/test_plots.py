@@ -14,6 +14,7 @@ import pytest
 
 from conftest import require
 from tinygmm.cli import main
+from tinygmm.device.fold import fold
 from tinygmm.data import demo_data
 from tinygmm.model import Model, Scaler, load
 from tinygmm.fit.selection import chi2_isf, select_n_components
@@ -246,7 +247,7 @@ def test_verify_figure_highlights_failures_and_ties(mpl, tmp_path: Path) -> None
     X, names = demo_data()
     model = fitted(X, names, 3, "full")
     vectors = make_vectors(model, X, n_each=60)
-    t = DeviceTwin(model).evaluate(vectors.X)
+    t = DeviceTwin(fold(model)).evaluate(vectors.X)
     outputs = {"predict": (t.status_predict, t.label), "log_joint": (t.status_log_joint, t.log_joint),
                "score": (t.status_score, t.score.copy()), "proba": (t.status_proba, t.proba),
                "anomaly": (t.status_anomaly, t.anomaly)}

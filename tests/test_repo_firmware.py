@@ -20,10 +20,11 @@ def rendered() -> dict[Path, str]:
     from tinygmm.project.boards import BOARDS
     from tinygmm.model import load
     from tinygmm.project.export import render_ini
+    from tinygmm.device.fold import fold
     from tinygmm.device.render import render_header
 
     model = load(MODEL)
-    return {INI: render_ini(model.model_id, list(BOARDS.values()), DIRS), HEADER: render_header(model)}
+    return {INI: render_ini(model.model_id, list(BOARDS.values()), DIRS), HEADER: render_header(fold(model))}
 
 
 def test_generated_files_are_current() -> None:

@@ -23,9 +23,9 @@ def test_twin_within_float64_bounds(case):
     rng = np.random.default_rng(seed)
     data = sample(m, rng, 800)
     X = np.concatenate([data, box_points(data, rng, 200)])
-    out = DeviceTwin(m).evaluate(X)
+    out = DeviceTwin(fold(m)).evaluate(X)
     lj64 = reference_log_joint(m, X)
-    bound = log_joint_error_bound(m, X)
+    bound = log_joint_error_bound(fold(m), X)
     assert np.all(np.abs(out.log_joint - lj64) <= bound)
     score64 = reference_score(m, X)
     assert np.all(np.abs(out.score - score64) <= score_error_bound(bound, score64, m.n_components))
@@ -45,7 +45,7 @@ def test_twin_agrees_with_sklearn_fit():
     gmm = GaussianMixture(6, covariance_type="full", random_state=0).fit(sc.transform(X))
     m = from_sklearn(gmm, sc, X_train=X, threshold_percentile=2.0)
     X32 = X.astype(np.float32)
-    out = DeviceTwin(m).evaluate(X32)
+    out = DeviceTwin(fold(m)).evaluate(X32)
     ref = gmm.predict(sc.transform(X32.astype(np.float64)))
     assert np.mean(out.label == ref) >= 0.999
     score64 = gmm.score_samples(sc.transform(X32.astype(np.float64)))
@@ -56,7 +56,7 @@ def test_twin_agrees_with_sklearn_fit():
 
 def test_statuses():
     m = random_model(np.random.default_rng(0), "diag", 3, 2, threshold=False)
-    twin = DeviceTwin(m)
+    twin = DeviceTwin(fold(m))
     X = np.array([[0, 0], [np.nan, 0], [0, np.inf]], np.float32)
     out = twin.evaluate(X)
     np.testing.assert_array_equal(out.status_predict, [OK, ERR_NONFINITE, ERR_NONFINITE])

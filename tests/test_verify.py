@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tinygmm.cli import main
+from tinygmm.device.fold import fold
 from tinygmm.model import Model, load
 from tinygmm.project.export import export_project
 from tinygmm.device.twin import DeviceTwin
@@ -25,7 +26,7 @@ def project(demo_project: Path) -> Path:
 
 def twin_outputs(model: Model, X: np.ndarray) -> dict:
     """What a perfect device answers: the twin's own statuses and values."""
-    t = DeviceTwin(model).evaluate(X)
+    t = DeviceTwin(fold(model)).evaluate(X)
     return {"predict": (t.status_predict, t.label), "log_joint": (t.status_log_joint, t.log_joint),
             "score": (t.status_score, t.score), "proba": (t.status_proba, t.proba),
             "anomaly": (t.status_anomaly, t.anomaly)}

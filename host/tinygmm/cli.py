@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,6 +14,7 @@ import numpy as np
 
 from . import __version__
 from .errors import TinyGMMError
+from .project.boards import DEFAULT_BAUD, emulators
 
 COVARIANCE_CHOICES = ("full", "tied", "diag", "spherical")
 CRITERION_CHOICES = ("bic", "aic", "lrt")
@@ -203,9 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the project's env (board) to verify (default with --emulator: the env it runs)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", metavar="PORT|auto", help="a board on a serial port (device path or pyserial URL)")
-    where.add_argument("--emulator", choices=("native", "simavr", "qemu"),
+    where.add_argument("--emulator", choices=list(emulators()),
                        help="run the firmware here: the native build, or the uno firmware in simavr or qemu")
-    p.add_argument("--baud", type=positive_int, default=115200, help="serial speed for --port (default: 115200)")
+    p.add_argument("--baud", type=positive_int, default=0,
+                   help=f"serial speed for --port (default: the board's, {DEFAULT_BAUD} for every board tinygmm knows)")
     p.add_argument("--flash", action="store_true", help="upload the firmware to the board first")
     p.add_argument("--reset", action="store_true",
                    help="reset the board by DTR after opening the port (by default it is left running)")
@@ -292,61 +294,20 @@ def _clear_progress_line() -> None:
 # -- commands ---------------------------------------------------------------------------
 
 
-@dataclass
-class _Fitted:
-    """Everything fit/select/demo share: the data, the scaler and the selection."""
-
-    X: np.ndarray
-    feature_names: list[str]
-    scaler: Any
-    selection: Any
-    notes: list[str] = field(default_factory=list)
-
-
 def _read_data(args: argparse.Namespace) -> tuple[np.ndarray, list[str], list[str]]:
     from .data import load_csv
 
     data = load_csv(args.data, args.columns, args.drop_missing)
-    notes = []
-    if data.skipped_columns:
-        notes.append(f"skipped non-numeric column(s) {', '.join(map(repr, data.skipped_columns))}; "
-                     "choose columns with --columns")
-    if data.dropped_rows:
-        shown = ", ".join(map(str, data.dropped_rows[:10])) + (" ..." if len(data.dropped_rows) > 10 else "")
-        notes.append(f"dropped {len(data.dropped_rows)} row(s) with missing values (lines {shown})")
-    constant = [n for n, std in zip(data.feature_names, data.X.std(axis=0)) if std == 0.0]
-    if constant:
-        notes.append(f"column(s) {', '.join(map(repr, constant))} hold a single value and carry no information; "
-                     "leave them out with --columns")
-    return data.X, data.feature_names, notes
+    return data.X, data.feature_names, data.notes()
 
 
-def _fit(X: np.ndarray, names: list[str], candidates: range | list[int], *, scale: str, criterion: str,
-         covariance: str, n_init: int, seed: int, alpha: float = 0.05) -> _Fitted:
-    from .model import Scaler
-    from .fit.selection import select_n_components
+def _fit(X: np.ndarray, names: list[str], candidates: range | list[int], **options: Any) -> Any:
+    from .fit.build import fit_selection
 
-    scaler = Scaler.fit(X) if scale == "standard" else None
-    Xs = scaler.transform(X) if scaler is not None else X
     try:
-        selection = select_n_components(Xs, candidates, criterion=criterion, covariance_type=covariance,
-                                        n_init=n_init, random_state=seed, alpha=alpha,
-                                        progress=_progress_callback())
+        return fit_selection(X, names, candidates, progress=_progress_callback(), **options)
     finally:
         _clear_progress_line()
-    return _Fitted(X, names, scaler, selection)
-
-
-def _build_model(fitted: _Fitted, percentile_: float, extra: dict) -> Any:
-    from .model import Model
-
-    model = Model.from_gmm(fitted.selection.model, fitted.scaler, fitted.feature_names,
-                           X_train=fitted.X, threshold_percentile=percentile_)
-    sel = fitted.selection
-    model.metadata.update(extra)
-    model.metadata["selection"] = {"criterion": sel.criterion, "candidates": [r.k for r in sel.rows],
-                                   "rule": sel.rule}
-    return model
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -367,10 +328,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.k_range is not None:
         print(format_selection(fitted.selection))
         print()
-    model = _build_model(fitted, args.anomaly_percentile, {
-        "data": Path(args.data).name, "seed": args.seed, "n_init": args.n_init,
-        "scale": args.scale,
-    })
+    model = fitted.to_model(args.anomaly_percentile, {"data": Path(args.data).name, "seed": args.seed,
+                                                       "n_init": args.n_init, "scale": args.scale})
     save(model, args.output)
     print(f"saved {args.output}: k={model.n_components}, {model.covariance_type} covariance, "
           f"{model.n_features} feature(s), id {model.model_id}")
@@ -433,7 +392,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 class DemoState:
     args: argparse.Namespace
     output: Path
-    fitted: _Fitted | None = None
+    fitted: Any = None
     model: Any = None
     project: Path | None = None
     passed: bool = True
@@ -455,7 +414,7 @@ def _demo_save(state: DemoState) -> None:
     from .model import save
 
     assert state.fitted is not None
-    state.model = _build_model(state.fitted, 1.0, {"data": "tinygmm demo (three blobs)", "seed": state.args.seed})
+    state.model = state.fitted.to_model(1.0, {"data": "tinygmm demo (three blobs)", "seed": state.args.seed})
     save(state.model, state.output)
 
 
@@ -474,10 +433,11 @@ def _demo_export(state: DemoState) -> None:
 
 
 def _demo_verify(state: DemoState) -> None:
-    from .verify.compare import format_report
+    from .verify.report import format_report
+    from .verify.session import verify_project
 
     print("building the native firmware with an isolated offline PlatformIO core, then verifying it:")
-    report = verify_project(state.project, "native", emulator="native", offline=True)
+    report = verify_project(state.project, "native", emulator="native", offline=True, on_log=_show_log)
     print(format_report(report))
     state.passed = report.passed
 
@@ -535,9 +495,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _core_dir(args: argparse.Namespace) -> Path | None:
-    from .verify.session import default_core_dir
+    from .project.build import core_dir_for
 
-    return default_core_dir(args.offline)
+    return core_dir_for(args.offline)
 
 
 def _project_envs(project: Path) -> list[str]:
@@ -548,15 +508,18 @@ def _project_envs(project: Path) -> list[str]:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from .project.boards import get_board
+    from .project.build import check_buildable
     from .project.pio import parse_memory_use, run_pio
 
     envs = _project_envs(args.project)
     if args.env is not None and args.env not in envs:
         raise TinyGMMError(f"{args.project} has no env {args.env!r}; it has {', '.join(envs)} "
                            "(add a board with `tinygmm export --board`)")
+    if args.env is not None:
+        check_buildable(get_board(args.env), args.offline)
     core = _core_dir(args)
     # without -e: every env this machine can build (the ESP32 needs PlatformIO's registry)
-    targets = [args.env] if args.env else [e for e in envs if not (args.offline and get_board(e).offline)]
+    targets = [args.env] if args.env else [e for e in envs if not (args.offline and get_board(e).toolchain is None)]
     for env in targets:
         result = run_pio(["run", "-e", env], args.project, core)
         use = parse_memory_use(result.output)
@@ -566,7 +529,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_flash(args: argparse.Namespace) -> int:
-    from .verify.session import flash
+    from .project.build import flash
 
     envs = _project_envs(args.project)
     if args.env not in envs or args.env == "native":
@@ -577,47 +540,13 @@ def cmd_flash(args: argparse.Namespace) -> int:
     return 0
 
 
-def verify_project(project: Path, env: str | None, *, port: str | None = None, emulator: str | None = None,
-                   baud: int = 115200, flash: bool = False, offline: bool = False, bench: bool = True,
-                   log: Path | None = None, reset: bool = False, timeout: float | None = None) -> Any:
-    """Build/flash as needed, run the suite, return the VerifyReport (shared by verify and demo)."""
-    from .verify import session as c
-
-    with c.deadline(timeout, f"verifying {project} ({env})"):
-        return _verify(project, env, port, emulator, baud, flash, offline, bench, log, reset)
-
-
-def _verify(project: Path, env: str | None, port: str | None, emulator: str | None, baud: int, flash: bool,
-            offline: bool, bench: bool, log: Path | None, reset: bool) -> Any:
-    from .verify import session as c
-    from .project.export import project_envs, read_project
-    from .verify.vectors import load_vectors
-    from .verify.compare import run_suite
-
-    model, manifest = read_project(project)
-    env = c.resolve_env(env, port, emulator)
-    envs = project_envs(manifest)
-    if env not in envs:
-        raise TinyGMMError(f"{project} has no env {env!r}; it has {', '.join(envs)}")
-    c.check_target(env, port, emulator)
-    vectors = load_vectors(project / "test_vectors.json")
-    core = c.default_core_dir(offline)
-    if flash:
-        if port is None:
-            raise TinyGMMError("--flash needs --port: emulators load the firmware themselves")
-        port = c.flash(project, env, port, core)
-    target = c.Target(env, port, emulator, baud, reset)
-
-    def show_log(path: Path) -> None:
-        print(f"tinygmm: link log (every byte, timestamped): {path}", file=sys.stderr)
-
-    with c.open_device(project, target, model.model_id, core, log, show_log) as dev:
-        return run_suite(dev, model, vectors, target=env, transport=target.transport_name,
-                         bench=bench and target.timed, baud=target.link_baud)
+def _show_log(path: Path) -> None:
+    print(f"tinygmm: link log (every byte, timestamped): {path}", file=sys.stderr)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify.compare import format_report
+    from .verify.report import format_report
+    from .verify.session import verify_project
 
     if args.plot:
         from .plots import require_matplotlib
@@ -625,7 +554,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         require_matplotlib()
     report = verify_project(args.project, args.env, port=args.port, emulator=args.emulator, baud=args.baud,
                             flash=args.flash, offline=args.offline, bench=not args.no_bench, log=args.log,
-                            reset=args.reset, timeout=args.timeout)
+                            reset=args.reset, timeout=args.timeout, on_log=_show_log)
     print(format_report(report))
     if args.report:
         report.save(args.report)

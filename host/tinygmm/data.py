@@ -35,6 +35,22 @@ class CsvData:
     dropped_rows: list[int] = field(default_factory=list)  # file line numbers
     skipped_columns: list[str] = field(default_factory=list)  # non-numeric, not selected
 
+    def notes(self) -> list[str]:
+        """What the user should know about how the file was read (skipped columns, dropped rows,
+        columns that hold a single value)."""
+        notes = []
+        if self.skipped_columns:
+            notes.append(f"skipped non-numeric column(s) {', '.join(map(repr, self.skipped_columns))}; "
+                         "choose columns with --columns")
+        if self.dropped_rows:
+            shown = ", ".join(map(str, self.dropped_rows[:10])) + (" ..." if len(self.dropped_rows) > 10 else "")
+            notes.append(f"dropped {len(self.dropped_rows)} row(s) with missing values (lines {shown})")
+        constant = [n for n, std in zip(self.feature_names, self.X.std(axis=0)) if std == 0.0]
+        if constant:
+            notes.append(f"column(s) {', '.join(map(repr, constant))} hold a single value and carry no "
+                         "information; leave them out with --columns")
+        return notes
+
 
 def read_csv(path: str | Path, columns: str | None = None, drop_missing: bool = False) -> tuple[np.ndarray, list[str]]:
     """Read numeric columns of a CSV file into an (N, D) float64 array and their names.

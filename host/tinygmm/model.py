@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
-from .fit.covariance import COVARIANCE_TYPES, precision_cholesky, precisions_from_cholesky
+from .fit.covariance import COVARIANCE_TYPES, log_gaussian_prob, precision_cholesky, precisions_from_cholesky
 from .files import write_atomic
 from .errors import TinyGMMError
 
@@ -195,6 +195,13 @@ class Model:
                 f"the model expects {self.n_features} features ({', '.join(self.feature_names)}), got {got}"
             )
         return self.scaler.transform(X) if self.scaler is not None else X
+
+    def log_joint(self, X: np.ndarray) -> np.ndarray:
+        """(N, K) float64 ``log w_k + log N(x | mu_k, Sigma_k)`` of the scaled raw ``X``: the reference
+        the device is verified against, from centred differences (exact for offset data)."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.weights) + log_gaussian_prob(self.transform(X), self.means, self.precisions_cholesky,
+                                                            self.covariance_type)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.to_gmm().predict(self.transform(X))

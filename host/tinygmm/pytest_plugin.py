@@ -5,14 +5,15 @@ Registered through the ``pytest11`` entry point. Options::
     --tinygmm-project DIR      an exported project (tinygmm export)
     --tinygmm-env ENV          its env to test (default with an emulator: the env it runs)
     --tinygmm-port PORT|auto   a board on a serial port ...
-    --tinygmm-emulator NAME    ... or native | simavr | qemu
-    --tinygmm-baud N           serial speed (default: 115200)
+    --tinygmm-emulator NAME    ... or an emulator (`tinygmm boards` lists them)
+    --tinygmm-baud N           serial speed (default: the board's)
     --tinygmm-reset            reset the board by DTR after opening (default: leave it running)
     --tinygmm-offline          build with tinygmm's offline PlatformIO core
 
-Fixtures: ``tinygmm_project`` (Path), ``tinygmm_model``, ``tinygmm_vectors``, ``tinygmm_device``
+Fixtures: ``tinygmm_project`` (Path), ``tinygmm_session`` (the project read and the target checked
+once, shared with `tinygmm verify`), ``tinygmm_model``, ``tinygmm_vectors``, ``tinygmm_device``
 (a synced :class:`~tinygmm.link.client.Device`, refused before any comparison when it runs another
-model), ``tinygmm_report`` (the whole suite run once: :class:`~tinygmm.verify.compare.VerifyReport`).
+model), ``tinygmm_report`` (the whole suite run once: :class:`~tinygmm.verify.report.VerifyReport`).
 A failing test that used the device gets the device's byte log attached as a report section; the
 whole run's log is kept under the project's .tinygmm/logs/.
 Without a board or emulator the tests skip and say why; under CI=true a missing emulator fails.
@@ -27,11 +28,16 @@ from typing import Any, Iterator
 import pytest
 
 from .errors import StaleFirmware, TinyGMMError
+from .project.boards import DEFAULT_BAUD, emulators
 
 # Bytes of the device log attached to a failing test (the end of it: the latest exchange).
 LOG_TAIL_CHARS = 20_000
 _DEVICE_KEY = pytest.StashKey[Any]()
 _LOG_KEY = pytest.StashKey[Path]()
+
+
+def _emulator_names() -> list[str]:
+    return list(emulators())
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,9 +46,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--tinygmm-env", metavar="ENV",
                     help="the project's env (default with --tinygmm-emulator: the env it runs)")
     group.addoption("--tinygmm-port", metavar="PORT|auto", help="a board on a serial port (path or pyserial URL)")
-    group.addoption("--tinygmm-emulator", choices=("native", "simavr", "qemu"),
-                    help="run the firmware here instead of on a board")
-    group.addoption("--tinygmm-baud", type=int, default=115200, metavar="N", help="serial speed (default: 115200)")
+    group.addoption("--tinygmm-emulator", choices=_emulator_names(), help="run the firmware here instead of on a board")
+    group.addoption("--tinygmm-baud", type=int, default=0, metavar="N",
+                    help=f"serial speed (default: the board's, {DEFAULT_BAUD} for every board tinygmm knows)")
     group.addoption("--tinygmm-reset", action="store_true", help="reset the board by DTR after opening its port")
     group.addoption("--tinygmm-offline", action="store_true", help="build with tinygmm's offline PlatformIO core")
 
@@ -51,10 +57,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "tinygmm: the test talks to a tinygmm device (board or emulator)")
 
 
-def _unavailable(what: str, required_in_ci: bool) -> None:
-    """Skip saying what is missing; under CI=true a missing emulator is a failure, a missing board is not."""
-    if required_in_ci and os.environ.get("CI") == "true":
-        pytest.fail(f"{what} (CI=true: emulators are required)", pytrace=False)
+# Under CI=true whatever CI installs must be there: a test that would skip for want of it fails.
+IN_CI = os.environ.get("CI", "").strip().lower() == "true"
+
+
+def skip_unless_ci(what: str, required_in_ci: bool = True) -> None:
+    """Skip saying ``what`` is missing; under CI=true fail instead when it is ``required_in_ci``
+    (an emulator or toolchain CI installs; never a real board)."""
+    if required_in_ci and IN_CI:
+        pytest.fail(f"{what} (CI=true: CI must install it)", pytrace=False)
     pytest.skip(what)
 
 
@@ -67,60 +78,48 @@ def tinygmm_project(pytestconfig: pytest.Config) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tinygmm_model(tinygmm_project: Path) -> Any:
-    from .project.export import read_project
+def tinygmm_session(pytestconfig: pytest.Config, tinygmm_project: Path) -> Any:
+    """The project read and the target checked, once (:class:`~tinygmm.verify.session.VerifySession`)."""
+    from .verify.session import VerifySession
 
-    try:
-        return read_project(tinygmm_project)[0]
-    except TinyGMMError as e:
-        pytest.fail(str(e), pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def tinygmm_vectors(tinygmm_project: Path) -> Any:
-    from .verify.vectors import load_vectors
-
-    try:
-        return load_vectors(tinygmm_project / "test_vectors.json")
-    except TinyGMMError as e:
-        pytest.fail(str(e), pytrace=False)
-
-
-def _target(config: pytest.Config) -> Any:
-    from .verify import session as c
-
-    opt = config.getoption
+    opt = pytestconfig.getoption
     port, emulator = opt("tinygmm_port"), opt("tinygmm_emulator")
     if port is None and emulator is None:
-        _unavailable("no board or emulator: give --tinygmm-port PORT or --tinygmm-emulator native|simavr|qemu", False)
+        skip_unless_ci("no board or emulator: give --tinygmm-port PORT or --tinygmm-emulator "
+                     + "|".join(_emulator_names()), False)
     try:
-        env = c.resolve_env(opt("tinygmm_env"), port, emulator)
-        c.check_target(env, port, emulator)
+        return VerifySession.open(tinygmm_project, opt("tinygmm_env"), port=port, emulator=emulator,
+                                  baud=opt("tinygmm_baud"), reset=opt("tinygmm_reset"), offline=opt("tinygmm_offline"))
     except TinyGMMError as e:
         pytest.fail(str(e), pytrace=False)
-    return c.Target(env, port, emulator, opt("tinygmm_baud"), opt("tinygmm_reset"))
 
 
 @pytest.fixture(scope="session")
-def tinygmm_device(pytestconfig: pytest.Config, tinygmm_project: Path, tinygmm_model: Any) -> Iterator[Any]:
-    from .verify import session as c
+def tinygmm_model(tinygmm_session: Any) -> Any:
+    return tinygmm_session.model
 
-    target = _target(pytestconfig)
+
+@pytest.fixture(scope="session")
+def tinygmm_vectors(tinygmm_session: Any) -> Any:
+    return tinygmm_session.vectors
+
+
+@pytest.fixture(scope="session")
+def tinygmm_device(pytestconfig: pytest.Config, tinygmm_session: Any) -> Iterator[Any]:
+    target = tinygmm_session.target
 
     def keep_log(path: Path) -> None:
         pytestconfig.stash[_LOG_KEY] = path
 
     with contextlib.ExitStack() as stack:
         try:
-            core = c.default_core_dir(pytestconfig.getoption("tinygmm_offline"))
-            device = stack.enter_context(c.open_device(tinygmm_project, target, tinygmm_model.model_id, core,
-                                                       on_log=keep_log))
+            device = stack.enter_context(tinygmm_session.device(on_log=keep_log))
         except StaleFirmware as e:
             pytest.fail(f"refusing to compare: {e}", pytrace=False)
         except TinyGMMError as e:
             text = str(e)
             if "apt-get install" in text or "no serial port" in text or "no port that looks like" in text:
-                _unavailable(f"{target.emulator or 'board'} unavailable: {text}",
+                skip_unless_ci(f"{target.transport_name} unavailable: {text}",
                              required_in_ci=target.emulator is not None)
             pytest.fail(text, pytrace=False)
         pytestconfig.stash[_DEVICE_KEY] = device
@@ -128,12 +127,9 @@ def tinygmm_device(pytestconfig: pytest.Config, tinygmm_project: Path, tinygmm_m
 
 
 @pytest.fixture(scope="session")
-def tinygmm_report(pytestconfig: pytest.Config, tinygmm_device: Any, tinygmm_model: Any, tinygmm_vectors: Any) -> Any:
-    from .verify.compare import run_suite
-
-    target = _target(pytestconfig)
-    return run_suite(tinygmm_device, tinygmm_model, tinygmm_vectors, target=target.env,
-                     transport=target.transport_name, bench=target.timed, baud=target.link_baud)
+def tinygmm_report(tinygmm_session: Any, tinygmm_device: Any) -> Any:
+    """The whole suite run once on the device: :class:`~tinygmm.verify.report.VerifyReport`."""
+    return tinygmm_session.run(tinygmm_device)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -1,4 +1,5 @@
-"""Fold a Model into the float32 parameters the C core evaluates; shared by render and twin.
+"""Fold a Model into the float32 parameters the C core evaluates, once per export or verify run: the
+DeviceModel is then passed to the twin, the error bounds, the header and the memory estimate.
 
 Everything that can be computed once is computed here in float64 and rounded to
 float32 exactly once per stored value (see firmware/lib/tinygmm/tinygmm.h for the
@@ -69,6 +70,7 @@ class DeviceModel:
     model_id: str
     feature_names: tuple[str, ...]  # input order
     exact: Exact  # in device order
+    source: Model  # the model folded (float64 reference, scaler and names for comments)
     lead: int = 0  # device feature i is input feature (i + lead) mod D
     tied_bias: np.ndarray | None = None  # (K,) tied: (bias_k - ||b_k||^2) / 2; None otherwise
 
@@ -284,6 +286,7 @@ def fold(model: Model) -> DeviceModel:
         model_id=model.model_id,
         feature_names=tuple(model.feature_names),
         exact=ex,
+        source=model,
         lead=lead,
         tied_bias=tied_bias,
     )

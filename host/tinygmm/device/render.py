@@ -4,26 +4,22 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import jinja2
 import numpy as np
 
 from .. import __version__
 from ..errors import TinyGMMError
-from .fold import DeviceModel, fold
-from ..model import Model
-from ..resources import templates_dir
+from ..project.boards import BOARDS
+from ..resources import render_template
+from .fold import DeviceModel
 
 MODEL_TEMPLATE = "model.h.j2"
 # Values per line in the generated arrays (9-digit constants: lines stay under ~100 columns).
 VALUES_PER_LINE = 6
 _C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _COVARIANCE_ENUMS = {"full": "TINYGMM_FULL", "tied": "TINYGMM_TIED", "diag": "TINYGMM_DIAG", "spherical": "TINYGMM_SPHERICAL"}
-# sizeof(tinygmm_model): 6 pointers + 1 float + 5 uint8_t, padded to the pointer alignment
-# (AVR aligns nothing).
-POINTER_BYTES = {"AVR (Uno)": 2, "32-bit (ESP32)": 4, "64-bit host": 8}
-
-
 def model_struct_bytes(pointer_bytes: int) -> int:
+    """sizeof(tinygmm_model): 6 pointers + 1 float + 5 uint8_t, padded to the pointer alignment
+    (AVR aligns nothing)."""
     raw = 6 * pointer_bytes + 4 + 5
     align = 1 if pointer_bytes == 2 else pointer_bytes
     return -(-raw // align) * align
@@ -53,22 +49,10 @@ def _comment_safe(text: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f]", "?", str(text)).replace("*/", "* /")
 
 
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-
-
-def header_context(model: Model | DeviceModel, name: str = "gmm_model") -> dict:
+def header_context(dev: DeviceModel, name: str = "gmm_model") -> dict:
     """Everything the template needs, already formatted (the template only loops)."""
     if not _C_IDENTIFIER.match(name):
         raise TinyGMMError(f"model name {name!r} is not a C identifier (letters, digits, _; not starting with a digit)")
-    dev = model if isinstance(model, DeviceModel) else fold(model)
     K, D, ct = dev.n_components, dev.n_features, dev.covariance_type
     P = D * (D + 1) // 2
     descriptions = {
@@ -97,22 +81,23 @@ def header_context(model: Model | DeviceModel, name: str = "gmm_model") -> dict:
             "comment": f"{key}: {descriptions[key]}",
             "rows": _rows(values),
         })
-    scaler = dev.inv_scale is not None or (isinstance(model, Model) and model.scaler is not None)
-    src = model if isinstance(model, Model) else None
+    scaler = dev.source.scaler
     feature_lines = []
     for j, fname in enumerate(dev.feature_names):
         line = f"x[{j}] {_comment_safe(fname)}"
-        if src is not None and src.scaler is not None:
-            line += f": mean {src.scaler.mean[j]:.9g}, scale {src.scaler.scale[j]:.9g}"
+        if scaler is not None:
+            line += f": mean {scaler.mean[j]:.9g}, scale {scaler.scale[j]:.9g}"
         feature_lines.append(line)
-    if scaler:
+    if scaler is not None:
         scaler_summary = "standardised as (x - mean) / scale, " + ("applied on the device" if dev.inv_scale is not None else "folded into the factors")
     else:
         scaler_summary = "no scaler"
     id_bytes = len(dev.model_id) + 1
     size_lines = [f"parameters {dev.parameter_bytes} ({dev.n_floats} floats, flash)"]
     size_lines += [f"  {a['name']}: {4 * a['size']}" for a in arrays]
-    size_lines.append("model struct " + ", ".join(f"{model_struct_bytes(p)} on {t}" for t, p in POINTER_BYTES.items()) + " (flash)")
+    pointer_sizes = sorted({b.pointer_bytes for b in BOARDS.values()})
+    size_lines.append("model struct " + ", ".join(f"{model_struct_bytes(p)} with {8 * p}-bit pointers" for p in pointer_sizes)
+                      + " (flash)")
     size_lines.append(f"model id string {id_bytes} (flash); static RAM 0")
     thr = dev.anomaly_threshold
     return {
@@ -142,15 +127,15 @@ def header_context(model: Model | DeviceModel, name: str = "gmm_model") -> dict:
     }
 
 
-def render_header(model: Model | DeviceModel, name: str = "gmm_model") -> str:
+def render_header(dev: DeviceModel, name: str = "gmm_model") -> str:
     """The C header text defining ``static const tinygmm_model <name>`` and its arrays."""
-    return _environment().get_template(MODEL_TEMPLATE).render(**header_context(model, name))
+    return render_template(MODEL_TEMPLATE, **header_context(dev, name))
 
 
-def write_header(model: Model | DeviceModel, path: str | Path, name: str = "gmm_model") -> Path:
+def write_header(dev: DeviceModel, path: str | Path, name: str = "gmm_model") -> Path:
     """Render the header into ``path`` (parent folders created)."""
     path = Path(path)
-    text = render_header(model, name)
+    text = render_header(dev, name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model import Model
-from ..status import ERR_FEATURES, ERR_NONFINITE, ERR_OVERFLOW, OK
-from .fold import DeviceModel, fold
+from ..status import ERR_FEATURES, ERR_NO_THRESHOLD, ERR_NONFINITE, ERR_OVERFLOW, OK
+from .fold import DeviceModel
 
 
 # Unit roundoff of float32 (round to nearest).
@@ -59,10 +58,10 @@ class DeviceOutputs:
 
 
 class DeviceTwin:
-    """The float32 device twin of a Model (or of an already folded DeviceModel)."""
+    """The float32 device twin of a folded model (``fold(model)``)."""
 
-    def __init__(self, model: Model | DeviceModel):
-        self.device = model if isinstance(model, DeviceModel) else fold(model)
+    def __init__(self, dev: DeviceModel):
+        self.device = dev
 
     # -- the device computation -------------------------------------------------------
     def _prepare(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -240,7 +239,7 @@ def proba_twin_tolerance(proba: np.ndarray, n_components: int) -> np.ndarray:
     return proba * (2.0 * n_components + 10.0) * 2.0 * U32 + float(np.finfo(np.float32).tiny)
 
 
-def log_joint_error_bound(model: Model | DeviceModel, X: np.ndarray) -> np.ndarray:
+def log_joint_error_bound(dev: DeviceModel, X: np.ndarray) -> np.ndarray:
     """(N, K) bound on |float32 device log-joint - float64 log-joint of the model| at float32 inputs.
 
     First-order rounding analysis of the device formulas (u = 2^-24, gamma_n = nu/(1-nu)):
@@ -254,7 +253,6 @@ def log_joint_error_bound(model: Model | DeviceModel, X: np.ndarray) -> np.ndarr
     spherical adds 2u h s (rounding of h and of s*h), and the bias adds u |bias| + u(|bias| + s).
     The result is multiplied by BOUND_SAFETY.
     """
-    dev = model if isinstance(model, DeviceModel) else fold(model)
     ex = dev.exact
     x = np.asarray(X, dtype=np.float32).astype(np.float64)
     if x.ndim == 1:
@@ -339,11 +337,10 @@ def _tied_linear_bound(dev: DeviceModel, X: np.ndarray, top: np.ndarray) -> np.n
     return BOUND_SAFETY * 2.0 * (common + g + g[n, top][:, None])
 
 
-def certified_argmax(model: Model | DeviceModel, X: np.ndarray, log_joint64: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def certified_argmax(dev: DeviceModel, X: np.ndarray, log_joint64: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(float64 argmax, certified) per point: certified where every rival lies further below the
     top than the device's error bound on their difference, so the device must predict the same
     (for tied models the difference of the linear scores predict compares, ``_tied_linear_bound``)."""
-    dev = model if isinstance(model, DeviceModel) else fold(model)
     lj = np.asarray(log_joint64, dtype=np.float64)
     n = np.arange(lj.shape[0])
     top = np.argmax(lj, axis=1)

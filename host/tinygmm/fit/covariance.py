@@ -78,6 +78,26 @@ def log_det_cholesky(prec_chol: np.ndarray, covariance_type: str, n_features: in
     return n_features * np.log(prec_chol)
 
 
+def log_gaussian_prob(X: np.ndarray, means: np.ndarray, prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
+    """(N, K) log N(x_n | mu_k, Sigma_k) in float64, one component at a time from the differences
+    x - mu_k: no cancellation however far the data sit from the origin (the reference form)."""
+    X = np.asarray(X, dtype=np.float64)
+    N, D = X.shape
+    K = means.shape[0]
+    const = -0.5 * D * LOG_2PI + np.broadcast_to(log_det_cholesky(prec_chol, covariance_type, D), (K,))
+    out = np.empty((N, K))
+    for k in range(K):
+        diff = X - means[k]
+        if covariance_type in ("full", "tied"):
+            y = diff @ (prec_chol[k] if covariance_type == "full" else prec_chol)
+        elif covariance_type == "diag":
+            y = diff * prec_chol[k]
+        else:
+            y = diff * prec_chol[k]
+        out[:, k] = const[k] - 0.5 * np.einsum("nd,nd->n", y, y)
+    return out
+
+
 def covariances_from_precision_cholesky(prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
     """Invert the precisions (used when a user gives ``precisions_init``)."""
     if covariance_type in ("full", "tied"):

@@ -69,9 +69,6 @@ class Transcript:
     def bytes_sent(self) -> int:
         return sum(len(e.data) for e in self.entries if e.direction == ">")
 
-    def bytes_received(self) -> int:
-        return sum(len(e.data) for e in self.entries if e.direction == "<")
-
 
 class Device:
     """A tinygmm firmware on the other end of a transport.

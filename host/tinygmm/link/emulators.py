@@ -1,296 +1,47 @@
-"""Transports to firmware run as a child process: the Uno ELF in simavr or qemu-system-avr, the native
-build on a pseudo-terminal.
+"""Emulators as transports: an AVR firmware ELF in simavr (through our runner) or in qemu-system-avr.
 
-Every transport here speaks the :class:`~tinygmm.link.transports.Transport` interface (``write``,
-``read(max_bytes, timeout)``, ``close``), is a context manager, and always reaps its child: on
-``close()`` (the child sees the hang-up and exits; killed after a grace period), when opening fails
-half-way, from ``__del__`` as a last resort, and — through PR_SET_PDEATHSIG — when this Python
-process dies without cleaning up.
+Both build on :class:`~tinygmm.link.child.ChildTransport` (always reaped). Which emulator runs which
+board, with which CPU and clock, is the board table's (project/boards.py); the runner executable is
+built by project/build.py and handed in.
 
-- :class:`SimavrTransport`: ``firmware/emulator/simavr_bridge.c``, a small runner linking libsimavr,
-  built on first use into ``~/.cache/tinygmm/bin`` (rebuilt when its source changes). UART0 is
-  bridged to a pty; the firmware starts only once the pty is opened (the boot banner is not lost);
-  wall-clock and cycle limits; optional real-time throttling; exact cycle counts on exit.
+- :class:`SimavrTransport`: ``firmware/emulator/simavr_bridge.c``, a small runner linking libsimavr.
+  UART0 is bridged to a pty; the firmware starts only once the pty is opened (the boot banner is
+  not lost); wall-clock and cycle limits; optional real-time throttling; exact cycle counts on exit.
 - :class:`QemuAvrTransport`: ``qemu-system-avr -machine uno`` with UART0 on a TCP chardev
   (``server=on,wait=on,nodelay=on``: the guest starts when we connect), TCP_NODELAY on our side.
-- :class:`PtyTransport`: any program (the native build) with stdin/stdout on a raw pty, as a
-  serial port would be, instead of pipes.
 """
 from __future__ import annotations
 
-import ctypes
-import errno
-import hashlib
 import os
-import re
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
-import tty
-import termios
 from pathlib import Path
 from typing import Sequence
 
 from ..errors import TinyGMMError
-from ..resources import firmware_dir
+from .child import WRITE_TIMEOUT, ChildTransport, FdTransport, PtyTransport, _open_pty_slave, _spawn
 from .protocol import LinkClosed, LinkTimeout
 
-SIMAVR_PACKAGES = "simavr libsimavr-dev"
-QEMU_PACKAGE = "qemu-system-misc"
-RUNNER_NAME = "simavr_bridge"
-RUNNER_CFLAGS = ("-O2", "-Wall", "-Wextra", "-I/usr/include/simavr")
-RUNNER_LIBS = ("-lsimavr", "-lutil")
-UNO_MCU = "atmega328p"
-UNO_HZ = 16_000_000
 # simavr_bridge's exit codes (see its header comment).
 RUNNER_EXIT = {0: "hangup", 1: "setup error", 2: "crashed", 3: "cycle limit", 4: "wall-clock limit", 5: "halted"}
 EXIT_CYCLE_LIMIT = 3
 EXIT_WALL_LIMIT = 4
 
-# Seconds a child gets to exit by itself after we hang up, then after SIGTERM, before SIGKILL.
-CHILD_EXIT_GRACE = 2.0
 # Seconds to wait for an emulator to come up (print its pty path / accept the TCP connection).
 START_TIMEOUT = 15.0
-# A write that cannot be handed to the OS in this long means the other side is stuck.
-WRITE_TIMEOUT = 5.0
 QEMU_PORT_ATTEMPTS = 3
 # QemuAvrTransport paces its writes like a serial line: 8N1 is 10 bits per byte, in bursts of
 # at most this many bytes (well under the 63 bytes the Uno's receive ring holds). 19200, not the
-# firmware's 115200: see QemuAvrTransport.
+# firmware's baud: see QemuAvrTransport.
 QEMU_BAUD = 19200
 BITS_PER_BYTE = 10
 PACE_BURST = 16
 
-_PR_SET_PDEATHSIG = 1
-try:
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # not Linux
-    _prctl = None
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: SIGKILL the child if this process dies (no orphaned emulators)."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _spawn(argv: Sequence[str], what: str, install: str, **kwargs) -> subprocess.Popen:
-    try:
-        return subprocess.Popen(list(argv), preexec_fn=_die_with_parent, start_new_session=True, **kwargs)
-    except FileNotFoundError:
-        raise TinyGMMError(f"{what}: {argv[0]} not found ({install})") from None
-    except OSError as e:
-        raise TinyGMMError(f"{what}: cannot start {argv[0]}: {e.strerror or e}") from None
-
-
-def _reap(proc: subprocess.Popen, grace: float = CHILD_EXIT_GRACE) -> int:
-    """Wait for the child to exit; SIGTERM after `grace` s, SIGKILL after another `grace` s."""
-    try:
-        return proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    return proc.returncode
-
-
-# -- the simavr runner --------------------------------------------------------------------
-
-
-def runner_source() -> Path:
-    return firmware_dir() / "emulator" / f"{RUNNER_NAME}.c"
-
-
-def _bin_dir() -> Path:
-    from ..project.pio import cache_dir
-
-    return cache_dir() / "bin"
-
-
-def simavr_runner(*, rebuild: bool = False, bin_dir: Path | None = None) -> Path:
-    """The simavr_bridge executable, compiled on first use (and whenever its source or flags change)."""
-    source = runner_source()
-    try:
-        text = source.read_bytes()
-    except OSError as e:
-        raise TinyGMMError(f"the simavr runner's source {source} is missing: {e.strerror}") from None
-    digest = hashlib.sha256(text + " ".join(RUNNER_CFLAGS + RUNNER_LIBS).encode()).hexdigest()[:16]
-    folder = Path(bin_dir) if bin_dir is not None else _bin_dir()
-    exe = folder / f"{RUNNER_NAME}-{digest}"
-    if exe.is_file() and os.access(exe, os.X_OK) and not rebuild:
-        return exe
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        raise TinyGMMError(f"building the simavr runner needs a C compiler: apt-get install gcc {SIMAVR_PACKAGES}")
-    if not Path("/usr/include/simavr/sim_avr.h").is_file():
-        raise TinyGMMError(f"simavr is not installed (no /usr/include/simavr/sim_avr.h): apt-get install {SIMAVR_PACKAGES}")
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{exe.name}.{os.getpid()}.tmp"
-    cmd = [gcc, *RUNNER_CFLAGS, str(source), "-o", str(tmp), *RUNNER_LIBS]
-    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        out = proc.stderr.strip()
-        hint = (f"; apt-get install {SIMAVR_PACKAGES}"
-                if re.search(r"simavr/|-lsimavr|-lutil|No such file", out) else "")
-        raise TinyGMMError(f"cannot build the simavr runner ({' '.join(cmd)}){hint}:\n{out}")
-    os.replace(tmp, exe)
-    for old in folder.glob(f"{RUNNER_NAME}-*"):  # builds of older sources
-        if old != exe:
-            old.unlink(missing_ok=True)
-    return exe
-
-
-# -- transports over a file descriptor (pty) ----------------------------------------------
-
-
-class _ChildTransport:
-    """A child process plus the descriptor we talk to it through; always reaped."""
-
-    _proc: subprocess.Popen | None = None
-    _closed = False
-    what = "the device"
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def returncode(self) -> int | None:
-        """The child's exit status once it exited (negative: killed by that signal), else None."""
-        return self._proc.poll() if self._proc is not None else None
-
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def _stderr_text(self) -> str:
-        f = getattr(self, "_stderr", None)
-        if f is None or f.closed:
-            return getattr(self, "_stderr_final", "")
-        f.seek(0)
-        return f.read().decode(errors="replace").strip()
-
-    def _gone(self, detail: str = "") -> LinkClosed:
-        code = self.returncode
-        state = "still running" if code is None else f"exit code {code}"
-        err = self._stderr_text()
-        return LinkClosed(f"{self.what} closed the link ({state}{', ' + detail if detail else ''})"
-                          + (f": {err}" if err else ""))
-
-    def _hang_up(self) -> None:  # close our end of the link (overridden)
-        pass
-
-    def _after_exit(self) -> None:  # collect what the child left (overridden)
-        pass
-
-    def close(self) -> None:
-        """Hang up; the child exits by itself (else is terminated, then killed) and is reaped."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._hang_up()
-        finally:
-            if self._proc is not None:
-                _reap(self._proc)
-                self._after_exit()
-            f = getattr(self, "_stderr", None)
-            if f is not None and not f.closed:
-                self._stderr_final = self._stderr_text()
-                f.close()
-
-    def __del__(self) -> None:  # last resort (never closed): no zombie, no running emulator, no open fd
-        proc = getattr(self, "_proc", None)
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if not self._closed:
-            self._closed = True
-            self._release()
-
-    def _release(self) -> None:  # close our descriptors without waiting for anything (overridden)
-        pass
-
-
-class _FdTransport(_ChildTransport):
-    _fd: int | None = None
-
-    def write(self, data: bytes) -> None:
-        if self._fd is None:
-            raise LinkClosed(f"{self.what}: the link is closed")
-        view = memoryview(data)
-        deadline = time.monotonic() + WRITE_TIMEOUT
-        while view:
-            try:
-                _, ready, _ = select.select([], [self._fd], [], max(deadline - time.monotonic(), 0.0))
-                if not ready:
-                    raise LinkTimeout(f"{self.what}: write timed out after {WRITE_TIMEOUT} s (the device stopped reading)")
-                n = os.write(self._fd, view)
-            except InterruptedError:
-                continue
-            except OSError as e:
-                if e.errno == errno.EAGAIN:
-                    continue
-                raise self._gone() from None
-            view = view[n:]
-
-    def read(self, max_bytes: int, timeout: float) -> bytes:
-        if self._fd is None:
-            raise LinkClosed(f"{self.what}: the link is closed")
-        try:
-            ready, _, _ = select.select([self._fd], [], [], max(timeout, 0.0))
-            if not ready:
-                return b""
-            data = os.read(self._fd, max_bytes)
-        except InterruptedError:
-            return b""
-        except OSError as e:
-            if e.errno == errno.EAGAIN:
-                return b""
-            raise self._gone() from None  # EIO: the other side of the pty is closed
-        if not data:
-            raise self._gone()
-        return data
-
-    def _hang_up(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
-
-    def _release(self) -> None:
-        self._hang_up()
-
-
-def _open_pty_slave(path: str) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-    try:
-        tty.setraw(fd, termios.TCSANOW)
-        attrs = termios.tcgetattr(fd)
-        attrs[3] &= ~termios.ECHO
-        termios.tcsetattr(fd, termios.TCSANOW, attrs)
-    except termios.error:
-        os.close(fd)
-        raise
-    return fd
-
-
-class SimavrTransport(_FdTransport):
+class SimavrTransport(FdTransport):
     """An AVR firmware ELF (the Uno's, by default) in simavr, UART0 bridged to a pty by simavr_bridge.
 
     The firmware starts when this transport opens the pty, so the boot banner is the first line
@@ -301,16 +52,16 @@ class SimavrTransport(_FdTransport):
     ``exit_code`` and ``emulated_mhz`` from the runner's report.
     """
 
-    def __init__(self, elf: str | os.PathLike, *, mcu: str = UNO_MCU, frequency: int = UNO_HZ,
+    def __init__(self, elf: str | os.PathLike, *, runner: str | os.PathLike, mcu: str, frequency: int,
                  wall_limit: float | None = None, cycle_limit: int | None = None,
                  realtime: float | None = None, service_interval: int | None = None,
-                 runner: str | os.PathLike | None = None, start_timeout: float = START_TIMEOUT):
+                 start_timeout: float = START_TIMEOUT, install_hint: str = ""):
         self.elf = Path(elf)
         self.what = f"simavr running {self.elf.name}"
         self.report: dict[str, str] = {}
         if not self.elf.is_file():
             raise TinyGMMError(f"{self.elf}: no firmware ELF here (build it with `tinygmm build DIR -e uno`)")
-        exe = Path(runner) if runner is not None else simavr_runner()
+        exe = Path(runner)
         argv = [str(exe), "-m", mcu, "-f", str(int(frequency))]
         if wall_limit is not None:
             argv += ["-t", repr(float(wall_limit))]
@@ -325,11 +76,12 @@ class SimavrTransport(_FdTransport):
         self._stderr = tempfile.TemporaryFile()
         self._stdout_rest = b""
         try:
-            self._proc = _spawn(argv, "simavr", f"apt-get install {SIMAVR_PACKAGES}", stdin=subprocess.DEVNULL,
+            self._proc = _spawn(argv, "simavr", install_hint, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=self._stderr)
             self.pty_path = self._read_pty_path(start_timeout)
             try:
-                self._fd = _open_pty_slave(self.pty_path)
+                fd = _open_pty_slave(self.pty_path)
+                self._set_fds(fd, fd)
             except OSError as e:
                 raise TinyGMMError(f"cannot open simavr's pty {self.pty_path}: {e.strerror or e}") from None
         except BaseException:
@@ -400,32 +152,7 @@ class SimavrTransport(_FdTransport):
         return float(self.report["seconds"]) if "seconds" in self.report else None
 
 
-class PtyTransport(_FdTransport):
-    """A program (the native build) run as a child with stdin and stdout on a raw pseudo-terminal.
-
-    Like a serial port: no echo, no line-end rewriting, and the child sees a terminal (the
-    native firmware switches it to raw mode itself too). Its stderr is kept for messages.
-    ``close()`` hangs up the pty (the native firmware exits at EIO), then reaps the child.
-    """
-
-    def __init__(self, argv: Sequence[str | os.PathLike], *, cwd: str | os.PathLike | None = None):
-        self.argv = [str(a) for a in argv]
-        self.what = f"the native device {self.argv[0]}"
-        self._stderr = tempfile.TemporaryFile()
-        master, slave = os.openpty()
-        try:
-            tty.setraw(slave, termios.TCSANOW)
-            self._fd = master
-            self._proc = _spawn(self.argv, "the native build", "build it with `tinygmm build DIR -e native`",
-                                stdin=slave, stdout=slave, stderr=self._stderr, cwd=cwd, close_fds=True)
-        except BaseException:
-            os.close(slave)
-            self.close()
-            raise
-        os.close(slave)  # the child holds it now: EIO on the master means the child is gone
-
-
-class QemuAvrTransport(_ChildTransport):
+class QemuAvrTransport(ChildTransport):
     """An Uno firmware ELF in qemu-system-avr (``-machine uno``), UART0 on a TCP socket.
 
     QEMU waits for our connection before starting the guest (``wait=on``), so the boot banner
@@ -442,7 +169,7 @@ class QemuAvrTransport(_ChildTransport):
 
     def __init__(self, elf: str | os.PathLike, *, machine: str = "uno", qemu: str = "qemu-system-avr",
                  baud: int | None = QEMU_BAUD, start_timeout: float = START_TIMEOUT,
-                 extra_args: Sequence[str] = ()):
+                 extra_args: Sequence[str] = (), install_hint: str = ""):
         self.elf = Path(elf)
         self.baud = baud
         self._line_free = 0.0  # time.monotonic() when the paced line has sent everything given so far
@@ -452,7 +179,7 @@ class QemuAvrTransport(_ChildTransport):
             raise TinyGMMError(f"{self.elf}: no firmware ELF here (build it with `tinygmm build DIR -e uno`)")
         exe = shutil.which(qemu)
         if exe is None:
-            raise TinyGMMError(f"{qemu} not found: apt-get install {QEMU_PACKAGE}")
+            raise TinyGMMError(f"{qemu} not found" + (f" ({install_hint})" if install_hint else ""))
         failure = ""
         for _ in range(QEMU_PORT_ATTEMPTS):
             port = _free_port()
@@ -461,7 +188,7 @@ class QemuAvrTransport(_ChildTransport):
             self._stderr = tempfile.TemporaryFile()
             self._closed = False
             try:
-                self._proc = _spawn(self.argv, "qemu", f"apt-get install {QEMU_PACKAGE}",
+                self._proc = _spawn(self.argv, "qemu", install_hint,
                                     stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr)
                 self._sock = self._connect(port, start_timeout)
             except BaseException:
@@ -559,27 +286,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-# -- by name ------------------------------------------------------------------------------
+# -- by kind ------------------------------------------------------------------------------
 
-EMULATORS = ("native", "simavr", "qemu")
-
-
-def emulator_transport(name: str, program: str | os.PathLike, **kwargs) -> _ChildTransport:
-    """A transport by emulator name: ``native`` (PtyTransport of the native program), ``simavr`` or
-    ``qemu`` (an Uno firmware ELF)."""
-    if name == "native":
-        path = Path(program)
-        if not path.is_file():
-            raise TinyGMMError(f"{path}: no native build here (build it with `tinygmm build DIR -e native`)")
-        return PtyTransport([path], **kwargs)
-    if name == "simavr":
-        return SimavrTransport(program, **kwargs)
-    if name == "qemu":
-        return QemuAvrTransport(program, **kwargs)
-    raise TinyGMMError(f"unknown emulator {name!r}: one of {', '.join(EMULATORS)}")
-
-
-__all__ = [
-    "SimavrTransport", "QemuAvrTransport", "PtyTransport", "simavr_runner", "emulator_transport", "EMULATORS",
-    "SIMAVR_PACKAGES", "QEMU_PACKAGE",
-]
+# The transports an emulator entry of the board table may name (Emulator.transport).
+TRANSPORTS: dict[str, type[ChildTransport]] = {"pty": PtyTransport, "simavr": SimavrTransport, "qemu": QemuAvrTransport}

@@ -1,22 +1,24 @@
-"""The board table: one entry per board a project can be exported for (adding a board is one entry).
+"""The board table: everything tinygmm knows about a board is its one entry here.
 
-Each entry says how PlatformIO builds for the board, how much flash and RAM a program may use,
-how many bytes its serial receive buffer holds (the most the host may have in flight), and which
-USB VID:PIDs it usually shows up with. Other modules read limits from here, never their own copy.
+An entry says how PlatformIO builds for the board (platform, board id, framework, glue sources and
+flags, the build artifact), what a program may use (flash, RAM) and what the core costs there, its
+serial link (receive buffer, baud, USB ids), the emulators that run its firmware, the offline
+toolchain that builds it from Debian packages, its pointer size and the clock its bench reads.
+No other module names a board or an emulator: adding a board is adding an entry (a test does so
+in-process and sees export, the memory check, build and connect take it up).
 """
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
 
 from ..errors import TinyGMMError
 
+# The firmware's serial speed (TINYGMM_BAUD in the generated platformio.ini, monitor and test speed).
 DEFAULT_BAUD = 115200
-
-# Debian packages the offline uno build wraps (see pio.provision_offline).
-AVR_DEBIAN_PACKAGES = ("gcc-avr", "avr-libc", "binutils-avr", "arduino-core-avr")
-ARDUINO_AVR_DIR = Path("/usr/share/arduino/hardware/arduino/avr")
 
 # USB bridges boards usually sit behind, as "VID:PID" (upper-case hex) -> what it is.
 USB_ARDUINO_UNO = {"2341:0043": "Arduino Uno R3", "2341:0001": "Arduino Uno (R1/R2)",
@@ -28,20 +30,78 @@ USB_ESPRESSIF = {"303A:1001": "ESP32-S3/C3 native USB (JTAG/serial)"}
 
 
 @dataclass(frozen=True)
+class CoreCost:
+    """What the inference core and the protocol firmware around it cost on a board."""
+
+    flash: int  # the core with all five entry points, float library and expf/logf included
+    stack: int  # deepest call chain of the core, without the 4*D input and 8*K first-row buffers
+    measured: bool  # False: an estimate (no toolchain to measure with)
+    firmware_flash: int = 0  # the serial-protocol firmware around the core (protocol, framework, strtod)
+    firmware_ram: int = 0  # its static RAM (line buffer, serial rings, framework) and its own stack
+
+
+@dataclass(frozen=True)
+class Emulator:
+    """A way to run a board's firmware on this machine, named as users type it after --emulator."""
+
+    name: str
+    transport: str  # the link transport that runs it (link.emulators.TRANSPORTS)
+    packages: tuple[str, ...]  # Debian packages it needs
+    timed: bool  # the device's own clock is exact there, so on-device timings mean something
+    options: Mapping[str, object] = field(default_factory=dict)  # passed to the transport (CPU, clock)
+
+
+@dataclass(frozen=True)
+class LinkedPackage:
+    """A PlatformIO package the offline core makes of links to files a Debian package installed."""
+
+    name: str  # PlatformIO package name (toolchain-atmelavr)
+    source: Path  # the Debian folder linked from
+    entries: tuple[str, ...]  # names in ``source`` to link (glob patterns allowed)
+    into: str = ""  # sub-folder of the package the links go in ("bin")
+    version_from: str = ""  # "gcc:PROGRAM" (gcc -dumpversion) or "platform.txt" (Arduino core version)
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """How the offline PlatformIO core builds a board from Debian packages alone."""
+
+    packages: tuple[str, ...]  # Debian packages
+    needs: tuple[tuple[str, str], ...] = ()  # (program on PATH or absolute file, Debian package providing it)
+    platform: str = ""  # the offline platform in firmware/pio-offline/platforms ("" : none needed)
+    linked: tuple[LinkedPackage, ...] = ()
+
+    def missing(self) -> list[str]:
+        """Debian packages this toolchain needs that are not installed here (each named once)."""
+        out: list[str] = []
+        for need, package in self.needs:
+            present = Path(need).is_file() if need.startswith("/") else shutil.which(need) is not None
+            if not present and package not in out:
+                out.append(package)
+        return out
+
+
+@dataclass(frozen=True)
 class Board:
     env: str  # the [env:NAME] in platformio.ini and the name users type
     title: str
     platform: str  # platformio.ini `platform =` value; embedded boards pin an exact version
     board: str | None  # PlatformIO board id (None: native has none)
     framework: str | None  # "arduino", or None for a plain host program
+    glue: str  # the firmware/src/ folder holding this board's main program
     flash: int | None  # bytes a program may use (None: no limit worth checking)
     ram: int | None  # bytes of static RAM + stack (None: no limit worth checking)
+    core: CoreCost
     rx_buffer: int  # serial receive buffer: the most bytes the host may have in flight
     pointer_bytes: int  # sizeof(void *) on the target (struct layout, memory estimates)
-    usb_ids: dict[str, str]  # VID:PID -> description, for `tinygmm ports` / --port auto
-    debian_packages: tuple[str, ...] = ()  # what the offline core wraps for this board
+    artifact: str  # what `pio run -e ENV` makes, relative to the project
+    usb_ids: Mapping[str, str] = field(default_factory=dict)  # VID:PID -> description, for `tinygmm ports`
+    build_flags: tuple[str, ...] = ()
     baud: int = DEFAULT_BAUD
+    emulators: tuple[Emulator, ...] = ()
+    toolchain: Toolchain | None = None  # None: cannot be built offline here (``offline`` says why)
     offline: str = ""  # why it cannot be built from Debian/PyPI alone ("" when it can)
+    clock_hz: int | None = None  # CPU clock the device's cycle counts are in (None: it reports time)
 
     @property
     def embedded(self) -> bool:
@@ -59,19 +119,18 @@ class Board:
 
     def missing_tools(self) -> list[str]:
         """Debian packages this board's offline build needs that are not installed here."""
-        if self.env != "uno":
-            return []
-        missing = [pkg for pkg, tool in (("gcc-avr", "avr-gcc"), ("binutils-avr", "avr-objcopy"))
-                   if shutil.which(tool) is None]
-        if not Path("/usr/lib/avr/include/avr/io.h").is_file():
-            missing.append("avr-libc")
-        if not (ARDUINO_AVR_DIR / "cores" / "arduino" / "Arduino.h").is_file():
-            missing.append("arduino-core-avr")
-        return missing
+        return self.toolchain.missing() if self.toolchain is not None else []
 
     def buildable_here(self) -> bool:
         """True if `pio run -e ENV` can build it with the offline core on this machine."""
-        return not self.offline and not self.missing_tools()
+        return self.toolchain is not None and not self.missing_tools()
+
+    def why_not_buildable(self) -> str:
+        """'' when it builds here, else the reason and what to install."""
+        if self.toolchain is None:
+            return self.offline or "no offline toolchain"
+        missing = self.missing_tools()
+        return f"apt-get install {' '.join(missing)}" if missing else ""
 
     def limits(self) -> str:
         if self.flash is None:
@@ -79,12 +138,52 @@ class Board:
         return f"flash {self.flash} B, RAM {self.ram} B"
 
 
+# -- the entries ------------------------------------------------------------------------------
+
+ARDUINO_AVR_DIR = Path("/usr/share/arduino/hardware/arduino/avr")
+AVR_TOOLCHAIN = Toolchain(
+    packages=("gcc-avr", "avr-libc", "binutils-avr", "arduino-core-avr"),
+    needs=(("avr-gcc", "gcc-avr"), ("avr-objcopy", "binutils-avr"), ("/usr/lib/avr/include/avr/io.h", "avr-libc"),
+           (str(ARDUINO_AVR_DIR / "cores" / "arduino" / "Arduino.h"), "arduino-core-avr")),
+    platform="atmelavr",
+    linked=(
+        # Linked even when missing, so that installing gcc-avr later needs no re-provisioning.
+        LinkedPackage("toolchain-atmelavr", Path("/usr/bin"),
+                      ("avr-gcc", "avr-g++", "avr-c++", "avr-cpp", "avr-gcc-ar", "avr-gcc-nm", "avr-gcc-ranlib",
+                       "avr-ar", "avr-as", "avr-ld", "avr-nm", "avr-objcopy", "avr-objdump", "avr-ranlib",
+                       "avr-readelf", "avr-size", "avr-strip", "avr-addr2line", "avr-c++filt", "avr-*"),
+                      into="bin", version_from="gcc:avr-gcc"),
+        LinkedPackage("framework-arduino-avr", ARDUINO_AVR_DIR,
+                      ("cores", "variants", "libraries", "platform.txt", "boards.txt"), version_from="platform.txt"),
+    ),
+)
+HOST_TOOLCHAIN = Toolchain(packages=("gcc", "g++"), needs=(("gcc", "gcc"), ("g++", "g++")), platform="native")
+# The Uno's ATmega328P: simavr counts its cycles exactly; QEMU's AVR has no cycle-accurate timers.
+UNO_EMULATORS = (
+    Emulator("simavr", "simavr", ("simavr", "libsimavr-dev"), timed=True,
+             options=MappingProxyType({"mcu": "atmega328p", "frequency": 16_000_000})),
+    Emulator("qemu", "qemu", ("qemu-system-misc",), timed=False, options=MappingProxyType({"machine": "uno"})),
+)
+
 # Sources of the numbers:
 # uno: 32768 B flash less the 512-byte Optiboot bootloader, 2 KB SRAM (Arduino's boards.txt:
 #   uno.upload.maximum_size=32256, maximum_data_size=2048); HardwareSerial.h SERIAL_RX_BUFFER_SIZE 64,
 #   of which the ring keeps one slot empty: 63 bytes may be in flight (a 64th is dropped).
+#   Core cost: avr-gcc 5.4 -Os, device.memory.measure_avr's core (avr_probe.c around the model):
+#   7045 B (D=1) to 7609 B (D=16; a constant D unrolls more; the full-covariance loops have their
+#   own out-of-line copies for speed, and tied predict its linear score, ~350 B), so 7650 covers
+#   them; stack from -fstack-usage along score -> argmax -> rows, 3 return addresses and
+#   expf/logf: 198-200 B beyond the 4*D + 8*K buffers. Firmware around the core: the exported uno
+#   project of the demo model built with the offline core (avr-gcc 5.4, LTO) takes 17428 B flash
+#   and 1135 B static RAM (protocol line buffer 512, receive queue 352, serial rings), against
+#   model + core = 7751 B and no static RAM: 9677 B more flash, and 1135 B of RAM plus ~100 B of
+#   protocol stack.
 # esp32dev: the default partition table's 1.25 MB app slot and 320 KB DRAM (PlatformIO's
-#   esp32dev.json maximum_size/maximum_ram_size); arduino-esp32 HardwareSerial's default 256-byte RX buffer.
+#   esp32dev.json maximum_size/maximum_ram_size); arduino-esp32 HardwareSerial's default 256-byte
+#   RX buffer. No Xtensa toolchain here: Xtensa code is about as dense as AVR's on this code and
+#   needs no soft-float library, so the Uno's core figures are a generous guess until measured; the
+#   firmware figures are those of an arduino-esp32 2.0 sketch using Serial (about 270 KB flash,
+#   21 KB RAM), rounded up.
 # native: a host program reading stdin; 4096 is the size of the line buffer the native glue reads into.
 # Pins: the PlatformIO platform releases current when this table was written (atmelavr 5.1.0 ships
 #   avr-gcc 7.3.0 and framework-arduino-avr 5.2.0; espressif32 6.12.0 ships arduino-esp32 2.0.17).
@@ -96,19 +195,26 @@ BOARDS: dict[str, Board] = {
     for b in (
         Board(
             env="uno", title="Arduino Uno (ATmega328P, 16 MHz)", platform="atmelavr @ 5.1.0", board="uno",
-            framework="arduino", flash=32256, ram=2048, rx_buffer=63, pointer_bytes=2,
+            framework="arduino", glue="arduino", flash=32256, ram=2048,
+            core=CoreCost(7650, 200, True, firmware_flash=9_700, firmware_ram=1240),
+            rx_buffer=63, pointer_bytes=2, artifact=".pio/build/uno/firmware.elf",
             usb_ids={**USB_ARDUINO_UNO, **USB_CH340, **USB_FTDI},
-            debian_packages=AVR_DEBIAN_PACKAGES,
+            emulators=UNO_EMULATORS, toolchain=AVR_TOOLCHAIN, clock_hz=16_000_000,
         ),
         Board(
             env="esp32dev", title="Espressif ESP32 Dev Module", platform="espressif32 @ 6.12.0", board="esp32dev",
-            framework="arduino", flash=1310720, ram=327680, rx_buffer=256, pointer_bytes=4,
+            framework="arduino", glue="arduino", flash=1310720, ram=327680,
+            core=CoreCost(7650, 256, False, firmware_flash=280_000, firmware_ram=24_000),
+            rx_buffer=256, pointer_bytes=4, artifact=".pio/build/esp32dev/firmware.elf",
             usb_ids={**USB_CP210X, **USB_CH340, **USB_FTDI, **USB_ESPRESSIF},
             offline="no Xtensa ESP32 toolchain in Debian or on PyPI: needs PlatformIO's registry",
+            clock_hz=240_000_000,
         ),
         Board(
             env="native", title="this computer (stdin/stdout)", platform="native", board=None,
-            framework=None, flash=None, ram=None, rx_buffer=4096, pointer_bytes=8, usb_ids={},
+            framework=None, glue="native", build_flags=("-O2", "-lm"), flash=None, ram=None,
+            core=CoreCost(8192, 512, False), rx_buffer=4096, pointer_bytes=8, artifact=".pio/build/native/program",
+            emulators=(Emulator("native", "pty", ("gcc", "g++"), timed=True),), toolchain=HOST_TOOLCHAIN,
         ),
     )
 }
@@ -122,20 +228,43 @@ def get_board(name: str) -> Board:
         raise TinyGMMError(f"unknown board {name!r}; known boards: {', '.join(BOARDS)}") from None
 
 
+def emulators() -> dict[str, tuple[Emulator, Board]]:
+    """Every emulator by name, with the board whose firmware it runs."""
+    return {e.name: (e, b) for b in BOARDS.values() for e in b.emulators}
+
+
+def get_emulator(name: str) -> tuple[Emulator, Board]:
+    """The emulator called ``name`` and its board, or a TinyGMMError listing the known ones."""
+    known = emulators()
+    try:
+        return known[name]
+    except KeyError:
+        raise TinyGMMError(f"unknown emulator {name!r}; one of {', '.join(known)}") from None
+
+
 def boards_for_usb_id(vid: int, pid: int) -> list[tuple[Board, str]]:
     """Boards that usually appear with this USB VID:PID, with the bridge's description."""
     key = f"{vid:04X}:{pid:04X}"
     return [(b, b.usb_ids[key]) for b in BOARDS.values() if key in b.usb_ids]
 
 
+def offline_toolchains() -> list[Toolchain]:
+    """The toolchains the offline core wraps, each once, in table order."""
+    out: list[Toolchain] = []
+    for b in BOARDS.values():
+        if b.toolchain is not None and b.toolchain not in out:
+            out.append(b.toolchain)
+    return out
+
+
 def format_boards() -> list[str]:
     """The table `tinygmm boards` prints: a header, then one line per board."""
-    rows = [("board", "flash B", "RAM B", "RX B", "platform", "builds offline here")]
+    rows = [("board", "flash B", "RAM B", "RX B", "platform", "emulators", "builds offline here")]
     for b in BOARDS.values():
-        where = "yes" if b.buildable_here() else "no: " + (
-            b.offline or "apt-get install " + " ".join(b.missing_tools()))
+        why = b.why_not_buildable()
         rows.append((b.env, "-" if b.flash is None else str(b.flash), "-" if b.ram is None else str(b.ram),
-                     str(b.rx_buffer), b.platform, where))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+                     str(b.rx_buffer), b.platform, ", ".join(e.name for e in b.emulators) or "-",
+                     "yes" if not why else "no: " + why))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
     return ["  ".join([r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:4], widths[1:4])),
-                       r[4].ljust(widths[4]), r[5]]) for r in rows]
+                       r[4].ljust(widths[4]), r[5].ljust(widths[5]), r[6]]) for r in rows]

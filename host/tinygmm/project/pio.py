@@ -1,23 +1,11 @@
-"""PlatformIO driver: run `pio` with its output passed through, lint platformio.ini, and provision
-an offline PlatformIO core (native + atmelavr/uno) from PyPI and Debian packages only.
+"""PlatformIO driver: run `pio` with its output passed through, read its size report, lint platformio.ini.
 
-The offline core is an isolated PLATFORMIO_CORE_DIR (never ~/.platformio) holding:
-
-* packages/tool-scons: the `SCons` package from the PyPI wheel scons==4.11.1 and a launcher;
-* packages/toolchain-atmelavr: bin/avr-* symlinks to Debian's gcc-avr/binutils-avr;
-* packages/framework-arduino-avr: symlinks to Debian's arduino-core-avr;
-* platforms native and atmelavr, installed by PlatformIO itself from firmware/pio-offline/.
-
-The atmelavr platform's version is the board table's pin plus "+tinygmm.offline", so an
-exported project's `platform = atmelavr @ 5.1.0` resolves to it with no network, and the same
-ini fetches the real platform where PlatformIO's registry is reachable.
+The offline core tinygmm provisions (PlatformIO with no registry) is offline.py's.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
-import json
 import os
 import re
 import shutil
@@ -25,53 +13,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator, Sequence
 
-from .. import __version__
-from .boards import ARDUINO_AVR_DIR, AVR_DEBIAN_PACKAGES, BOARDS
 from ..errors import TinyGMMError
-from ..resources import firmware_dir
-
-# PlatformIO Core 6.x runs <core>/packages/tool-scons/scons.py and requires tool-scons ~4.41101.0,
-# PlatformIO's encoding of SCons 4.11.1 (major 4, then 4.11.01 as 41101).
-SCONS_VERSION = "4.11.1"
-SCONS_PIO_VERSION = "4.41101.0"
-OFFLINE_SUFFIX = "+tinygmm.offline"
-STAMP_FILE = "tinygmm-offline.json"
-CORE_ENV_VAR = "TINYGMM_PIO_CORE"
-AVR_BIN = Path("/usr/bin")
-# Linked even when missing, so that installing gcc-avr later needs no re-provisioning.
-AVR_TOOLS = ("avr-gcc", "avr-g++", "avr-c++", "avr-cpp", "avr-gcc-ar", "avr-gcc-nm", "avr-gcc-ranlib", "avr-ar",
-             "avr-as", "avr-ld", "avr-nm", "avr-objcopy", "avr-objdump", "avr-ranlib", "avr-readelf", "avr-size",
-             "avr-strip", "avr-addr2line", "avr-c++filt")
-ARDUINO_LINKS = ("cores", "variants", "libraries", "platform.txt", "boards.txt")
-AVR_INSTALL_HINT = "apt-get install " + " ".join(AVR_DEBIAN_PACKAGES)
-# PlatformIO settings for the provisioning runs: no telemetry, no upgrade checks (no network).
-QUIET_PIO_ENV = {"PLATFORMIO_SETTING_ENABLE_TELEMETRY": "no", "PLATFORMIO_SETTING_CHECK_PLATFORMIO_INTERVAL": "3650"}
-
-
-# -- paths --------------------------------------------------------------------------------
-
-
-def cache_dir() -> Path:
-    """~/.cache/tinygmm (or $XDG_CACHE_HOME/tinygmm): downloads kept between runs."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tinygmm"
-
-
-def default_core_dir() -> Path:
-    """$TINYGMM_PIO_CORE, else ~/.cache/tinygmm/pio-core."""
-    env = os.environ.get(CORE_ENV_VAR)
-    return Path(env).expanduser() if env else cache_dir() / "pio-core"
-
-
-def offline_data_dir() -> Path:
-    """The shipped platform files (firmware/pio-offline)."""
-    return firmware_dir() / "pio-offline"
-
 
 # -- running PlatformIO -------------------------------------------------------------------
 
@@ -104,8 +50,9 @@ _DIAGNOSES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^Error: (the Arduino AVR core is missing: .*)$", re.M), r"\1"),
     (re.compile(r"HTTPClientError|Could not resolve host|ConnectionError|MaxRetryError|InternetConnectionError"
                 r"|UnknownPackageError|Could not find the package", re.I),
-     "PlatformIO could not download a package (no network or registry?). For offline builds run "
-     "`tinygmm pio-offline` and export the PLATFORMIO_CORE_DIR it prints"),
+     "PlatformIO could not download a package (no network or registry?). Build offline with "
+     "`--offline` (`--tinygmm-offline` under pytest): tinygmm's own core builds the boards `tinygmm boards` "
+     "marks as building here"),
     (re.compile(r"\b(?:sh: \d+: )?(gcc|g\+\+|cc): (?:not found|command not found)"),
      "no host C/C++ compiler for the native build: apt-get install gcc g++"),
     (re.compile(r"Error: (Please specify `upload_port`|.*[Uu]pload port.*not found.*)"),
@@ -254,203 +201,3 @@ def lint_ini_text(text: str) -> list[str]:
         ini = Path(tmp) / "platformio.ini"
         ini.write_text(text)
         return lint_ini(ini, shown_as="the generated platformio.ini")
-
-
-# -- offline core -------------------------------------------------------------------------
-
-
-@dataclass
-class Provisioned:
-    core_dir: Path
-    created: bool  # False: an up-to-date core was already there (nothing done)
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def export_line(self) -> str:
-        return f"export PLATFORMIO_CORE_DIR={self.core_dir}"
-
-
-def _missing_avr() -> list[str]:
-    return BOARDS["uno"].missing_tools()
-
-
-def _fingerprint() -> dict:
-    """What the core is made from: a different fingerprint means the core is rebuilt."""
-    digest = hashlib.sha256()
-    data = offline_data_dir()
-    for f in sorted(p for p in data.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(str(f.relative_to(data)).encode() + b"\0" + f.read_bytes() + b"\0")
-    return {"tinygmm": __version__, "scons": SCONS_VERSION, "data": digest.hexdigest()[:16],
-            "avr_missing": _missing_avr(), "pio": _pio_version()}
-
-
-def _pio_version() -> str:
-    try:
-        from platformio import __version__ as v
-        return str(v)
-    except ImportError:
-        return "?"
-
-
-def _read_stamp(core: Path) -> dict | None:
-    try:
-        return json.loads((core / STAMP_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def scons_wheel(cache: Path | None = None) -> Path:
-    """The scons==4.11.1 wheel, downloaded once with pip into ~/.cache/tinygmm/wheels."""
-    folder = (cache or cache_dir()) / "wheels"
-    pattern = f"scons-{SCONS_VERSION}-*.whl"
-    found = sorted(folder.glob(pattern))
-    if found:
-        return found[0]
-    folder.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", f"scons=={SCONS_VERSION}", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-d", str(folder)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    found = sorted(folder.glob(pattern))
-    if proc.returncode != 0 or not found:
-        raise TinyGMMError(f"could not download scons=={SCONS_VERSION} from PyPI with pip (PlatformIO needs it):\n"
-                           + (proc.stderr or proc.stdout).strip()
-                           + f"\nDownload the wheel elsewhere and put it in {folder}")
-    return found[0]
-
-
-def _write_package(folder: Path, name: str, version: str, description: str, owner: str | None) -> None:
-    """package.json + .piopm: what PlatformIO reads to know an installed package."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "package.json").write_text(json.dumps(
-        {"name": name, "version": version, "description": description, "tinygmm": "made by tinygmm pio-offline"},
-        indent=2) + "\n")
-    (folder / ".piopm").write_text(json.dumps(
-        {"type": "tool", "name": name, "version": version,
-         "spec": {"owner": owner, "id": None, "name": name, "requirements": None, "uri": None}}) + "\n")
-
-
-def _make_scons(packages: Path, cache: Path | None) -> None:
-    folder = packages / "tool-scons"
-    with zipfile.ZipFile(scons_wheel(cache)) as whl:
-        members = [m for m in whl.namelist() if m.startswith("SCons/")]
-        if not members:
-            raise TinyGMMError("the scons wheel holds no SCons package")
-        whl.extractall(folder, members)
-    shutil.copy2(offline_data_dir() / "tool-scons" / "scons.py", folder / "scons.py")
-    # PlatformIO Core looks the package up as platformio/tool-scons: the owner must say so.
-    _write_package(folder, "tool-scons", SCONS_PIO_VERSION, f"SCons {SCONS_VERSION} from the PyPI wheel", "platformio")
-
-
-def _tool_version(cmd: list[str]) -> str | None:
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out if re.fullmatch(r"\d+\.\d+(\.\d+)?", out) else None
-
-
-def _make_avr_toolchain(packages: Path) -> None:
-    folder = packages / "toolchain-atmelavr"
-    (folder / "bin").mkdir(parents=True)
-    names = set(AVR_TOOLS) | {p.name for p in AVR_BIN.glob("avr-*")}
-    for name in sorted(names):
-        (folder / "bin" / name).symlink_to(AVR_BIN / name)
-    gcc = _tool_version([str(AVR_BIN / "avr-gcc"), "-dumpversion"])
-    # PlatformIO writes gcc X.Y.Z as 1.X0Y0Z.0 (7.3.0 -> 1.70300.0).
-    parts = [int(x) for x in (gcc or "0.0.0").split(".")] + [0]
-    version = f"1.{parts[0]}{parts[1]:02d}{parts[2]:02d}.0"
-    _write_package(folder, "toolchain-atmelavr", version,
-                   f"links to Debian's avr-gcc {gcc or '(not installed)'} in {AVR_BIN}", None)
-
-
-def _make_arduino_avr(packages: Path) -> None:
-    folder = packages / "framework-arduino-avr"
-    folder.mkdir(parents=True)
-    for name in ARDUINO_LINKS:
-        (folder / name).symlink_to(ARDUINO_AVR_DIR / name)
-    version = "0.0.0"
-    with contextlib.suppress(OSError):
-        m = re.search(r"^version=(\d+\.\d+\.\d+)", (ARDUINO_AVR_DIR / "platform.txt").read_text(), re.M)
-        version = m.group(1) if m else version
-    _write_package(folder, "framework-arduino-avr", version,
-                   f"links to Debian's arduino-core-avr {version} in {ARDUINO_AVR_DIR}", None)
-
-
-def _install_platform(core: Path, source: Path) -> None:
-    """`pio pkg install -g -p file://SOURCE` into ``core``."""
-    run_pio(["pkg", "install", "--global", "--skip-dependencies", "--platform", f"file://{source}"],
-            project_dir=core, core_dir=core, echo=False, extra_env=QUIET_PIO_ENV)
-
-
-def offline_platform_version(name: str) -> str:
-    """The version the shipped offline platform declares."""
-    return json.loads((offline_data_dir() / "platforms" / name / "platform.json").read_text())["version"]
-
-
-def _check_core_dir(core: Path) -> None:
-    real_home = Path.home() / ".platformio"
-    if core.resolve() == real_home.resolve():
-        raise TinyGMMError(f"{core} is PlatformIO's own core dir; the offline core must be a separate folder")
-    if core.exists() and not core.is_dir():
-        raise TinyGMMError(f"{core} exists and is not a folder")
-    if core.is_dir() and any(core.iterdir()) and _read_stamp(core) is None:
-        raise TinyGMMError(f"{core} exists and was not made by `tinygmm pio-offline`; "
-                           "choose another --core-dir or remove it")
-
-
-def provision_offline(core_dir: Path | str | None = None, *, cache: Path | None = None,
-                      force: bool = False) -> Provisioned:
-    """Build (or find up to date) an offline PlatformIO core in ``core_dir``.
-
-    Idempotent: a second call finds the stamp and does nothing. The core is assembled in a
-    temporary sibling folder and renamed into place, so an interrupted run leaves no half core.
-    """
-    start = time.perf_counter()
-    core = Path(core_dir).expanduser() if core_dir is not None else default_core_dir()
-    core = core.absolute()
-    _check_core_dir(core)
-    fingerprint = _fingerprint()
-    notes = []
-    if fingerprint["avr_missing"]:
-        notes.append("the uno build needs Debian packages not installed here: apt-get install "
-                     + " ".join(fingerprint["avr_missing"]) + " (the native build works without them)")
-    stamp = _read_stamp(core)
-    if stamp is not None and stamp.get("fingerprint") == fingerprint and not force:
-        return Provisioned(core, False, notes, time.perf_counter() - start)
-
-    core.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{core.name}.tmp-", dir=core.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp's 0700 would hide the core from other users of a shared CI cache
-        packages = tmp / "packages"
-        _make_scons(packages, cache)
-        _make_avr_toolchain(packages)
-        _make_arduino_avr(packages)
-        for name in ("native", "atmelavr"):
-            _install_platform(tmp, offline_data_dir() / "platforms" / name)
-        (tmp / STAMP_FILE).write_text(json.dumps(
-            {"made_by": f"tinygmm {__version__} pio-offline", "fingerprint": fingerprint}, indent=2) + "\n")
-        _swap_into_place(tmp, core)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return Provisioned(core, True, notes, time.perf_counter() - start)
-
-
-def _swap_into_place(tmp: Path, core: Path) -> None:
-    """Replace ``core`` (an older offline core, or nothing) with ``tmp`` by renames."""
-    old = None
-    if core.exists():
-        old = core.with_name(f".{core.name}.old-{os.getpid()}")
-        os.rename(core, old)
-    try:
-        os.rename(tmp, core)
-    except OSError:
-        if old is not None and not core.exists():
-            os.rename(old, core)
-            old = None
-        if _read_stamp(core) is None:  # not a concurrent provisioner's finished core either
-            raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)

@@ -1,131 +1,120 @@
-"""Open the device of an exported project: a board on a port, the native build, or an emulated Uno.
+"""One verify session, shared by `tinygmm verify` and the pytest plugin: resolve the target, build the
+firmware when stale, open and sync the device, send every test vector, compare, report.
 
-One function picks the transport, builds the firmware when its build is missing or older than the
-project's sources, and returns a synced :class:`Device` whose model id has been checked.
+:class:`VerifySession` reads the project and checks the target once; :meth:`VerifySession.device`
+opens a synced :class:`Device` whose model id has been checked (the run's byte log is kept even
+when that fails); :meth:`VerifySession.run` sends the vectors and returns the VerifyReport.
+The model is folded once per session and the reference computed once per run.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
-import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
-from ..project.boards import get_board
+import numpy as np
+
+from ..device.fold import DeviceModel, fold
 from ..errors import TinyGMMError
 from ..link.client import Device
-from ..project.pio import run_pio
+from ..model import Model
+from ..project.boards import Board, Emulator, get_board, get_emulator
+from ..project.build import check_buildable, core_dir_for, ensure_built, flash, simavr_runner
+from ..project.export import project_envs, read_project
+from ..status import OPS
+from .compare import Reference, compare, compare_by_kind
+from .report import VerifyReport
+from .vectors import Vectors, load_vectors
 
-EMULATORS = ("native", "simavr", "qemu")
-# Which env each emulator runs, and the build artifact it needs.
-_EMULATOR_ENV = {"native": "native", "simavr": "uno", "qemu": "uno"}
-_ARTIFACT = {"native": Path(".pio/build/native/program"), "uno": Path(".pio/build/uno/firmware.elf")}
+# Inferences per on-device timing (bench), and how many vectors are timed (median reported).
+BENCH_CALLS = 20
+BENCH_VECTORS = 5
+LOG_DIR = Path(".tinygmm") / "logs"
+# A UART moves 10 bits per byte (8N1).
+UART_BITS_PER_BYTE = 10
 
 
 @dataclass(frozen=True)
 class Target:
-    """Where the firmware runs: ``port`` for a board, else ``emulator``."""
+    """Where the firmware runs: a board on ``port``, else under ``emulator``."""
 
-    env: str
+    board: Board
     port: str | None = None
-    emulator: str | None = None
-    baud: int = 115200
+    emulator: Emulator | None = None
+    baud: int = 0  # the serial speed for a port (0: the board's)
     reset: bool = False  # pulse DTR after opening (boards that reset on DTR are otherwise left running)
 
     @property
+    def env(self) -> str:
+        return self.board.env
+
+    @property
     def transport_name(self) -> str:
-        return f"port {self.port}" if self.port else f"emulator {self.emulator}"
+        return f"port {self.port}" if self.port else f"emulator {self.emulator.name}"  # type: ignore[union-attr]
 
     @property
     def timed(self) -> bool:
-        """Whether the device's own clock means something (QEMU's AVR timers are not cycle-accurate)."""
-        return self.emulator != "qemu"
+        """Whether the device's own clock means something (a board's does; an emulator's if exact)."""
+        return self.emulator is None or self.emulator.timed
 
     @property
     def link_baud(self) -> int | None:
         """The serial speed that limits the link (None: no UART between host and firmware)."""
-        return self.baud if self.port else None
+        return (self.baud or self.board.baud) if self.port else None
 
 
-def resolve_env(env: str | None, port: str | None, emulator: str | None) -> str:
-    """The env as given, else the one the emulator runs; a board's env must be named."""
-    if env:
-        return env
-    if emulator in _EMULATOR_ENV:
-        return _EMULATOR_ENV[emulator]
-    raise TinyGMMError("name the board's env with -e (e.g. -e uno): a serial port can hold any board")
-
-
-def check_target(env: str, port: str | None, emulator: str | None) -> None:
-    """TinyGMMError unless exactly one of port/emulator is given and it suits the env."""
+def resolve_target(env: str | None, port: str | None, emulator: str | None, *, baud: int = 0,
+                   reset: bool = False, envs: list[str] | None = None) -> Target:
+    """The target, checked once: exactly one of port/emulator, an emulator that runs the env, an env
+    the project has (``envs``); the env defaults to the one the emulator runs."""
     if (port is None) == (emulator is None):
+        from ..project.boards import emulators
+
         raise TinyGMMError("say where the firmware runs: --port PORT (a board) or --emulator "
-                           + "|".join(EMULATORS))
+                           + "|".join(emulators()))
+    emu = None
     if emulator is not None:
-        if emulator not in EMULATORS:
-            raise TinyGMMError(f"unknown emulator {emulator!r}; one of {', '.join(EMULATORS)}")
-        if _EMULATOR_ENV[emulator] != env:
-            raise TinyGMMError(f"the {emulator} emulator runs the {_EMULATOR_ENV[emulator]} env, not {env!r}")
-    elif env == "native":
-        raise TinyGMMError("the native env runs on this computer: use --emulator native, not --port")
+        emu, runs = get_emulator(emulator)
+        if env is not None and env != runs.env:
+            raise TinyGMMError(f"the {emulator} emulator runs the {runs.env} env, not {env!r}")
+        env = runs.env
+    if env is None:
+        raise TinyGMMError("name the board's env with -e (e.g. -e uno): a serial port can hold any board")
+    board = get_board(env)
+    if port is not None and not board.embedded:
+        native = ", ".join(e.name for e in board.emulators)
+        raise TinyGMMError(f"the {env} env runs on this computer: use --emulator {native}, not --port")
+    if envs is not None and env not in envs:
+        raise TinyGMMError(f"the project has no env {env!r}; it has {', '.join(envs)} "
+                           "(add a board with `tinygmm export --board`)")
+    return Target(board, port, emu, baud, reset)
 
 
-def artifact(project: Path, env: str) -> Path:
-    if env not in _ARTIFACT:
-        raise TinyGMMError(f"no build artifact known for env {env!r} (this machine cannot build it)")
-    return project / _ARTIFACT[env]
-
-
-def ensure_built(project: Path, env: str, core_dir: Path | None = None) -> Path:
-    """The env's build artifact, (re)built with `pio run` when missing or older than a source file."""
-    out = artifact(project, env)
-    sources = [p for d in ("src", "lib", "include") for p in (project / d).rglob("*") if p.is_file()]
-    sources.append(project / "platformio.ini")
-    newest = max((p.stat().st_mtime for p in sources if p.exists()), default=0.0)
-    if not out.is_file() or out.stat().st_mtime < newest:
-        run_pio(["run", "-e", env], project, core_dir, echo=sys.stderr)  # stdout keeps the report
-    if not out.is_file():
-        raise TinyGMMError(f"`pio run -e {env}` made no {out}")
-    return out
-
-
-def open_transport(project: Path, target: Target, core_dir: Path | None = None):
+def open_transport(project: Path, target: Target, core_dir: Path | None = None) -> Any:
     """The transport to the target (a context manager; closing it reaps any child process)."""
-    check_target(target.env, target.port, target.emulator)
     if target.port is not None:
         from ..link.transports import SerialTransport
         from ..project.ports import resolve_port
 
-        return SerialTransport(resolve_port(target.port, target.env), target.baud, reset=target.reset)
+        return SerialTransport(resolve_port(target.port, target.env), target.link_baud or target.board.baud,
+                               reset=target.reset)
+    from ..link.emulators import TRANSPORTS
+
+    emu = target.emulator
+    assert emu is not None
     built = ensure_built(project, target.env, core_dir)
-    from ..link.emulators import emulator_transport
-
-    return emulator_transport(target.emulator, built)
-
-
-def flash(project: Path, env: str, port: str, core_dir: Path | None = None) -> str:
-    """Upload the env's firmware to the board on ``port`` ('auto' resolves); returns the port used."""
-    from ..project.ports import resolve_port
-
-    if not get_board(env).embedded:
-        raise TinyGMMError(f"env {env!r} is not a board; nothing to flash")
-    port = resolve_port(port, env)
-    run_pio(["run", "-e", env, "-t", "upload", "--upload-port", port], project, core_dir)
-    return port
-
-
-def default_core_dir(offline: bool) -> Path | None:
-    """tinygmm's offline PlatformIO core when asked for (or when TINYGMM_PIO_CORE names one), else
-    None: PlatformIO's own core (PLATFORMIO_CORE_DIR or ~/.platformio)."""
-    if not offline and not os.environ.get("TINYGMM_PIO_CORE"):
-        return None
-    from ..project.pio import provision_offline
-
-    return provision_offline().core_dir
+    options = dict(emu.options)
+    hint = f"apt-get install {' '.join(emu.packages)}"
+    if emu.transport == "simavr":
+        options["runner"] = simavr_runner()
+    if emu.transport != "pty":
+        options["install_hint"] = hint
+    return TRANSPORTS[emu.transport](built, **options)
 
 
 @contextlib.contextmanager
@@ -148,15 +137,11 @@ def deadline(seconds: float | None, what: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-LOG_DIR = Path(".tinygmm") / "logs"
-
-
 def save_run_log(project: Path, env: str, device: Device, where: Path | None = None) -> Path:
     """Keep the run's timestamped byte log: ``where``, else a new file under the project's .tinygmm/logs."""
     if where is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         where = project / LOG_DIR / f"{stamp}-{env}-{os.getpid()}.log"
-        where.parent.mkdir(parents=True, exist_ok=True)
     return device.transcript.save(where)
 
 
@@ -176,3 +161,96 @@ def open_device(project: Path, target: Target, model_id: str, core_dir: Path | N
             saved = save_run_log(project, target.env, dev, log)
             if on_log is not None:
                 on_log(saved)
+
+
+def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str = "", transport: str = "",
+              bench: bool = True, baud: int | None = None) -> VerifyReport:
+    """Send every test vector through the batch form of each output, compare with the folded model's
+    twin and float64 reference, time the device."""
+    start = time.perf_counter()
+    # a device opened by open_device has said hello already; anyone else's is asked now
+    info = dev.info
+    if info is None or info.model_id != folded.model_id:
+        info = dev.expect_model(folded.model_id)
+    outputs: dict[str, Any] = {}
+    rate, per_vector = {}, {}
+    for op in OPS:
+        sent = dev.transcript.bytes_sent()
+        t0 = time.perf_counter()
+        res = dev.batch(op, vectors.X)
+        elapsed = time.perf_counter() - t0
+        outputs[op] = (res.status, res.values)
+        rate[op] = len(vectors.X) / elapsed if elapsed > 0 else float("inf")
+        per_vector[op] = (dev.transcript.bytes_sent() - sent) / max(len(vectors.X), 1)
+    reference = Reference.of(folded, vectors.X)
+    checks, figures = compare(folded, vectors, outputs, reference)
+    by_kind = compare_by_kind(folded, vectors, outputs, reference)
+    cycles = {}
+    if bench:
+        sample = vectors.of_kind("sample")[:BENCH_VECTORS]
+        for op in ("predict", "score"):
+            cycles[op] = float(np.median([dev.bench(op, x, BENCH_CALLS).per_call for x in sample]))
+    kinds = {k: vectors.kinds.count(k) for k in dict.fromkeys(vectors.kinds)}
+    # a raw payload is 4 bytes per float
+    limit = baud / UART_BITS_PER_BYTE / (4 * folded.n_features) if baud else None
+    return VerifyReport(model_id=folded.model_id, target=target or info.target, transport=transport,
+                        n_vectors=len(vectors.X), kinds=kinds, checks=checks, cycles=cycles,
+                        clock_unit=info.clock_unit, vectors_per_second=rate, bytes_per_vector=per_vector,
+                        link_limit=limit, device=dict(info.fields), seconds=time.perf_counter() - start,
+                        by_kind=by_kind, **figures)
+
+
+@dataclass
+class VerifySession:
+    """A project and a target, read and checked once; :meth:`device` and :meth:`run` do the rest."""
+
+    project: Path
+    model: Model
+    vectors: Vectors
+    target: Target
+    core_dir: Path | None
+    folded: DeviceModel = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.folded = fold(self.model)
+
+    @classmethod
+    def open(cls, project: str | os.PathLike, env: str | None = None, *, port: str | None = None,
+             emulator: str | None = None, baud: int = 0, reset: bool = False, offline: bool = False) -> VerifySession:
+        project = Path(project)
+        model, manifest = read_project(project)
+        target = resolve_target(env, port, emulator, baud=baud, reset=reset, envs=project_envs(manifest))
+        if emulator is not None:
+            check_buildable(target.board, offline)
+        vectors = load_vectors(project / "test_vectors.json")
+        return cls(project, model, vectors, target, core_dir_for(offline))
+
+    def flash(self) -> None:
+        """Upload the firmware to the target's board (emulators load the firmware themselves)."""
+        if self.target.port is None:
+            raise TinyGMMError("--flash needs --port: emulators load the firmware themselves")
+        port = flash(self.project, self.target.env, self.target.port, self.core_dir)
+        self.target = Target(self.target.board, port, None, self.target.baud, self.target.reset)
+
+    def device(self, log: Path | None = None, on_log: Callable[[Path], None] | None = None
+               ) -> contextlib.AbstractContextManager[Device]:
+        return open_device(self.project, self.target, self.model.model_id, self.core_dir, log, on_log)
+
+    def run(self, dev: Device, bench: bool = True) -> VerifyReport:
+        return run_suite(dev, self.folded, self.vectors, target=self.target.env,
+                         transport=self.target.transport_name, bench=bench and self.target.timed,
+                         baud=self.target.link_baud)
+
+
+def verify_project(project: str | os.PathLike, env: str | None = None, *, port: str | None = None,
+                   emulator: str | None = None, baud: int = 0, flash: bool = False, offline: bool = False,
+                   bench: bool = True, log: Path | None = None, reset: bool = False, timeout: float | None = None,
+                   on_log: Callable[[Path], None] | None = None) -> VerifyReport:
+    """The whole session: build or flash as needed, open, run every vector, return the VerifyReport."""
+    with deadline(timeout, f"verifying {project} ({env or emulator})"):
+        session = VerifySession.open(project, env, port=port, emulator=emulator, baud=baud, reset=reset,
+                                     offline=offline)
+        if flash:
+            session.flash()
+        with session.device(log, on_log) as dev:
+            return session.run(dev, bench)

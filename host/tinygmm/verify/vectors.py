@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TinyGMMError
-from ..files import write_atomic
 from ..model import Model
 
 FORMAT = "tinygmm-vectors"
@@ -43,6 +42,8 @@ def _boundary_points(model: Model, A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """Points on the float64 decision boundary between pairs of differently-labelled points."""
     la, lb = model.predict(A), model.predict(B)
     A, B, la = A[la != lb], B[la != lb], la[la != lb]
+    if not len(A):  # every pair predicts the same component (a background component, say): no boundary seen
+        return A
     lo, hi = np.zeros(len(A)), np.ones(len(A))
     for _ in range(BISECT_STEPS):
         mid = 0.5 * (lo + hi)
@@ -96,13 +97,8 @@ def dumps_vectors(vectors: Vectors) -> str:
     return head + ', "vectors": [\n' + ",\n".join(rows) + "\n]}\n"
 
 
-def save_vectors(vectors: Vectors, path: str | os.PathLike) -> None:
-    """Write the vectors (atomic: temp file, then rename)."""
-    write_atomic(path, dumps_vectors(vectors), "the test vectors")
-
-
 def load_vectors(path: str | os.PathLike) -> Vectors:
-    """Read a file written by save_vectors; a malformed one is a TinyGMMError naming the problem."""
+    """Read a file ``dumps_vectors`` wrote (an exported project's test_vectors.json); a malformed one is a TinyGMMError naming the problem."""
     try:
         doc = json.loads(Path(path).read_text())
         if doc.get("format") != FORMAT or doc.get("version") != VERSION:

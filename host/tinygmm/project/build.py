@@ -1,0 +1,112 @@
+"""Building what runs a project's firmware: `pio run` when the build is stale, uploads, and the
+emulator runner (simavr_bridge) compiled on first use.
+
+The PlatformIO core is the user's own (PLATFORMIO_CORE_DIR or ~/.platformio) unless offline is
+asked for, or $TINYGMM_PIO_CORE names one: then tinygmm's offline core (offline.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ..errors import TinyGMMError
+from ..resources import firmware_dir
+from .boards import Board, get_board
+from .offline import CORE_ENV_VAR, cache_dir, provision_offline
+from .pio import run_pio
+
+# The simavr runner: its source, how it is compiled, and what it needs.
+RUNNER_NAME = "simavr_bridge"
+RUNNER_CFLAGS = ("-O2", "-Wall", "-Wextra", "-I/usr/include/simavr")
+RUNNER_LIBS = ("-lsimavr", "-lutil")
+SIMAVR_HEADER = Path("/usr/include/simavr/sim_avr.h")
+SIMAVR_PACKAGES = "simavr libsimavr-dev"
+
+
+def core_dir_for(offline: bool) -> Path | None:
+    """tinygmm's offline PlatformIO core when asked for (or when $TINYGMM_PIO_CORE names one), else
+    None: PlatformIO's own core."""
+    if not offline and not os.environ.get(CORE_ENV_VAR):
+        return None
+    return provision_offline().core_dir
+
+
+def check_buildable(board: Board, offline: bool) -> None:
+    """Fail at once, naming the board and the reason, when the offline core cannot build it here."""
+    why = board.why_not_buildable() if offline else ""
+    if why:
+        raise TinyGMMError(f"{board.env} cannot be built offline here: {why}"
+                           + ("" if board.toolchain is None else "; or build without --offline where "
+                              "PlatformIO's registry is reachable"))
+
+
+def artifact(project: Path, env: str) -> Path:
+    """What `pio run -e ENV` makes in ``project``."""
+    return project / get_board(env).artifact
+
+
+def ensure_built(project: Path, env: str, core_dir: Path | None = None) -> Path:
+    """The env's build artifact, (re)built with `pio run` when missing or older than a source file."""
+    out = artifact(project, env)
+    sources = [p for d in ("src", "lib", "include") for p in (project / d).rglob("*") if p.is_file()]
+    sources.append(project / "platformio.ini")
+    newest = max((p.stat().st_mtime for p in sources if p.exists()), default=0.0)
+    if not out.is_file() or out.stat().st_mtime < newest:
+        run_pio(["run", "-e", env], project, core_dir, echo=sys.stderr)  # stdout keeps the report
+    if not out.is_file():
+        raise TinyGMMError(f"`pio run -e {env}` made no {out}")
+    return out
+
+
+def flash(project: Path, env: str, port: str, core_dir: Path | None = None) -> str:
+    """Upload the env's firmware to the board on ``port`` ('auto' resolves); returns the port used."""
+    from .ports import resolve_port
+
+    if not get_board(env).embedded:
+        raise TinyGMMError(f"env {env!r} is not a board; nothing to flash")
+    port = resolve_port(port, env)
+    run_pio(["run", "-e", env, "-t", "upload", "--upload-port", port], project, core_dir)
+    return port
+
+
+def runner_source() -> Path:
+    return firmware_dir() / "emulator" / f"{RUNNER_NAME}.c"
+
+
+def simavr_runner(*, rebuild: bool = False, bin_dir: Path | None = None) -> Path:
+    """The simavr_bridge executable, compiled on first use (and whenever its source or flags change)."""
+    source = runner_source()
+    try:
+        text = source.read_bytes()
+    except OSError as e:
+        raise TinyGMMError(f"the simavr runner's source {source} is missing: {e.strerror}") from None
+    digest = hashlib.sha256(text + " ".join(RUNNER_CFLAGS + RUNNER_LIBS).encode()).hexdigest()[:16]
+    folder = Path(bin_dir) if bin_dir is not None else cache_dir() / "bin"
+    exe = folder / f"{RUNNER_NAME}-{digest}"
+    if exe.is_file() and os.access(exe, os.X_OK) and not rebuild:
+        return exe
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise TinyGMMError(f"building the simavr runner needs a C compiler: apt-get install gcc {SIMAVR_PACKAGES}")
+    if not SIMAVR_HEADER.is_file():
+        raise TinyGMMError(f"simavr is not installed (no {SIMAVR_HEADER}): apt-get install {SIMAVR_PACKAGES}")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{exe.name}.{os.getpid()}.tmp"
+    cmd = [gcc, *RUNNER_CFLAGS, str(source), "-o", str(tmp), *RUNNER_LIBS]
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        out = proc.stderr.strip()
+        hint = (f"; apt-get install {SIMAVR_PACKAGES}"
+                if re.search(r"simavr/|-lsimavr|-lutil|No such file", out) else "")
+        raise TinyGMMError(f"cannot build the simavr runner ({' '.join(cmd)}){hint}:\n{out}")
+    os.replace(tmp, exe)
+    for old in folder.glob(f"{RUNNER_NAME}-*"):  # builds of older sources
+        if old != exe:
+            old.unlink(missing_ok=True)
+    return exe
