@@ -19,7 +19,8 @@ from tinygmm import GaussianMixture
 from tinygmm.device.fold import fold
 from tinygmm.data import demo_data
 from tinygmm.link.client import Device
-from tinygmm.link.emulators import SimavrTransport
+from tinygmm.project.boards import get_board, get_emulator
+from tinygmm.verify.session import emulator_transport
 from tinygmm.model import Model, Scaler
 from tinygmm.project.pio import run_pio
 from tinygmm.project.export import export_project
@@ -60,7 +61,7 @@ def test_verify_cycles_agree_with_device_cost(tmp_path: Path, pio_core, avr_tool
     project = tmp_path / "project"
     export_project(model, ["uno"], project)
     run_pio(["run", "-e", "uno"], project, pio_core.core_dir, echo=io.StringIO())
-    with SimavrTransport(project / ".pio" / "build" / "uno" / "firmware.elf") as transport:
+    with emulator_transport(get_emulator("simavr")[0], project / get_board("uno").artifact) as transport:
         dev = Device(transport)
         dev.sync()
         assert dev.hello().clock_unit == "cycles"

@@ -19,11 +19,12 @@ from tinygmm.data import demo_data
 from tinygmm.device.fold import fold
 from tinygmm.errors import TinyGMMError
 from tinygmm.link import Device, LinkClosed
-from tinygmm.link import emulators
-from tinygmm.link.emulators import (
-    EXIT_CYCLE_LIMIT, EXIT_WALL_LIMIT, PtyTransport, QemuAvrTransport, SimavrTransport, emulator_transport,
-    simavr_runner,
-)
+from tinygmm.link.child import PtyTransport
+from tinygmm.link.emulators import EXIT_CYCLE_LIMIT, EXIT_WALL_LIMIT, QemuAvrTransport, SimavrTransport
+from tinygmm.project import build
+from tinygmm.project.boards import get_emulator
+from tinygmm.project.build import simavr_runner
+from tinygmm.verify.session import emulator_transport
 from tinygmm.link.protocol import frame, parse_line
 from tinygmm.fit.mixture import GaussianMixture
 from tinygmm.model import Model
@@ -63,17 +64,21 @@ def built(tmp_path_factory, pio_core) -> Built:
 
 
 def _require_kind(kind: str) -> None:
+    packages = " ".join(get_emulator(kind)[0].packages)
     if kind == "simavr":
-        require_programs("gcc", install="apt-get install gcc " + emulators.SIMAVR_PACKAGES)
-        require(Path("/usr/include/simavr/sim_avr.h").is_file(),
-                "needs simavr: apt-get install " + emulators.SIMAVR_PACKAGES)
+        require_programs("gcc", install="apt-get install gcc " + packages)
+        require(build.SIMAVR_HEADER.is_file(), "needs simavr: apt-get install " + packages)
     elif kind == "qemu":
-        require_programs("qemu-system-avr", install="apt-get install " + emulators.QEMU_PACKAGE)
+        require_programs("qemu-system-avr", install="apt-get install " + packages)
 
 
 def _open(kind: str, built: Built, **kwargs):
     _require_kind(kind)
-    return emulator_transport(kind, built.program if kind == "native" else built.elf, **kwargs)
+    return emulator_transport(get_emulator(kind)[0], built.program if kind == "native" else built.elf, **kwargs)
+
+
+def _simavr(built: Built, **kwargs) -> SimavrTransport:
+    return _open("simavr", built, **kwargs)
 
 
 def _gone(pid: int, timeout: float = 5.0) -> bool:
@@ -137,7 +142,7 @@ def test_child_killed_when_the_transport_is_dropped_unclosed(kind: str, built: B
 def test_a_simavr_run_sends_the_boot_banner_first(built: Built) -> None:
     """The runner starts the firmware only when the pty is opened: nothing is lost before."""
     _require_kind("simavr")
-    with SimavrTransport(built.elf) as transport:
+    with _simavr(built) as transport:
         data = b""
         deadline = time.monotonic() + 10
         while b"\n" not in data and time.monotonic() < deadline:
@@ -153,7 +158,7 @@ def test_a_simavr_run_sends_the_boot_banner_first(built: Built) -> None:
 
 def test_simavr_wall_clock_limit(built: Built) -> None:
     _require_kind("simavr")
-    with SimavrTransport(built.elf, wall_limit=0.5) as transport:
+    with _simavr(built, wall_limit=0.5) as transport:
         dev = Device(transport)
         dev.sync()
         start = time.monotonic()
@@ -167,7 +172,7 @@ def test_simavr_wall_clock_limit(built: Built) -> None:
 def test_simavr_cycle_limit_is_exact(built: Built) -> None:
     _require_kind("simavr")
     limit = 3_000_000  # 0.19 s of Uno time: past the boot
-    with SimavrTransport(built.elf, cycle_limit=limit) as transport:
+    with _simavr(built, cycle_limit=limit) as transport:
         dev = Device(transport)
         with pytest.raises(LinkClosed, match="cycle limit"):
             dev.sync(timeout=10)
@@ -179,7 +184,7 @@ def test_simavr_cycle_limit_is_exact(built: Built) -> None:
 
 def test_simavr_throttled_to_real_time(built: Built) -> None:
     _require_kind("simavr")
-    with SimavrTransport(built.elf, realtime=1.0) as transport:
+    with _simavr(built, realtime=1.0) as transport:
         dev = Device(transport)
         dev.sync()
         start = time.monotonic()
@@ -202,8 +207,8 @@ def test_runner_waits_for_a_client_within_its_wall_clock_limit(built: Built, tmp
 
 def test_runner_builds_warning_free_and_is_rebuilt_when_its_source_changes(tmp_path: Path, monkeypatch) -> None:
     _require_kind("simavr")
-    source = emulators.runner_source()
-    strict = subprocess.run(["gcc", *emulators.RUNNER_CFLAGS, "-Werror", "-fsyntax-only", str(source)],
+    source = build.runner_source()
+    strict = subprocess.run(["gcc", *build.RUNNER_CFLAGS, "-Werror", "-fsyntax-only", str(source)],
                             capture_output=True, text=True)
     assert strict.returncode == 0, strict.stderr
     first = simavr_runner(bin_dir=tmp_path)
@@ -211,19 +216,19 @@ def test_runner_builds_warning_free_and_is_rebuilt_when_its_source_changes(tmp_p
     assert simavr_runner(bin_dir=tmp_path) == first and first.stat().st_mtime_ns == stamp  # cached
     edited = tmp_path / "simavr_bridge.c"
     edited.write_text(source.read_text() + "\n/* edited */\n")
-    monkeypatch.setattr(emulators, "runner_source", lambda: edited)
+    monkeypatch.setattr(build, "runner_source", lambda: edited)
     second = simavr_runner(bin_dir=tmp_path)
     assert second != first and second.is_file() and not first.exists()
 
 
 def test_missing_tools_name_the_debian_packages(built: Built, tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(TinyGMMError, match="apt-get install qemu-system-misc"):
-        QemuAvrTransport(built.elf, qemu="qemu-system-avr-not-installed")
+        emulator_transport(get_emulator("qemu")[0], built.elf, qemu="qemu-system-avr-not-installed")
     with pytest.raises(TinyGMMError, match="no firmware ELF"):
-        SimavrTransport(tmp_path / "missing.elf")
+        SimavrTransport(tmp_path / "missing.elf", runner="/bin/true", mcu="atmega328p", frequency=16_000_000)
     with pytest.raises(TinyGMMError, match="not found"):
         PtyTransport([tmp_path / "no-program"])
-    monkeypatch.setattr(emulators.shutil, "which", lambda name: None)
+    monkeypatch.setattr(build.shutil, "which", lambda name: None)
     with pytest.raises(TinyGMMError, match="apt-get install gcc simavr libsimavr-dev"):
         simavr_runner(bin_dir=tmp_path / "bin")
 
@@ -243,5 +248,5 @@ def test_native_on_a_pty_has_no_echo_and_exits_when_hung_up(built: Built) -> Non
 
 def test_which_emulator_names_are_known(built: Built) -> None:
     with pytest.raises(TinyGMMError, match="unknown emulator 'avrdude'"):
-        emulator_transport("avrdude", built.elf)
+        get_emulator("avrdude")
     assert shutil.which("true")  # sanity: the environment has coreutils

@@ -13,7 +13,7 @@ from tinygmm.errors import TinyGMMError
 from tinygmm.device.fold import fold
 from tinygmm.link.client import Device
 from tinygmm.link.protocol import LinkClosed, LinkTimeout
-from tinygmm.link.transports import PipeTransport, SerialTransport
+from tinygmm.link import PipeTransport, SerialTransport
 from tinygmm.model import load
 from tinygmm.device.twin import DeviceTwin
 from tinygmm.verify.vectors import load_vectors

@@ -164,7 +164,7 @@ def test_uno_build_fits_board_limits(offline_core, project, avr):
     assert use is not None and (use.flash_max, use.ram_max) == (board.flash, board.ram)
     assert 0 < use.flash <= board.flash and 0 < use.ram <= board.ram
     # The same numbers from avr-size itself: flash = .text + .data, RAM = .data + .bss.
-    from tinygmm.device.memory import avr_sections
+    from avr_size import avr_sections  # bench/
 
     sec = avr_sections(build / "firmware.elf")
     assert use.flash == sec[".text"] + sec.get(".data", 0)
@@ -223,7 +223,7 @@ def test_failed_provision_leaves_nothing(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise TinyGMMError("simulated failure")
 
-    monkeypatch.setattr(pio, "_install_platform", boom)
+    monkeypatch.setattr(offline, "_install_platform", boom)
     with pytest.raises(TinyGMMError, match="simulated"):
         provision_offline(tmp_path / "core")
     assert list(tmp_path.iterdir()) == []

@@ -242,7 +242,8 @@ def test_verify_plot_from_a_native_build(mpl, tmp_path: Path, pio_core, monkeypa
 def test_verify_figure_highlights_failures_and_ties(mpl, tmp_path: Path) -> None:
     from tinygmm.device.twin import DeviceTwin
     from tinygmm.verify.vectors import make_vectors
-    from tinygmm.verify.compare import VerifyReport, compare
+    from tinygmm.verify.compare import compare
+    from tinygmm.verify.report import VerifyReport
 
     X, names = demo_data()
     model = fitted(X, names, 3, "full")
@@ -253,7 +254,7 @@ def test_verify_figure_highlights_failures_and_ties(mpl, tmp_path: Path) -> None
                "anomaly": (t.status_anomaly, t.anomaly)}
     wrong = np.flatnonzero(np.asarray(vectors.kinds) == "sample")[:7]
     outputs["score"][1][wrong] -= np.float32(0.5)
-    checks, figures = compare(model, vectors, outputs)
+    checks, figures = compare(fold(model), vectors, outputs)
     report = VerifyReport(model_id=model.model_id, target="native", transport="test", n_vectors=len(vectors.X),
                           kinds={}, checks=checks, **figures)
     assert not report.passed and sorted(np.flatnonzero(report.per_vector.failed)) == sorted(wrong)

@@ -140,8 +140,8 @@ def workdir(tmp_path_factory, pio_core) -> Path:
 
 def _require_tools(argv: list[str]) -> None:
     """Skip (fail under CI) a step whose toolchain or emulator is not installed."""
-    from tinygmm.project.boards import BOARDS
-    from tinygmm.link import emulators
+    from tinygmm.project.boards import BOARDS, get_emulator
+    from tinygmm.project.build import SIMAVR_HEADER
 
     env = argv[argv.index("-e") + 1] if "-e" in argv else None
     if argv[1] in ("build", "verify") and env == "uno":
@@ -150,11 +150,11 @@ def _require_tools(argv: list[str]) -> None:
     if argv[1] in ("build", "verify") and env == "native":
         require_programs("gcc", install="apt-get install gcc")
     if "simavr" in argv:
-        require_programs("gcc", install="apt-get install gcc " + emulators.SIMAVR_PACKAGES)
-        require(Path("/usr/include/simavr/sim_avr.h").is_file(), "needs simavr: apt-get install "
-                + emulators.SIMAVR_PACKAGES)
+        packages = " ".join(get_emulator("simavr")[0].packages)
+        require_programs("gcc", install="apt-get install gcc " + packages)
+        require(SIMAVR_HEADER.is_file(), "needs simavr: apt-get install " + packages)
     if "qemu" in argv:
-        require_programs("qemu-system-avr", install="apt-get install " + emulators.QEMU_PACKAGE)
+        require_programs("qemu-system-avr", install="apt-get install " + " ".join(get_emulator("qemu")[0].packages))
 
 
 _outputs: dict[int, list[str]] = {}  # stdout of each block's steps so far

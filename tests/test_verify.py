@@ -39,7 +39,7 @@ def failed(checks) -> dict[str, int]:
 def test_the_twin_itself_passes_every_check(project: Path) -> None:
     model = load(project / "model.json")
     vectors = load_vectors(project / "test_vectors.json")
-    checks, figures = compare(model, vectors, twin_outputs(model, vectors.X))
+    checks, figures = compare(fold(model), vectors, twin_outputs(model, vectors.X))
     assert all(c.passed for c in checks), failed(checks)
     assert figures["bit_exact"]["log_joint"] == 1.0
 
@@ -53,7 +53,7 @@ def test_each_kind_of_wrong_answer_is_caught(project: Path) -> None:
     def tampered(op: str, change) -> list[str]:
         out = {k: (s.copy(), v.copy()) for k, (s, v) in good.items()}
         change(*out[op])
-        return [c.name for c in compare(model, vectors, out)[0] if not c.passed]
+        return [c.name for c in compare(fold(model), vectors, out)[0] if not c.passed]
 
     def relabel(s, v):
         v[sample] = (v[sample] + 1) % model.n_components

@@ -469,7 +469,7 @@ def cmd_boards(args: argparse.Namespace) -> int:
 
 
 def cmd_pio_offline(args: argparse.Namespace) -> int:
-    from .project.pio import provision_offline
+    from .project.offline import provision_offline
 
     result = provision_offline(args.core_dir)
     _print_notes(result.notes)

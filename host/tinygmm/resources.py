@@ -3,8 +3,12 @@ Jinja2 environment every template is rendered with."""
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 from importlib.resources import files
 from pathlib import Path
+
+if TYPE_CHECKING:
+    import jinja2
 
 # In a source checkout (editable install) the folders sit at the top of the repository;
 # an installed wheel carries them as the data packages tinygmm.firmware / tinygmm.templates.

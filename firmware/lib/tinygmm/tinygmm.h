@@ -2,9 +2,9 @@
  *
  * C99 and C++11, no malloc, no double arithmetic, no global mutable state; every
  * function is `static inline`, so several translation units may include this file.
- * Model parameters are `static const` arrays written by `tinygmm render` (in PROGMEM
+ * Model parameters are `static const` arrays in the header `tinygmm export` writes (in PROGMEM
  * on AVR, read back with pgm_read_float; plain const, i.e. flash, elsewhere).
- * Build with -ffp-contract=off: the host twin (host/tinygmm/twin.py) reproduces the
+ * Build with -ffp-contract=off: the host twin (host/tinygmm/device/twin.py) reproduces the
  * log-joints bit for bit only if no multiply-add is fused.
  *
  * Per component k the log-joint is
@@ -108,7 +108,7 @@ enum {
     TINYGMM_SPHERICAL = 3
 };
 
-/* A model as rendered by `tinygmm render`; K components, D features. On AVR the struct
+/* A model as `tinygmm export` writes it; K components, D features. On AVR the struct
  * itself lives in PROGMEM too and is copied to the stack (about 16 bytes) per call. */
 typedef struct tinygmm_model {
     const float *centre;     /* (D) training mean, subtracted from x first */

@@ -3,8 +3,8 @@
  * Portable C99/C++11, no malloc, no double arithmetic: one context holding a fixed line
  * buffer. The platform glue feeds received bytes one at a time with tinygmm_proto_feed();
  * replies leave through the write callback in small chunks, each reply ending with a
- * newline. The compiled-in model is the rendered header "tinygmm_model.h" (symbol
- * TINYGMM_PROTO_MODEL, default gmm_model as `tinygmm render` names it).
+ * newline. The compiled-in model is the header "tinygmm_model.h" that `tinygmm export` writes
+ * (symbol TINYGMM_PROTO_MODEL, default gmm_model as the export names it).
  */
 #ifndef TINYGMM_PROTO_H
 #define TINYGMM_PROTO_H

@@ -103,18 +103,21 @@ def open_transport(project: Path, target: Target, core_dir: Path | None = None) 
 
         return SerialTransport(resolve_port(target.port, target.env), target.link_baud or target.board.baud,
                                reset=target.reset)
+    assert target.emulator is not None
+    return emulator_transport(target.emulator, ensure_built(project, target.env, core_dir))
+
+
+def emulator_transport(emulator: Emulator, program: Path, **options: Any) -> Any:
+    """The emulator's transport running ``program`` (the build artifact of its board), with the
+    emulator entry's options and ``options`` (limits, throttling) on top."""
     from ..link.emulators import TRANSPORTS
 
-    emu = target.emulator
-    assert emu is not None
-    built = ensure_built(project, target.env, core_dir)
-    options = dict(emu.options)
-    hint = f"apt-get install {' '.join(emu.packages)}"
-    if emu.transport == "simavr":
-        options["runner"] = simavr_runner()
-    if emu.transport != "pty":
-        options["install_hint"] = hint
-    return TRANSPORTS[emu.transport](built, **options)
+    merged = {**emulator.options, **options}
+    if emulator.transport == "simavr":
+        merged.setdefault("runner", simavr_runner())
+    if emulator.transport != "pty":
+        merged.setdefault("install_hint", f"apt-get install {' '.join(emulator.packages)}")
+    return TRANSPORTS[emulator.transport](program, **merged)
 
 
 @contextlib.contextmanager
