@@ -23,9 +23,11 @@ from tinygmm import GaussianMixture
 from tinygmm.device.fold import fold
 from tinygmm.data import demo_data
 from tinygmm.link.client import Device
-from tinygmm.link.emulators import SimavrTransport
 from tinygmm.model import Model, Scaler, load
-from tinygmm.project.pio import provision_offline, run_pio
+from tinygmm.project.boards import get_board, get_emulator
+from tinygmm.project.offline import provision_offline
+from tinygmm.project.pio import run_pio
+from tinygmm.verify.session import emulator_transport
 from tinygmm.project.export import export_project
 from tinygmm.device.twin import DeviceTwin
 
@@ -44,13 +46,13 @@ def demo_model() -> Model:
 def build_uno(model: Model, where: Path) -> Path:
     export_project(model, ["uno"], where, force=True)
     run_pio(["run", "-e", "uno"], where, provision_offline().core_dir, echo=False)
-    return where / ".pio" / "build" / "uno" / "firmware.elf"
+    return where / get_board("uno").artifact
 
 
 def measure(elf: Path, model: Model, X: np.ndarray) -> list[dict]:
     rows = []
     twin = DeviceTwin(fold(model)).evaluate(X)
-    with SimavrTransport(elf, realtime=1.0) as transport:
+    with emulator_transport(get_emulator("simavr")[0], elf, realtime=1.0) as transport:
         dev = Device(transport)
         dev.sync()
         info = dev.hello()

@@ -109,7 +109,7 @@ def test_get_params_match_sklearn() -> None:
     assert (g.n_components, g.covariance_type) == (5, "diag")
     with pytest.raises(ValueError, match="Invalid parameter 'nope'"):
         g.set_params(nope=1)
-    assert repr(g) == "GaussianMixture(covariance_type='diag', n_components=5)" or "n_components=5" in repr(g)
+    assert repr(g) == "GaussianMixture(covariance_type='diag', n_components=5)"
 
 
 @pytest.mark.parametrize("params", [

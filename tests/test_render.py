@@ -71,7 +71,7 @@ def test_comment_block_and_id():
     assert f'#define MALL_MODEL_ID "{m.model_id}"' in text
     dev = fold(m)
     assert f"parameters {dev.parameter_bytes} ({dev.n_floats} floats, flash)" in text
-    assert "21 with 16-bit pointers" in text and "-7.25f" in text  # 6 pointers, a float, 5 bytes
+    assert "21 on uno" in text and "-7.25f" in text  # 6 pointers, a float, 5 bytes
 
 
 def test_template_is_data_only_and_strict():

@@ -12,7 +12,7 @@
  *     gmm_model_bias: 12
  *     gmm_model_offset: 24
  *     gmm_model_factor: 36
- *   model struct 21 on AVR (Uno), 36 on 32-bit (ESP32), 64 on 64-bit host (flash)
+ *   model struct 21 on uno, 36 on esp32dev, 64 on native (flash)
  *   model id string 17 (flash); static RAM 0
  * Constants are float32 values written with 9 significant digits: each parses back to
  * the identical float32 the host twin uses.

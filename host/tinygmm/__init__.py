@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 # Public name -> module holding it.  Imported on first use (PEP 562), so `import tinygmm`
 # (and the CLI's --help) stays fast and one module failing to import breaks only its names.
 _EXPORTS = {
-    "GaussianMixture": "mixture",
-    "select_n_components": "selection",
+    "GaussianMixture": "fit.mixture",
+    "select_n_components": "fit.selection",
     "Model": "model",
     "Scaler": "model",
     "load": "model",

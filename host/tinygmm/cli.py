@@ -1,12 +1,13 @@
-"""The command line: argparse front door, the only module that prints for people."""
+"""The command line: argparse front door, the only module that prints for people.
+
+It is longer than 500 lines because it holds every subcommand's options and help next to the
+command that prints its results; the work itself lives in the pipeline's packages."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,7 +20,6 @@ from .project.boards import DEFAULT_BAUD, emulators
 COVARIANCE_CHOICES = ("full", "tied", "diag", "spherical")
 CRITERION_CHOICES = ("bic", "aic", "lrt")
 DEFAULT_DEMO_OUTPUT = Path("tinygmm-demo") / "model.json"
-DEMO_K_RANGE = range(1, 7)
 # Exit codes: argparse uses 2 for bad usage; 130 = 128 + SIGINT, as shells report Ctrl-C.
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -316,6 +316,7 @@ def _print_notes(notes: list[str]) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from .tables import format_selection
     from .model import save
 
     if args.n_components is not None and args.criterion == "lrt":
@@ -337,6 +338,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
+    from .tables import format_selection
+
     if args.plot:
         from .plots import require_matplotlib
 
@@ -356,6 +359,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .model import load
+    from .tables import format_info
 
     print(format_info(load(args.model), args.model))
     return 0
@@ -387,74 +391,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-# The demo is a list of steps run in order; later commands (export, build, verify) append theirs.
-@dataclass
-class DemoState:
-    args: argparse.Namespace
-    output: Path
-    fitted: Any = None
-    model: Any = None
-    project: Path | None = None
-    passed: bool = True
-
-
-def _demo_fit(state: DemoState) -> None:
-    from .data import demo_data
-
-    X, names = demo_data()
-    print(f"demo data: {len(X)} points in {len(names)}-D, three Gaussian blobs; choosing k by BIC over "
-          f"{DEMO_K_RANGE.start}..{DEMO_K_RANGE.stop - 1}\n")
-    state.fitted = _fit(X, names, DEMO_K_RANGE, scale="standard", criterion="bic", covariance="full",
-                        n_init=1, seed=state.args.seed)
-    print(format_selection(state.fitted.selection))
-    print()
-
-
-def _demo_save(state: DemoState) -> None:
-    from .model import save
-
-    assert state.fitted is not None
-    state.model = state.fitted.to_model(1.0, {"data": "tinygmm demo (three blobs)", "seed": state.args.seed})
-    save(state.model, state.output)
-
-
-def _demo_info(state: DemoState) -> None:
-    print(format_info(state.model, state.output))
-
-
-def _demo_export(state: DemoState) -> None:
-    from .project.export import export_project
-
-    state.project = state.output.parent / "project"
-    result = export_project(state.model, ["native", "uno", "esp32dev"], state.project, X_train=state.fitted.X,
-                            force=True)
-    print(f"\nexported {state.project}: PlatformIO project for native, uno and esp32dev "
-          f"({len(result.written)} file(s) written)")
-
-
-def _demo_verify(state: DemoState) -> None:
-    from .verify.report import format_report
-    from .verify.session import verify_project
-
-    print("building the native firmware with an isolated offline PlatformIO core, then verifying it:")
-    report = verify_project(state.project, "native", emulator="native", offline=True, on_log=_show_log)
-    print(format_report(report))
-    state.passed = report.passed
-
-
-DEMO_STEPS: list[tuple[str, Callable[[DemoState], None]]] = [
-    ("fit", _demo_fit),
-    ("save", _demo_save),
-    ("info", _demo_info),
-    ("export", _demo_export),
-    ("verify", _demo_verify),
-]
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    state = DemoState(args, args.output)
-    for _name, step in DEMO_STEPS:
-        step(state)
+    from .demo import run_demo
+
+    try:
+        state = run_demo(args.output, args.seed, _progress_callback(), _show_log)
+    finally:
+        _clear_progress_line()
     if state.passed:
         print(f"\nnext: flash a board with `tinygmm flash {state.project} -e uno --port auto`, then "
               f"`tinygmm verify {state.project} -e uno --port auto`")
@@ -573,73 +516,6 @@ def cmd_ports(args: argparse.Namespace) -> int:
 
     print("\n".join(format_ports(list_ports())))
     return 0
-
-
-# -- formatting -------------------------------------------------------------------------
-
-
-def format_selection(sel: Any) -> str:
-    """The selection table with the chosen row marked by '*', then the rule."""
-    lrt = sel.criterion == "lrt"
-    header = ["", "k", "log-likelihood", "params", "BIC", "AIC"]
-    if lrt:
-        header += ["LRT stat", "df", "p-value"]
-    header.append("")
-    lines = [header]
-    for r in sel.rows:
-        cells = ["*" if r.k == sel.best_k else "", str(r.k), f"{r.log_likelihood:.2f}", str(r.n_parameters),
-                 f"{r.bic:.2f}", f"{r.aic:.2f}"]
-        if lrt:
-            if r.lrt_statistic is None:
-                cells += ["", "", ""]
-            else:
-                cells += [f"{r.lrt_statistic:.2f}", str(r.lrt_df), f"{r.lrt_p_value:.3g}"]
-        cells.append("" if r.converged else "(did not converge)")
-        lines.append(cells)
-    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    text = []
-    for row in lines:
-        parts = [row[0].ljust(widths[0])]
-        parts += [cell.rjust(w) for cell, w in zip(row[1:-1], widths[1:-1])]
-        parts.append(row[-1])
-        text.append("  ".join(parts).rstrip())
-    if lrt:
-        text.append("LRT: 2*(ll(k+1) - ll(k)) vs chi-square(df); mixtures break its regularity conditions, "
-                    "so read p-values as a guide")
-    text.append(f"chosen: k={sel.best_k}: {sel.rule}")
-    return "\n".join(text)
-
-
-def format_info(model: Any, path: Path | str) -> str:
-    names = model.feature_names
-    lines = [
-        f"model file:   {path}",
-        f"model id:     {model.model_id}",
-        f"components:   {model.n_components}",
-        f"covariance:   {model.covariance_type}",
-        f"features:     {model.n_features} ({', '.join(names)})",
-    ]
-    if model.scaler is None:
-        lines.append("scaler:       none (the model works on raw values)")
-    else:
-        lines.append("scaler:       standard, x_scaled = (x - mean) / scale")
-        lines += [f"  {n}: mean {m:.6g}, scale {s:.6g}" for n, m, s in zip(names, model.scaler.mean, model.scaler.scale)]
-    if model.anomaly_threshold is None:
-        lines.append("anomaly threshold: none")
-    else:
-        pct = model.metadata.get("threshold_percentile")
-        origin = f"; percentile {pct:g} of {model.metadata.get('n_train', '?')} training rows" if pct is not None else ""
-        lines.append(f"anomaly threshold: {model.anomaly_threshold:.6g} "
-                     f"(log-likelihood of the scaled input{origin})")
-    means = model.means if model.scaler is None else model.means * model.scaler.scale + model.scaler.mean
-    lines.append("components (means in original units):")
-    for k in range(model.n_components):
-        centre = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, means[k]))
-        lines.append(f"  {k}: weight {model.weights[k]:.4f}  mean {centre}")
-    if model.metadata:
-        lines.append("metadata:")
-        lines += [f"  {key}: {value if isinstance(value, str) else json.dumps(value)}" for key, value in model.metadata.items()]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -95,9 +95,11 @@ def header_context(dev: DeviceModel, name: str = "gmm_model") -> dict:
     id_bytes = len(dev.model_id) + 1
     size_lines = [f"parameters {dev.parameter_bytes} ({dev.n_floats} floats, flash)"]
     size_lines += [f"  {a['name']}: {4 * a['size']}" for a in arrays]
-    pointer_sizes = sorted({b.pointer_bytes for b in BOARDS.values()})
-    size_lines.append("model struct " + ", ".join(f"{model_struct_bytes(p)} with {8 * p}-bit pointers" for p in pointer_sizes)
-                      + " (flash)")
+    by_size: dict[int, list[str]] = {}
+    for b in BOARDS.values():
+        by_size.setdefault(b.pointer_bytes, []).append(b.env)
+    size_lines.append("model struct " + ", ".join(f"{model_struct_bytes(p)} on {'/'.join(envs)}"
+                                                  for p, envs in sorted(by_size.items())) + " (flash)")
     size_lines.append(f"model id string {id_bytes} (flash); static RAM 0")
     thr = dev.anomaly_threshold
     return {

@@ -108,7 +108,7 @@ class GaussianMixture:
     def __repr__(self) -> str:
         defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
         changed = []
-        for name in self._param_names():
+        for name in sorted(self._param_names()):  # alphabetical, as scikit-learn prints them
             value = getattr(self, name)
             default = defaults[name]
             if isinstance(value, np.ndarray) or isinstance(default, np.ndarray) or value is not default and value != default:
