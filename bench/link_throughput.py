@@ -31,8 +31,8 @@ from tinygmm.verify.session import emulator_transport
 from tinygmm.project.export import export_project
 from tinygmm.device.twin import DeviceTwin
 
-BAUD = 115200
-UNO_MHZ = 16.0
+BAUD = get_board("uno").baud
+UNO_MHZ = get_board("uno").clock_hz / 1e6
 TARGET_SHARE = 0.60  # the target for the D=2 batch predict
 
 
