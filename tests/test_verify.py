@@ -155,4 +155,5 @@ def test_the_overall_timeout_stops_a_run_and_reaps_the_emulator(project: Path, c
     capsys.readouterr()
     assert main(["verify", str(project), "-e", "uno", "--emulator", "simavr", "--timeout", "0.5"]) == 1
     assert "did not finish within 0.5 s" in capsys.readouterr().err
-    assert sp.run(["pgrep", "-f", "simavr_bridge"], capture_output=True).returncode == 1  # nothing left running
+    mine = sp.run(["pgrep", "-P", str(os.getpid()), "-f", "simavr_bridge"], capture_output=True)
+    assert mine.returncode == 1, mine.stdout  # no emulator of ours left running

@@ -44,3 +44,12 @@ def test_predictions_and_log_joints_equal_the_twin_bit_for_bit(tinygmm_report, r
     for op in ("predict", "log_joint"):
         assert tinygmm_report.bit_exact[op] == 1.0, \
             f"{op}: {tinygmm_report.bit_exact[op]:.1%} bit-exact with the float32 twin (the device rounds differently)"
+
+
+def test_the_link_lost_nothing(tinygmm_report, record_property):
+    """Flow control held: no reply corrupted, no request retried, no batch line resent (otherwise
+    the throughput and bytes per vector measured are not the link's)."""
+    for key, value in tinygmm_report.link.items():
+        record_property(f"link_{key}", value)
+    lost = {k: v for k, v in tinygmm_report.link.items() if k != "lines_sent" and v}
+    assert not lost, f"the link lost or corrupted bytes: {lost} of {tinygmm_report.link['lines_sent']} lines sent"

@@ -9,6 +9,7 @@ The model is folded once per session and the reference computed once per run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import threading
@@ -28,13 +29,16 @@ from ..project.build import check_buildable, core_dir_for, ensure_built, flash, 
 from ..project.export import project_envs, read_project
 from ..status import OPS
 from .compare import Reference, compare, compare_by_kind
-from .report import VerifyReport
+from .report import Check, VerifyReport
 from .vectors import Vectors, load_vectors
 
 # Inferences per on-device timing (bench), and how many vectors are timed (median reported).
 BENCH_CALLS = 20
 BENCH_VECTORS = 5
 LOG_DIR = Path(".tinygmm") / "logs"
+# The check that the link itself lost nothing: any resend means bytes were lost or corrupted, so
+# the throughput and bytes per vector measured are not the link's (a finding, not a silent PASS).
+LINK_CHECK = "link: every request answered the first time (no byte lost or corrupted)"
 # A UART moves 10 bits per byte (8N1).
 UART_BITS_PER_BYTE = 10
 
@@ -175,6 +179,7 @@ def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str
     info = dev.info
     if info is None or info.model_id != folded.model_id:
         info = dev.expect_model(folded.model_id)
+    before = dataclasses.replace(dev.stats)
     outputs: dict[str, Any] = {}
     rate, per_vector = {}, {}
     for op in OPS:
@@ -188,6 +193,10 @@ def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str
     reference = Reference.of(folded, vectors.X)
     checks, figures = compare(folded, vectors, outputs, reference)
     by_kind = compare_by_kind(folded, vectors, outputs, reference)
+    lost = dev.stats.since(before)
+    checks.append(Check(LINK_CHECK, lost.lines_sent, lost.total(),
+                        f"corrupted replies {lost.corrupted_lines}, retried requests {lost.retried_requests}, "
+                        f"resent batch lines {lost.resent_lines}: bytes were lost or corrupted on the way"))
     cycles = {}
     if bench:
         sample = vectors.of_kind("sample")[:BENCH_VECTORS]
@@ -200,7 +209,7 @@ def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str
                         n_vectors=len(vectors.X), kinds=kinds, checks=checks, cycles=cycles,
                         clock_unit=info.clock_unit, vectors_per_second=rate, bytes_per_vector=per_vector,
                         link_limit=limit, device=dict(info.fields), seconds=time.perf_counter() - start,
-                        by_kind=by_kind, **figures)
+                        by_kind=by_kind, link=dataclasses.asdict(lost), **figures)
 
 
 @dataclass
