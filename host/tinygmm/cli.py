@@ -495,9 +495,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
         from .plots import require_matplotlib
 
         require_matplotlib()
-    report = verify_project(args.project, args.env, port=args.port, emulator=args.emulator, baud=args.baud,
-                            flash=args.flash, offline=args.offline, bench=not args.no_bench, log=args.log,
-                            reset=args.reset, timeout=args.timeout, on_log=_show_log)
+    try:
+        report = verify_project(args.project, args.env, port=args.port, emulator=args.emulator, baud=args.baud,
+                                flash=args.flash, offline=args.offline, bench=not args.no_bench, log=args.log,
+                                reset=args.reset, timeout=args.timeout, on_log=_show_log)
+    except (TinyGMMError, KeyboardInterrupt) as e:  # the report says what failed, as a CI job expects
+        if args.report:
+            from .verify.report import save_failure_report
+
+            save_failure_report(args.report, args.project, e)
+            print(f"tinygmm: failure report written to {args.report}", file=sys.stderr)
+        raise
     print(format_report(report))
     if args.report:
         report.save(args.report)

@@ -319,6 +319,8 @@ def load(path: str | os.PathLike) -> Model:
         doc = json.loads(text, parse_constant=_reject_constant)
     except ValueError as e:
         raise TinyGMMError(f"{path}: not a valid model file (JSON error: {e})") from None
+    except RecursionError:  # Python's JSON parser recurses once per nesting level
+        raise TinyGMMError(f"{path}: not a valid model file (JSON nested too deeply)") from None
     try:
         return model_from_dict(doc)
     except ModelFieldError as e:

@@ -221,10 +221,13 @@ class Device:
     def sync(self, *, timeout: float = SYNC_TIMEOUT, attempt_timeout: float = SYNC_ATTEMPT) -> None:
         """Ping with fresh nonces until one is echoed; everything before it is skipped (and logged)."""
         deadline = time.monotonic() + timeout
+        start = len(self.transcript.entries)
+        sent: list[bytes] = []
         while True:
             nonce = secrets.token_hex(8)
             seq = self._next_seq()
-            self._send(b"\n" + frame(seq, f"ping {nonce}"))
+            sent.append(frame(seq, f"ping {nonce}").rstrip(b"\n"))
+            self._send(b"\n" + sent[-1] + b"\n")
             try:
                 line = self._await(seq, min(deadline, time.monotonic() + attempt_timeout))
                 if line.kind == "ok" and line.words == ("ping", nonce):
@@ -234,8 +237,8 @@ class Device:
             except (LinkTimeout, CRCMismatch):
                 pass
             if time.monotonic() >= deadline:
-                raise LinkTimeout(f"the device did not answer a ping within {timeout} s: is the firmware "
-                                  "running, on this port, at this baud rate?")
+                heard = b"".join(e.data for e in self.transcript.entries[start:] if e.direction == "<")
+                raise LinkTimeout(_sync_failure(heard, sent, timeout))
 
     def ping(self, nonce: str | None = None) -> str:
         nonce = check_nonce(nonce or secrets.token_hex(8))
@@ -362,6 +365,18 @@ class Device:
             for i in missing:
                 replies[i] = self.request(texts[i], timeout=timeout)
         return [r for r in replies if r is not None]
+
+
+def _sync_failure(heard: bytes, sent: list[bytes], timeout: float) -> str:
+    """Why syncing failed, told from what came back: nothing, our own bytes, or something else."""
+    if not heard.strip():
+        return (f"the device did not answer a ping within {timeout:g} s: is the firmware running, on this "
+                "port, at this baud rate?")
+    if any(ping in heard for ping in sent):
+        return ("the port echoes what it is sent instead of answering (a loopback adapter, or a terminal "
+                "with echo on?): the tinygmm firmware is not on the other end")
+    return (f"the port sent {len(heard)} bytes in {timeout:g} s but no tinygmm reply (another program's output, "
+            f"or a different baud rate?); first bytes: {heard[:40]!r}")
 
 
 def _expect(line: Line, command: str, n_words: int | None = None) -> Line:

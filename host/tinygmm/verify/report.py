@@ -89,6 +89,14 @@ class VerifyReport:
         return write_atomic(path, json.dumps(self.to_json(), indent=1, default=float) + "\n", "the report")
 
 
+def save_failure_report(path: str | os.PathLike, project: str | os.PathLike, error: BaseException) -> Path:
+    """A report for a run that could not compare anything (no device, stale firmware, a link that
+    broke): ``passed`` false and the error, in the same format as a finished run's report."""
+    doc = {"format": REPORT_FORMAT, "version": REPORT_VERSION, "tool": f"tinygmm {__version__}", "passed": False,
+           "project": str(project), "error": str(error) or "interrupted", "error_type": type(error).__name__}
+    return write_atomic(path, json.dumps(doc, indent=1) + "\n", "the report")
+
+
 def format_report(r: VerifyReport) -> str:
     """The short table `tinygmm verify` prints."""
     lines = [f"model {r.model_id} on {r.target} via {r.transport}: {r.n_vectors} vectors "

@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -165,9 +166,14 @@ def open_device(project: Path, target: Target, model_id: str, core_dir: Path | N
             dev.expect_model(model_id)
             yield dev
         finally:
-            saved = save_run_log(project, target.env, dev, log)
-            if on_log is not None:
-                on_log(saved)
+            try:
+                saved = save_run_log(project, target.env, dev, log)
+            except TinyGMMError as e:  # the run's result (or its own error) matters more than its log
+                warnings.warn(f"{e}; the run goes on without a byte log (choose one with --log FILE)",
+                              stacklevel=2)
+            else:
+                if on_log is not None:
+                    on_log(saved)
 
 
 def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str = "", transport: str = "",
@@ -235,6 +241,10 @@ class VerifySession:
         if emulator is not None:
             check_buildable(target.board, offline)
         vectors = load_vectors(project / "test_vectors.json")
+        if vectors.model_id != model.model_id or vectors.X.shape[1] != model.n_features:
+            raise TinyGMMError(f"{project / 'test_vectors.json'} holds vectors of model {vectors.model_id} "
+                               f"({vectors.X.shape[1]} features), but the project's model is {model.model_id} "
+                               f"({model.n_features} features): export the project again (`tinygmm export`)")
         return cls(project, model, vectors, target, core_dir_for(offline))
 
     def flash(self) -> None:
