@@ -77,11 +77,16 @@ def resolve_target(env: str | None, port: str | None, emulator: str | None, *, b
                    reset: bool = False, envs: list[str] | None = None) -> Target:
     """The target, checked once: exactly one of port/emulator, an emulator that runs the env, an env
     the project has (``envs``); the env defaults to the one the emulator runs."""
-    if (port is None) == (emulator is None):
-        from ..project.boards import emulators
+    if port is not None and emulator is not None:
+        raise TinyGMMError("give --port (a board) or --emulator, not both")
+    if port is None and emulator is None:
+        if env is None:
+            from ..project.boards import emulators
 
-        raise TinyGMMError("say where the firmware runs: --port PORT (a board) or --emulator "
-                           + "|".join(emulators()))
+            raise TinyGMMError("say where the firmware runs: -e ENV for a board on the only port that looks like it, "
+                               "--port PORT, or --emulator " + "|".join(emulators()))
+        board = get_board(env)  # a board is found on its port, as `tinygmm flash` finds it; native runs here
+        port, emulator = ("auto", None) if board.embedded else (None, board.emulators[0].name)
     emu = None
     if emulator is not None:
         emu, runs = get_emulator(emulator)
@@ -238,7 +243,7 @@ class VerifySession:
         project = Path(project)
         model, manifest = read_project(project)
         target = resolve_target(env, port, emulator, baud=baud, reset=reset, envs=project_envs(manifest))
-        if emulator is not None:
+        if target.emulator is not None:  # a build may be needed (flash checks for itself)
             check_buildable(target.board, offline)
         vectors = load_vectors(project / "test_vectors.json")
         if vectors.model_id != model.model_id or vectors.X.shape[1] != model.n_features:
@@ -251,6 +256,7 @@ class VerifySession:
         """Upload the firmware to the target's board (emulators load the firmware themselves)."""
         if self.target.port is None:
             raise TinyGMMError("--flash needs --port: emulators load the firmware themselves")
+        check_buildable(self.target.board, self.core_dir is not None)
         port = flash(self.project, self.target.env, self.target.port, self.core_dir)
         self.target = Target(self.target.board, port, None, self.target.baud, self.target.reset)
 
