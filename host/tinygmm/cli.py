@@ -407,9 +407,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         _clear_progress_line()
     if state.passed:
-        print(f"\nnext: flash a board with `tinygmm flash {state.project} -e uno --port auto`, then "
-              f"`tinygmm verify {state.project} -e uno --port auto`")
+        print("\n" + "\n".join(_next_steps(state.project)))
     return 0 if state.passed else EXIT_ERROR
+
+
+def _next_steps(project: Path) -> list[str]:
+    """What to run after the demo, with where the commands live when this is a virtual environment."""
+    lines = ["next:"]
+    if sys.prefix != sys.base_prefix:
+        activate = Path(sys.prefix) / "bin" / "activate"
+        shown = os.path.relpath(activate) if not os.path.relpath(activate).startswith("..") else str(activate)
+        lines.append(f"  . {shown}    # puts tinygmm and pytest ({Path(sys.prefix) / 'bin'}) on your PATH")
+    lines += [f"  tinygmm verify {project} --emulator simavr --offline    # the Uno's firmware, emulated",
+              f"  pytest {project / 'hil'} --tinygmm-project {project} --tinygmm-emulator native --tinygmm-offline"
+              "    # the same checks as a pytest suite",
+              f"  tinygmm flash {project} -e uno --port auto --offline && tinygmm verify {project} -e uno    # a real Uno",
+              "  docs/tutorial.md: your own CSV file to a verified board, step by step"]
+    return lines
 
 
 def cmd_boards(args: argparse.Namespace) -> int:
