@@ -127,8 +127,52 @@ void tp_cmd_ping(tinygmm_proto *p, uint16_t seq, uint8_t *cur, uint8_t *end)
     tp_out_end(p);
 }
 
+/* The commands and their arguments ('#': the vector x1..xD), '|' between commands. */
+static const char tp_help[] TP_FLASH = "hello|ping NONCE|predict #|log_joint #|score #|proba #|anomaly #|"
+                                       "batch OP N BASE64|bench OP N #";
+
+/* "x1", "x1 x2", "x1 x2 x3", "x1 x2 .. xD" */
+static void out_vector_args(tinygmm_proto *p)
+{
+    const int d = tp_model_features();
+    tp_out_pstr(p, TP_STR("x1"));
+    if (d > 2) {
+        tp_out_pstr(p, TP_STR(" x2"));
+    }
+    if (d > 3) {
+        tp_out_pstr(p, TP_STR(" .."));
+    }
+    if (d > 1) {
+        tp_out_pstr(p, TP_STR(" x"));
+        tp_out_u32(p, (uint32_t)d);
+    }
+}
+
+/* To a framed request the command names, as a host may list them; to a person their arguments too. */
 void tp_cmd_help(tinygmm_proto *p, uint16_t seq)
 {
-    tp_ok_begin(p, seq, TP_STR("help hello ping predict log_joint score proba anomaly batch bench"));
+    const int human = seq == TP_UNSOLICITED_SEQ;
+    const char *s = tp_help;
+    int in_args = 0;
+    char c;
+    tp_ok_begin(p, seq, TP_STR("help "));
+    while ((c = TP_CHAR(s)) != '\0') {
+        ++s;
+        if (c == '|') {
+            tp_out_pstr(p, human ? TP_STR(", ") : TP_STR(" "));
+            in_args = 0;
+        } else if (!human && (in_args || c == ' ')) {
+            in_args = 1;
+        } else if (c == '#') {
+            out_vector_args(p);
+        } else {
+            tp_out_char(p, c);
+        }
+    }
+    if (human) {
+        tp_out_pstr(p, TP_STR("; "));
+        out_vector_args(p);
+        tp_out_pstr(p, TP_STR(" alone: predict"));
+    }
     tp_out_end(p);
 }

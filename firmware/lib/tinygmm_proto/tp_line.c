@@ -1,5 +1,5 @@
 /* tp_line.c -- the public entry points: received bytes into lines, the frame check of a line
- * (SEQ ... *CRC) and the dispatch to its command; the boot banner.
+ * (SEQ ... *CRC) and the dispatch to its command, human lines (no frame) among them; the boot banner.
  *
  * Every line is executed as soon as its line end arrives; nothing is kept between lines, so
  * after any garbage the next line is served. The line buffer is written only below its size.
@@ -55,7 +55,9 @@ static void process_line(tinygmm_proto *p)
 {
     uint8_t *s = p->line;
     uint8_t *end = p->line + p->len;
-    uint16_t seq = 0;
+    uint16_t seq = TP_UNSOLICITED_SEQ;
+    float unused;
+    int count;
     while (s < end && tp_is_blank(*s)) {
         ++s;
     }
@@ -72,7 +74,12 @@ static void process_line(tinygmm_proto *p)
         size_t i;
         seq = leading_seq(s, n);
         if (n < 7 || s[n - 5] != '*' || !tp_parse_hex(s + n - 4, 4, &given) || seq == 0) {
-            tp_reply_err(p, seq, TP_STR("bad_frame"), TP_STR("want SEQ COMMAND ARGS*CRC"));
+            /* no frame: a human line of numbers alone ("25 80") is a predict; else a bad frame */
+            if (memchr(s, '*', n) == NULL && tp_parse_vector(s, end, &unused, 0, &count) == 0) {
+                tp_cmd_single(p, TP_UNSOLICITED_SEQ, OP_PREDICT, s, end);
+            } else {
+                tp_reply_err(p, seq, TP_STR("bad_frame"), TP_STR("want SEQ COMMAND ARGS*CRC"));
+            }
             return;
         }
         for (i = 0; i < n - 5; ++i) {
@@ -94,6 +101,9 @@ static void process_line(tinygmm_proto *p)
         while (s < end && tp_is_digit(*s)) { /* skip the seq */
             ++s;
         }
+    } else if (tp_parse_vector(s, end, &unused, 0, &count) != 1) { /* "-1.5 2": a human predict */
+        tp_cmd_single(p, TP_UNSOLICITED_SEQ, OP_PREDICT, s, end);
+        return;
     }
     dispatch(p, seq, s, end);
 }
@@ -106,13 +116,14 @@ void tinygmm_proto_init(tinygmm_proto *p, const tinygmm_proto_config *cfg)
 
 void tinygmm_proto_banner(tinygmm_proto *p)
 {
-    tp_out_begin(p, 0, TP_STR("boot"));
+    tp_out_begin(p, TP_UNSOLICITED_SEQ, TP_STR("boot"));
     tp_out_key(p, TP_STR("proto"));
     tp_out_u32(p, TINYGMM_PROTO_VERSION);
     tp_out_key(p, TP_STR("model"));
     tp_out_pstr(p, tp_model_id());
     tp_out_key(p, TP_STR("target"));
     tp_out_cstr(p, p->cfg.target);
+    tp_out_pstr(p, TP_STR(" (type help)")); /* for people: hosts read key=value words only */
     tp_out_end(p);
 }
 
