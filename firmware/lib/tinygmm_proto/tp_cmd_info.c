@@ -127,28 +127,23 @@ void tp_cmd_ping(tinygmm_proto *p, uint16_t seq, uint8_t *cur, uint8_t *end)
     tp_out_end(p);
 }
 
-/* The commands and their arguments ('#': the vector x1..xD), '|' between commands. */
+/* The commands and their arguments ('#': the vector x1..xD), '|' between commands; after ';' a note
+ * for people. */
 static const char tp_help[] TP_FLASH = "hello|ping NONCE|predict #|log_joint #|score #|proba #|anomaly #|"
-                                       "batch OP N BASE64|bench OP N #";
+                                       "batch OP N BASE64|bench OP N #; # alone: predict";
 
-/* "x1", "x1 x2", "x1 x2 x3", "x1 x2 .. xD" */
+/* "x1..xD" ("x1" when D = 1) */
 static void out_vector_args(tinygmm_proto *p)
 {
     const int d = tp_model_features();
     tp_out_pstr(p, TP_STR("x1"));
-    if (d > 2) {
-        tp_out_pstr(p, TP_STR(" x2"));
-    }
-    if (d > 3) {
-        tp_out_pstr(p, TP_STR(" .."));
-    }
     if (d > 1) {
-        tp_out_pstr(p, TP_STR(" x"));
+        tp_out_pstr(p, TP_STR("..x"));
         tp_out_u32(p, (uint32_t)d);
     }
 }
 
-/* To a framed request the command names, as a host may list them; to a person their arguments too. */
+/* To a framed request the command names, as before; to a person their arguments and the note too. */
 void tp_cmd_help(tinygmm_proto *p, uint16_t seq)
 {
     const int human = seq == TP_UNSOLICITED_SEQ;
@@ -156,23 +151,22 @@ void tp_cmd_help(tinygmm_proto *p, uint16_t seq)
     int in_args = 0;
     char c;
     tp_ok_begin(p, seq, TP_STR("help "));
-    while ((c = TP_CHAR(s)) != '\0') {
-        ++s;
+    while ((c = TP_CHAR(s++)) != '\0' && (human || c != ';')) {
         if (c == '|') {
-            tp_out_pstr(p, human ? TP_STR(", ") : TP_STR(" "));
             in_args = 0;
+            if (human) {
+                tp_out_char(p, ',');
+            }
+            c = ' ';
         } else if (!human && (in_args || c == ' ')) {
             in_args = 1;
-        } else if (c == '#') {
+            continue;
+        }
+        if (c == '#') {
             out_vector_args(p);
         } else {
             tp_out_char(p, c);
         }
-    }
-    if (human) {
-        tp_out_pstr(p, TP_STR("; "));
-        out_vector_args(p);
-        tp_out_pstr(p, TP_STR(" alone: predict"));
     }
     tp_out_end(p);
 }

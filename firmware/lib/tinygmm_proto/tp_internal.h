@@ -97,6 +97,7 @@ int tp_tok_is(const tp_tok *t, const char *name_flash);
 int tp_parse_u16(const uint8_t *s, size_t n, uint16_t *out);
 int tp_parse_hex(const uint8_t *s, size_t n, uint32_t *out);
 int tp_parse_vector(uint8_t *cur, uint8_t *end, float *x, int x_max, int *n);
+int tp_all_numbers(uint8_t *cur, uint8_t *end);
 
 /* tp_model.c (the parts that need no model types; the rest is in tp_model.h) */
 const char *tp_model_id(void);

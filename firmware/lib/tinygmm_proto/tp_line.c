@@ -17,6 +17,10 @@ static void dispatch(tinygmm_proto *p, uint16_t seq, uint8_t *cur, uint8_t *end)
         return;
     }
     op = tp_parse_op(&cmd);
+    if (op == OP_NONE && seq == TP_UNSOLICITED_SEQ && tp_all_numbers(cmd.s, cmd.s + cmd.n)) {
+        op = OP_PREDICT; /* a person's line starting with a number: "25 80", "-1.5 2" */
+        cur = cmd.s;
+    }
     if (op != OP_NONE) {
         tp_cmd_single(p, seq, op, cur, end);
     } else if (tp_tok_is(&cmd, TP_STR("hello")) || tp_tok_is(&cmd, TP_STR("info"))) {
@@ -51,13 +55,17 @@ static uint16_t leading_seq(const uint8_t *s, size_t n)
     return tp_parse_u16(s, i, &seq) ? seq : 0;
 }
 
+/* 1 for a person's line of numbers ("25 80"): no '*' and every token a number. */
+static int numbers_alone(uint8_t *s, uint8_t *end)
+{
+    return memchr(s, '*', (size_t)(end - s)) == NULL && tp_all_numbers(s, end);
+}
+
 static void process_line(tinygmm_proto *p)
 {
     uint8_t *s = p->line;
     uint8_t *end = p->line + p->len;
     uint16_t seq = TP_UNSOLICITED_SEQ;
-    float unused;
-    int count;
     while (s < end && tp_is_blank(*s)) {
         ++s;
     }
@@ -67,19 +75,14 @@ static void process_line(tinygmm_proto *p)
     if (s == end) {
         return;
     }
-    if (tp_is_digit(*s)) { /* framed: SEQ ... *CRC */
+    if (tp_is_digit(*s) && !numbers_alone(s, end)) { /* framed: SEQ ... *CRC */
         const size_t n = (size_t)(end - s);
         uint32_t given;
         uint16_t crc = TP_CRC_INIT;
         size_t i;
         seq = leading_seq(s, n);
         if (n < 7 || s[n - 5] != '*' || !tp_parse_hex(s + n - 4, 4, &given) || seq == 0) {
-            /* no frame: a human line of numbers alone ("25 80") is a predict; else a bad frame */
-            if (memchr(s, '*', n) == NULL && tp_parse_vector(s, end, &unused, 0, &count) == 0) {
-                tp_cmd_single(p, TP_UNSOLICITED_SEQ, OP_PREDICT, s, end);
-            } else {
-                tp_reply_err(p, seq, TP_STR("bad_frame"), TP_STR("want SEQ COMMAND ARGS*CRC"));
-            }
+            tp_reply_err(p, seq, TP_STR("bad_frame"), TP_STR("want SEQ COMMAND ARGS*CRC"));
             return;
         }
         for (i = 0; i < n - 5; ++i) {
@@ -101,9 +104,6 @@ static void process_line(tinygmm_proto *p)
         while (s < end && tp_is_digit(*s)) { /* skip the seq */
             ++s;
         }
-    } else if (tp_parse_vector(s, end, &unused, 0, &count) != 1) { /* "-1.5 2": a human predict */
-        tp_cmd_single(p, TP_UNSOLICITED_SEQ, OP_PREDICT, s, end);
-        return;
     }
     dispatch(p, seq, s, end);
 }
