@@ -9,6 +9,7 @@ import os
 import re
 import resource
 import select
+import shutil
 import signal
 import subprocess
 import termios
@@ -30,7 +31,7 @@ from tinygmm.model import Model
 from tinygmm.resources import firmware_dir
 
 from _cdriver import LANGUAGES, have_host_compilers
-from test_link_native import UNO_LINE, UNO_RX, _demo_model, build_native
+from test_link_native import AVR_WARNINGS, UNO_LINE, UNO_RX, _demo_model, build_native
 
 PROTO_DIR = firmware_dir() / "lib" / "tinygmm_proto"
 # tp_internal.h TP_FLOAT_TEXT_MAX: the longest decimal, "-1.23456e-45" or "-0.000123456".
@@ -134,6 +135,72 @@ def test_decimal_floats_are_what_printf_g_writes(language, tmp_path):
     assert max(map(len, got)) == FLOAT_TEXT_MAX
     assert got[:5] == ["1.4013e-45", "1.17549e-38", "1.17549e-38", "3.40282e+38", "inf"]
     assert got[5:13] == ["-inf", "nan", "nan", "nan", "-0", "1", "1e+06", "1e+06"]
+
+
+# The writer on the Uno's CPU (8-bit, 16-bit int) in simavr: a bare program reads bit patterns in hex
+# on UART0 and answers each with its decimal.
+AVR_DRIVER = r"""
+#include <avr/io.h>
+#include "tp_internal.h"
+static uint8_t get(void) { while (!(UCSR0A & _BV(RXC0))) {} return UDR0; }
+static void put(char c) { while (!(UCSR0A & _BV(UDRE0))) {} UDR0 = (uint8_t)c; }
+int main(void)
+{
+    char text[TP_FLOAT_TEXT_MAX];
+    UCSR0A = _BV(U2X0);
+    UBRR0 = 16; /* 115200 baud at 16 MHz */
+    UCSR0B = _BV(RXEN0) | _BV(TXEN0);
+    for (;;) {
+        uint32_t u = 0;
+        uint8_t c;
+        size_t i, n;
+        float v;
+        while ((c = get()) != '\n') {
+            u = u << 4 | (uint32_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+        }
+        memcpy(&v, &u, sizeof v);
+        n = tp_format_float(v, text);
+        for (i = 0; i < n; ++i) {
+            put(text[i]);
+        }
+        put('\n');
+    }
+}
+"""
+
+
+def test_decimal_floats_on_the_uno_cpu_in_simavr(tmp_path):
+    from tinygmm.link.emulators import SimavrTransport
+    from tinygmm.project.boards import get_emulator
+    from tinygmm.project.build import SIMAVR_HEADER, simavr_runner
+
+    require(shutil.which("avr-gcc") is not None, "needs avr-gcc (apt-get install gcc-avr avr-libc)")
+    require(SIMAVR_HEADER.is_file(), "needs simavr: apt-get install simavr libsimavr-dev")
+    (tmp_path / "driver.c").write_text(AVR_DRIVER)
+    elf = tmp_path / "driver.elf"
+    cmd = ["avr-gcc", "-std=c99", "-mmcu=atmega328p", "-DF_CPU=16000000L", "-Os", *AVR_WARNINGS, f"-I{PROTO_DIR}",
+           str(tmp_path / "driver.c"), str(PROTO_DIR / "tp_decimal.c"), "-o", str(elf)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rng = np.random.default_rng(2)
+    ties = _ties()
+    bits = [0x00000001, 0x00000003, 0x007FFFFF, 0x00800000, 0x7F7FFFFF, 0x7F800000, 0xFFC00000, 0x80000000,
+            0x49742400, 0x497423F8, 0x38D1B717, *(e << 23 for e in range(0, 255, 7)),
+            *rng.choice(ties, 1000, replace=False).tolist(), *rng.integers(0, 1 << 32, 1000, dtype=np.uint64).tolist(),
+            *rng.integers(0, 1 << 23, 100, dtype=np.uint64).tolist()]  # subnormals: the longest work
+    options = dict(get_emulator("simavr")[0].options)
+    got = []
+    with SimavrTransport(elf, runner=simavr_runner(), wall_limit=120, **options) as uart:
+        start = time.monotonic()
+        for b in bits:
+            uart.write(b"%08x\n" % b)
+            line = b""
+            while not line.endswith(b"\n"):
+                assert time.monotonic() - start < 100, f"no answer for {b:08x}"
+                line += uart.read(64, 1.0)
+            got.append(line.decode().strip())
+    wrong = [(f"{b:08x}", g, g6(b)) for b, g in zip(bits, got) if g != g6(b)]
+    assert not wrong, f"{len(wrong)} differ from %.6g on AVR, e.g. {wrong[:5]}"
 
 
 # -- human requests and their replies ------------------------------------------------------------
