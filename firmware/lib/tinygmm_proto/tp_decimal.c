@@ -5,7 +5,7 @@
  * N = m * 2^e (e >= 0), or N = m * 5^-e times 10^e (e < 0). N is built in decimal, one digit per
  * byte (at most 24 + 149 * log2(5) < 370 bits: 112 digits), by multiplying m's digits by 2 or 5;
  * its 7 leading digits, and whether any digit after them is nonzero, round it to 6 significant
- * digits, to nearest with ties to even, as glibc and Python do. Slow (up to ~20 ms on an Uno, for
+ * digits, to nearest with ties to even, as glibc and Python do. Slow (up to ~17 ms on an Uno, for
  * the tiniest floats) but only human requests use it.
  */
 #include "tp_internal.h"
