@@ -21,7 +21,7 @@ USB_ID = re.compile(r"^[0-9A-F]{4}:[0-9A-F]{4}$")
 def test_required_boards_and_limits():
     assert {"uno", "esp32dev", "native"} <= set(BOARDS)
     uno, esp, native = BOARDS["uno"], BOARDS["esp32dev"], BOARDS["native"]
-    assert (uno.flash, uno.ram, uno.rx_buffer) == (32256, 2048, 63)  # the ring keeps one slot free
+    assert (uno.flash, uno.ram, uno.rx_buffer) == (32256, 2048, 511)  # the ring keeps one slot free
     assert (esp.flash, esp.ram, esp.rx_buffer) == (1310720, 327680, 256)
     assert (native.flash, native.ram, native.board, native.framework) == (None, None, None, None)
     assert all(b.baud == 115200 for b in BOARDS.values())

@@ -250,3 +250,31 @@ def test_which_emulator_names_are_known(built: Built) -> None:
     with pytest.raises(TinyGMMError, match="unknown emulator 'avrdude'"):
         get_emulator("avrdude")
     assert shutil.which("true")  # sanity: the environment has coreutils
+
+
+# Tokens whose reading differs between C libraries (glibc takes hex floats and nan(...), avr-libc
+# does not): the protocol's own grammar decides, the same on every device.
+NUMBER_TOKENS = ["0x1p3", "0X1P-2", "0x3f800000", "nan(123)", "1e", ".", "+.", "e5", "1.5.2", "--1", "infinity",
+                 "-INF", "NaN", "+.5", "1.5E+3", "2.", "-0", "12345678", "3f800000"]
+
+
+def _answer(dev: Device, token: str, D: int) -> str:
+    from tinygmm.link import DeviceError
+
+    try:
+        return f"ok {dev.request('predict ' + ' '.join([token] * D)).words[1]}"
+    except DeviceError as e:
+        return f"err {e.code}"
+
+
+def test_numbers_read_the_same_on_every_device(built: Built) -> None:
+    answers = {}
+    for kind in ("native", "simavr"):
+        with _open(kind, built) as transport, Device(transport) as dev:
+            dev.sync()
+            answers[kind] = {tok: _answer(dev, tok, built.model.n_features) for tok in NUMBER_TOKENS}
+    assert answers["native"] == answers["simavr"]
+    got = answers["native"]
+    assert all(got[t] == "err bad_number" for t in ("0x1p3", "0X1P-2", "0x3f800000", "nan(123)", "1e", ".", "+."))
+    assert got["NaN"] == got["-INF"] == "err nonfinite" and got["1.5E+3"].startswith("ok")
+    assert got["3f800000"].startswith("ok") and got["12345678"].startswith("ok")  # 8 hex digits: bits

@@ -447,3 +447,10 @@ def test_startup_and_model_files_do_not_import_sklearn(tmp_path):
         "assert not loaded, loaded[:5]"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.json")], check=True)
+
+
+def test_a_weights_list_of_the_wrong_length_is_named_as_such() -> None:
+    with pytest.raises(TinyGMMError, match="field 'weights' has 2 entries but the model has 3 components"):
+        Model("diag", np.array([0.5, 0.5]), np.zeros((3, 2)), np.ones((3, 2)))
+    with pytest.raises(TinyGMMError, match=r"field 'means' must have shape \(3, n_features\)"):
+        Model("diag", np.array([0.3, 0.3, 0.4]), np.zeros((2, 2)), np.ones((3, 2)))

@@ -8,6 +8,11 @@ import pytest
 
 from tinygmm.project.export import export_project
 from tinygmm.model import Model, load
+from tinygmm.verify.compare import CHECK_NAMES
+from tinygmm.verify.vectors import KINDS
+
+# The shipped suite: each check on each kind of vector, plus its three whole-run tests.
+SUITE_TESTS = len(CHECK_NAMES) * len(KINDS) + 3
 
 
 @pytest.fixture
@@ -23,23 +28,26 @@ def run(pytester: pytest.Pytester, project: Path, *args: str) -> pytest.RunResul
 def test_suite_passes_on_the_native_build_with_junit(pytester, project, tmp_path) -> None:
     junit = tmp_path / "device.xml"
     result = run(pytester, project, "--tinygmm-emulator", "native", f"--junitxml={junit}")
-    result.assert_outcomes(passed=82)
+    result.assert_outcomes(passed=SUITE_TESTS)
     result.stdout.fnmatch_lines(["*tinygmm: link log (every byte, timestamped): *.log"])
     logs = sorted((project / ".tinygmm" / "logs").glob("*-native-*.log"))
     assert logs and "batch predict" in logs[-1].read_text()
     xml = junit.read_text()
-    assert 'test_device_agrees_with_host[predict: equals float64 outside certified float32 ties-far1000]' in xml
+    assert 'test_device_agrees_with_host[predict-equals-float64-outside-certified-float32-ties-far1000]' in xml
+    # the figures a team tracks across runs are JUnit properties
+    assert '<property name="bit_exact_log_joint" value="1.0000"' in xml
+    assert '<property name="link_resent_lines" value="0"' in xml
 
 
 def test_without_a_device_the_suite_skips_and_says_why(pytester, project) -> None:
     result = run(pytester, project, "-rs")
-    result.assert_outcomes(skipped=82)
+    result.assert_outcomes(skipped=SUITE_TESTS)
     result.stdout.fnmatch_lines(["*no board or emulator: give --tinygmm-port PORT or --tinygmm-emulator*"])
 
 
 def test_a_missing_port_skips_naming_it(pytester, project) -> None:
     result = run(pytester, project, "--tinygmm-env", "uno", "--tinygmm-port", "/dev/ttyNOSUCH", "-rs")
-    result.assert_outcomes(skipped=82)
+    result.assert_outcomes(skipped=SUITE_TESTS)
     result.stdout.fnmatch_lines(["*no serial port /dev/ttyNOSUCH*"])
 
 
@@ -52,8 +60,8 @@ def test_stale_firmware_is_refused_before_any_comparison(pytester, project, tmp_
     export_project(other, ["native", "uno", "esp32dev"], stale, force=True)
     program = stale / ".pio" / "build" / "native" / "program"
     program.touch()  # newer than the sources: not rebuilt, still runs the old model
-    result = run(pytester, stale, "--tinygmm-emulator", "native")
-    result.assert_outcomes(errors=82)
+    result = run(pytester, stale, "--tinygmm-emulator", "native", "-rs")
+    result.assert_outcomes(errors=1, skipped=SUITE_TESTS - 1)  # reported once, not per test
     result.stdout.fnmatch_lines([f"*refusing to compare: the device runs model {model.model_id}, "
                                  f"expected {other.model_id}*"])
 

@@ -90,7 +90,8 @@ def test_verify_native_passes_and_writes_the_report(project: Path, tmp_path: Pat
     doc = json.loads(report.read_text())
     assert doc["format"] == "tinygmm-verify" and doc["passed"] is True
     assert doc["model_id"] == load(project / "model.json").model_id
-    assert {c["name"].split(":")[0] for c in doc["checks"]} == set(OPS)
+    assert {c["name"].split(":")[0] for c in doc["checks"]} == {*OPS, "link"}
+    assert doc["link"]["lines_sent"] > 0 and doc["link"]["resent_lines"] == 0
     assert doc["n_vectors"] == sum(doc["kinds"].values()) and doc["cycles"]["predict"] > 0
     assert "hello" in log.read_text()  # every byte sent and received, timestamped
 
@@ -155,4 +156,5 @@ def test_the_overall_timeout_stops_a_run_and_reaps_the_emulator(project: Path, c
     capsys.readouterr()
     assert main(["verify", str(project), "-e", "uno", "--emulator", "simavr", "--timeout", "0.5"]) == 1
     assert "did not finish within 0.5 s" in capsys.readouterr().err
-    assert sp.run(["pgrep", "-f", "simavr_bridge"], capture_output=True).returncode == 1  # nothing left running
+    mine = sp.run(["pgrep", "-P", str(os.getpid()), "-f", "simavr_bridge"], capture_output=True)
+    assert mine.returncode == 1, mine.stdout  # no emulator of ours left running

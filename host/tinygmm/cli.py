@@ -72,7 +72,7 @@ def percentile(text: str) -> float:
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", metavar="DATA.csv", help="CSV file (comma, semicolon or tab separated)")
-    p.add_argument("--columns", help='columns to use, by header name or 0-based index: "Age,Income (k$)" or "2,4" '
+    p.add_argument("--columns", help='columns to use, by header name or 0-based index: "Age,Annual Income (k$)" or "2,4" '
                    "(default: every all-numeric column)")
     p.add_argument("--drop-missing", action="store_true", help="skip rows with empty/NA/nan cells instead of failing")
     p.add_argument("--covariance", choices=COVARIANCE_CHOICES, default="full", help="covariance type (default: full)")
@@ -82,9 +82,11 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed, for reproducible fits (default: 0)")
 
 
-def _add_selection_args(p: argparse.ArgumentParser, k_range_in: Any) -> None:
-    k_range_in.add_argument("--k-range", type=k_range, required=k_range_in is p, metavar="A:B",
-                            help="candidate numbers of components, both ends included, e.g. 1:12")
+def _add_selection_args(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("-k", "--n-components", type=positive_int, metavar="N", help="number of components")
+    group.add_argument("--k-range", type=k_range, metavar="A:B",
+                       help="candidate numbers of components, both ends included, e.g. 1:12")
     p.add_argument("--criterion", choices=CRITERION_CHOICES, default="bic",
                    help="how to choose k: lowest BIC, lowest AIC, or likelihood-ratio test (default: bic)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level for --criterion lrt (default: 0.05)")
@@ -103,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tinygmm",
         description="Fit Gaussian mixture models and take them to microcontrollers.",
+        epilog="Start with `tinygmm demo`; docs/tutorial.md takes a CSV file to a verified board step by step. "
+               "`tinygmm COMMAND --help` describes each command.",
     )
     parser.add_argument("--version", action="version", version=f"tinygmm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
@@ -110,9 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="fit a model to a CSV file and save it as model JSON",
                        description="Fit a Gaussian mixture to columns of a CSV file and save the model.")
     _add_data_args(p)
-    group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("-k", "--n-components", type=positive_int, metavar="N", help="number of components")
-    _add_selection_args(p, k_range_in=group)
+    _add_selection_args(p)
     p.add_argument("--anomaly-percentile", type=percentile, default=1.0, metavar="P",
                    help="anomaly threshold: this percentile of the training log-likelihoods (default: 1)")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="model.json", help="where to write the model")
@@ -121,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("select", help="compare numbers of components by BIC/AIC/LRT and print the table",
                        description="Fit each k in a range and print log-likelihood, BIC, AIC (and LRT) per k.")
     _add_data_args(p)
-    _add_selection_args(p, k_range_in=p)
+    _add_selection_args(p)
     p.add_argument("--plot", type=Path, metavar="selection.png",
                    help="also draw BIC/AIC and the likelihood-ratio tests against k (needs tinygmm[plot])")
     p.set_defaults(func=cmd_select)
@@ -140,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-missing", action="store_true", help="skip rows with empty/NA/nan cells instead of failing")
     p.add_argument("--features", metavar="A,B",
                    help="model features to draw, by name or 0-based index (default: all of them)")
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="clusters.png",
-                   help="where to write the picture (.png, .svg or .pdf)")
+    p.add_argument("-o", "--output", "--plot", dest="output", required=True, type=Path, metavar="clusters.png",
+                   help="where to write the picture (.png, .svg or .pdf); --plot as in select and verify")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("demo", help="the whole path on built-in data: fit, choose k, export, build, verify",
@@ -202,8 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", type=Path, metavar="DIR")
     p.add_argument("-e", "--env", metavar="ENV",
                    help="the project's env (board) to verify (default with --emulator: the env it runs)")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--port", metavar="PORT|auto", help="a board on a serial port (device path or pyserial URL)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--port", metavar="PORT|auto",
+                       help="a board on a serial port (device path or pyserial URL; default with a board's -e: auto, "
+                            "as for flash)")
     where.add_argument("--emulator", choices=list(emulators()),
                        help="run the firmware here: the native build, or the uno firmware in simavr or qemu")
     p.add_argument("--baud", type=positive_int, default=0,
@@ -315,16 +319,20 @@ def _print_notes(notes: list[str]) -> None:
         print(f"tinygmm: note: {note}", file=sys.stderr)
 
 
+def _candidates(args: argparse.Namespace) -> range | list[int]:
+    """The k to fit: -k N alone, or every k of --k-range (what fit and select both take)."""
+    if args.n_components is not None and args.criterion == "lrt":
+        raise TinyGMMError("--criterion lrt compares numbers of components: use it with --k-range A:B, not -k")
+    return [args.n_components] if args.n_components is not None else args.k_range
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from .tables import format_selection
     from .model import save
 
-    if args.n_components is not None and args.criterion == "lrt":
-        raise TinyGMMError("--criterion lrt compares numbers of components: use it with --k-range A:B, not -k")
     X, names, notes = _read_data(args)
     _print_notes(notes)
-    candidates = [args.n_components] if args.n_components is not None else args.k_range
-    fitted = _fit(X, names, candidates, scale=args.scale, criterion=args.criterion, covariance=args.covariance,
+    fitted = _fit(X, names, _candidates(args), scale=args.scale, criterion=args.criterion, covariance=args.covariance,
                   n_init=args.n_init, seed=args.seed, alpha=args.alpha)
     if args.k_range is not None:
         print(format_selection(fitted.selection))
@@ -346,7 +354,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         require_matplotlib()
     X, names, notes = _read_data(args)
     _print_notes(notes)
-    fitted = _fit(X, names, args.k_range, scale=args.scale, criterion=args.criterion, covariance=args.covariance,
+    fitted = _fit(X, names, _candidates(args), scale=args.scale, criterion=args.criterion, covariance=args.covariance,
                   n_init=args.n_init, seed=args.seed, alpha=args.alpha)
     print(format_selection(fitted.selection))
     if args.plot:
@@ -399,9 +407,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         _clear_progress_line()
     if state.passed:
-        print(f"\nnext: flash a board with `tinygmm flash {state.project} -e uno --port auto`, then "
-              f"`tinygmm verify {state.project} -e uno --port auto`")
+        print("\n" + "\n".join(_next_steps(state.project)))
     return 0 if state.passed else EXIT_ERROR
+
+
+def _next_steps(project: Path) -> list[str]:
+    """What to run after the demo, with where the commands live when this is a virtual environment."""
+    lines = ["next:"]
+    if sys.prefix != sys.base_prefix:
+        activate = Path(sys.prefix) / "bin" / "activate"
+        shown = os.path.relpath(activate) if not os.path.relpath(activate).startswith("..") else str(activate)
+        lines.append(f"  . {shown}    # puts tinygmm and pytest ({Path(sys.prefix) / 'bin'}) on your PATH")
+    lines += [f"  tinygmm verify {project} --emulator simavr --offline    # the Uno's firmware, emulated",
+              f"  pytest {project / 'hil'} --tinygmm-project {project} --tinygmm-emulator native --tinygmm-offline"
+              "    # the same checks as a pytest suite",
+              f"  tinygmm flash {project} -e uno --port auto --offline && tinygmm verify {project} -e uno    # a real Uno",
+              "  docs/tutorial.md: your own CSV file to a verified board, step by step"]
+    return lines
 
 
 def cmd_boards(args: argparse.Namespace) -> int:
@@ -458,11 +480,14 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.env is not None and args.env not in envs:
         raise TinyGMMError(f"{args.project} has no env {args.env!r}; it has {', '.join(envs)} "
                            "(add a board with `tinygmm export --board`)")
-    if args.env is not None:
-        check_buildable(get_board(args.env), args.offline)
+    targets = [args.env] if args.env else envs
+    if args.env is None and args.offline:  # every env the offline core can build; the others named
+        for env in [e for e in envs if get_board(e).why_not_buildable()]:
+            _print_notes([f"skipping {env}: it cannot be built offline here ({get_board(env).why_not_buildable()})"])
+            targets.remove(env)
+    for env in targets:
+        check_buildable(get_board(env), args.offline)
     core = _core_dir(args)
-    # without -e: every env this machine can build (the ESP32 needs PlatformIO's registry)
-    targets = [args.env] if args.env else [e for e in envs if not (args.offline and get_board(e).toolchain is None)]
     for env in targets:
         result = run_pio(["run", "-e", env], args.project, core)
         use = parse_memory_use(result.output)
@@ -478,7 +503,13 @@ def cmd_flash(args: argparse.Namespace) -> int:
     if args.env not in envs or args.env == "native":
         boards = [e for e in envs if e != "native"] or ["none: add one with `tinygmm export --board`"]
         raise TinyGMMError(f"cannot flash env {args.env!r}; the project's boards: {', '.join(boards)}")
-    port = flash(args.project, args.env, args.port, _core_dir(args))
+    from .project.boards import get_board
+    from .project.build import check_buildable
+    from .project.ports import resolve_port
+
+    port = resolve_port(args.port, args.env)  # a missing board is the first thing to say
+    check_buildable(get_board(args.env), args.offline)
+    port = flash(args.project, args.env, port, _core_dir(args))
     print(f"tinygmm: {args.env} flashed on {port}")
     return 0
 
@@ -495,9 +526,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
         from .plots import require_matplotlib
 
         require_matplotlib()
-    report = verify_project(args.project, args.env, port=args.port, emulator=args.emulator, baud=args.baud,
-                            flash=args.flash, offline=args.offline, bench=not args.no_bench, log=args.log,
-                            reset=args.reset, timeout=args.timeout, on_log=_show_log)
+    try:
+        report = verify_project(args.project, args.env, port=args.port, emulator=args.emulator, baud=args.baud,
+                                flash=args.flash, offline=args.offline, bench=not args.no_bench, log=args.log,
+                                reset=args.reset, timeout=args.timeout, on_log=_show_log)
+    except (TinyGMMError, KeyboardInterrupt) as e:  # the report says what failed, as a CI job expects
+        if args.report:
+            from .verify.report import save_failure_report
+
+            save_failure_report(args.report, args.project, e)
+            print(f"tinygmm: failure report written to {args.report}", file=sys.stderr)
+        raise
     print(format_report(report))
     if args.report:
         report.save(args.report)

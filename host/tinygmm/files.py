@@ -8,13 +8,8 @@ from pathlib import Path
 from .errors import TinyGMMError
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str, what: str = "the file") -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, then rename.
-
-    Parent folders are created; any OSError becomes a TinyGMMError naming the path and ``what``.
-    """
-    path = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
+def _stage(path: Path, payload: bytes, what: str) -> str:
+    """``payload`` in a synced temporary file beside ``path``; its name."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -26,13 +21,53 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, what: str = "the fi
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
     except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _remove(tmp)
         if isinstance(e, OSError):
             raise TinyGMMError(f"{path}: cannot write {what}: {e.strerror or e}") from None
         raise
+    return tmp
+
+
+def _remove(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def write_all_atomic(files: dict[Path, bytes], what: str = "the files") -> None:
+    """Write a set of files so that they are all new or all old: every file is staged (written and
+    synced beside its target) before the first one replaces its target; if staging any fails,
+    nothing is replaced. The renames that follow do not fail for want of space."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            staged.append((_stage(Path(path), data, what), Path(path)))
+    except BaseException:
+        for tmp, _ in staged:
+            _remove(tmp)
+        raise
+    for i, (tmp, path) in enumerate(staged):
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            for rest, _ in staged[i:]:
+                _remove(rest)
+            raise TinyGMMError(f"{path}: cannot write {what}: {e.strerror or e}") from None
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str, what: str = "the file") -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, then rename.
+
+    Parent folders are created; any OSError becomes a TinyGMMError naming the path and ``what``.
+    """
+    path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = _stage(path, payload, what)
+    try:
+        os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        raise TinyGMMError(f"{path}: cannot write {what}: {e.strerror or e}") from None
     return path

@@ -362,6 +362,8 @@ def load(path: str | os.PathLike) -> Model:
         doc = json.loads(text, parse_constant=_reject_constant)
     except ValueError as e:
         raise TinyGMMError(f"{path}: not a valid model file (JSON error: {e})") from None
+    except RecursionError:  # Python's JSON parser recurses once per nesting level
+        raise TinyGMMError(f"{path}: not a valid model file (JSON nested too deeply)") from None
     try:
         return model_from_dict(doc)
     except ModelFieldError as e:
@@ -426,8 +428,17 @@ def _validate(m: Model) -> None:
     m.covariances = _frozen_array(m.covariances, "covariances")
     if m.weights.ndim != 1 or m.weights.shape[0] < 1:
         raise ModelFieldError("weights", f"must be a non-empty list, got shape {m.weights.shape}")
-    K = m.weights.shape[0]
-    if m.means.ndim != 2 or m.means.shape[0] != K or m.means.shape[1] < 1:
+    if m.means.ndim != 2 or m.means.shape[0] < 1 or m.means.shape[1] < 1:
+        raise ModelFieldError("means", f"must have shape (n_components, n_features), got {m.means.shape}")
+    # The number of components is what most of weights, means and covariances say: the odd one out
+    # is the field named wrong (the means decide a tie).
+    counts = [m.means.shape[0], m.weights.shape[0]]
+    if m.covariance_type != "tied" and m.covariances.ndim >= 1:
+        counts.append(m.covariances.shape[0])
+    K = max(counts, key=lambda k: (counts.count(k), k == m.means.shape[0]))
+    if m.weights.shape[0] != K:
+        raise ModelFieldError("weights", f"has {m.weights.shape[0]} entries but the model has {K} components")
+    if m.means.shape[0] != K:
         raise ModelFieldError("means", f"must have shape ({K}, n_features), got {m.means.shape}")
     D = m.means.shape[1]
     expected = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[m.covariance_type]

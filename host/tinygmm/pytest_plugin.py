@@ -14,6 +14,8 @@ Fixtures: ``tinygmm_project`` (Path), ``tinygmm_session`` (the project read and 
 once, shared with `tinygmm verify`), ``tinygmm_model``, ``tinygmm_vectors``, ``tinygmm_device``
 (a synced :class:`~tinygmm.link.client.Device`, refused before any comparison when it runs another
 model), ``tinygmm_report`` (the whole suite run once: :class:`~tinygmm.verify.report.VerifyReport`).
+The session, device and report are made once per session; a set-up that fails (stale firmware, a
+broken link) is reported by the first test that needs it and only named by the others.
 A failing test that used the device gets the device's byte log attached as a report section; the
 whole run's log is kept under the project's .tinygmm/logs/.
 Without a board or emulator the tests skip and say why; under CI=true a missing emulator fails.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -77,59 +80,115 @@ def tinygmm_project(pytestconfig: pytest.Config) -> Path:
     return Path(value)
 
 
+@dataclass
+class _SetupFailure:
+    """Why the device cannot be used this session: reported by the first test that needs it, and
+    only named by the others (a project with 80 tests must not print the same error 80 times)."""
+
+    message: str
+    skip: bool  # nothing to test against here (no board given): every test skips, saying why
+    reported: bool = False
+
+
+def _failure(message: str, required_in_ci: bool, available_elsewhere: bool) -> _SetupFailure:
+    """A missing board or emulator skips (fails under CI=true when CI installs it); anything else fails."""
+    skip = available_elsewhere and not (required_in_ci and IN_CI)
+    suffix = " (CI=true: CI must install it)" if available_elsewhere and not skip else ""
+    return _SetupFailure(message + suffix, skip)
+
+
+def _use(value: Any) -> Any:
+    """``value``, or the set-up failure it stands for: raised in the first test, named in the others."""
+    if not isinstance(value, _SetupFailure):
+        return value
+    if value.skip:
+        pytest.skip(value.message)
+    if value.reported:
+        pytest.skip(f"the tinygmm device could not be set up (reported once, by the first test that needed it): "
+                    f"{value.message.splitlines()[0][:160]}")
+    value.reported = True
+    pytest.fail(value.message, pytrace=False)
+
+
 @pytest.fixture(scope="session")
-def tinygmm_session(pytestconfig: pytest.Config, tinygmm_project: Path) -> Any:
-    """The project read and the target checked, once (:class:`~tinygmm.verify.session.VerifySession`)."""
+def _tinygmm_session(pytestconfig: pytest.Config, tinygmm_project: Path) -> Any:
     from .verify.session import VerifySession
 
     opt = pytestconfig.getoption
     port, emulator = opt("tinygmm_port"), opt("tinygmm_emulator")
     if port is None and emulator is None:
-        skip_unless_ci("no board or emulator: give --tinygmm-port PORT or --tinygmm-emulator "
-                     + "|".join(_emulator_names()), False)
+        return _SetupFailure("no board or emulator: give --tinygmm-port PORT or --tinygmm-emulator "
+                             + "|".join(_emulator_names()), skip=True)
     try:
         return VerifySession.open(tinygmm_project, opt("tinygmm_env"), port=port, emulator=emulator,
                                   baud=opt("tinygmm_baud"), reset=opt("tinygmm_reset"), offline=opt("tinygmm_offline"))
     except TinyGMMError as e:
-        pytest.fail(str(e), pytrace=False)
+        return _SetupFailure(str(e), skip=False)
 
 
 @pytest.fixture(scope="session")
-def tinygmm_model(tinygmm_session: Any) -> Any:
-    return tinygmm_session.model
-
-
-@pytest.fixture(scope="session")
-def tinygmm_vectors(tinygmm_session: Any) -> Any:
-    return tinygmm_session.vectors
-
-
-@pytest.fixture(scope="session")
-def tinygmm_device(pytestconfig: pytest.Config, tinygmm_session: Any) -> Iterator[Any]:
-    target = tinygmm_session.target
+def _tinygmm_device(pytestconfig: pytest.Config, _tinygmm_session: Any) -> Iterator[Any]:
+    session = _tinygmm_session
+    if isinstance(session, _SetupFailure):
+        yield session
+        return
+    target = session.target
 
     def keep_log(path: Path) -> None:
         pytestconfig.stash[_LOG_KEY] = path
 
     with contextlib.ExitStack() as stack:
         try:
-            device = stack.enter_context(tinygmm_session.device(on_log=keep_log))
+            device = stack.enter_context(session.device(on_log=keep_log))
         except StaleFirmware as e:
-            pytest.fail(f"refusing to compare: {e}", pytrace=False)
+            yield _SetupFailure(f"refusing to compare: {e}", skip=False)
+            return
         except TinyGMMError as e:
             text = str(e)
-            if "apt-get install" in text or "no serial port" in text or "no port that looks like" in text:
-                skip_unless_ci(f"{target.transport_name} unavailable: {text}",
-                             required_in_ci=target.emulator is not None)
-            pytest.fail(text, pytrace=False)
+            missing = "apt-get install" in text or "no serial port" in text or "no port that looks like" in text
+            yield _failure(f"{target.transport_name} unavailable: {text}" if missing else text,
+                           required_in_ci=target.emulator is not None, available_elsewhere=missing)
+            return
         pytestconfig.stash[_DEVICE_KEY] = device
         yield device
 
 
 @pytest.fixture(scope="session")
-def tinygmm_report(tinygmm_session: Any, tinygmm_device: Any) -> Any:
+def _tinygmm_report(_tinygmm_session: Any, _tinygmm_device: Any) -> Any:
+    if isinstance(_tinygmm_device, _SetupFailure):
+        return _tinygmm_device
+    try:
+        return _tinygmm_session.run(_tinygmm_device)
+    except TinyGMMError as e:
+        return _SetupFailure(f"the verification run broke off: {e}", skip=False)
+
+
+@pytest.fixture
+def tinygmm_session(_tinygmm_session: Any) -> Any:
+    """The project read and the target checked, once (:class:`~tinygmm.verify.session.VerifySession`)."""
+    return _use(_tinygmm_session)
+
+
+@pytest.fixture
+def tinygmm_model(_tinygmm_session: Any) -> Any:
+    return _use(_tinygmm_session).model
+
+
+@pytest.fixture
+def tinygmm_vectors(_tinygmm_session: Any) -> Any:
+    return _use(_tinygmm_session).vectors
+
+
+@pytest.fixture
+def tinygmm_device(_tinygmm_device: Any) -> Any:
+    """A synced :class:`~tinygmm.link.client.Device` checked to run the project's model (one per session)."""
+    return _use(_tinygmm_device)
+
+
+@pytest.fixture
+def tinygmm_report(_tinygmm_report: Any) -> Any:
     """The whole suite run once on the device: :class:`~tinygmm.verify.report.VerifyReport`."""
-    return tinygmm_session.run(tinygmm_device)
+    return _use(_tinygmm_report)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -46,9 +46,9 @@ extern "C" {
 typedef void (*tinygmm_proto_write_fn)(void *user, const uint8_t *data, size_t len);
 /* A free-running 32-bit clock for `bench` (wraps modulo 2^32). */
 typedef uint32_t (*tinygmm_proto_clock_fn)(void);
-/* Called during long work on a line (between batch vectors, every 32 bytes of a CRC): the glue
- * may move received bytes out of a small hardware buffer into its own queue, so the link keeps
- * flowing while the device computes; hello's rx= then reports both. */
+/* Called during long work on a line (between batch vectors, every 32 bytes of a CRC): a glue whose
+ * receive hardware is polled, not interrupt-driven, may move received bytes into its own queue
+ * here, so the link keeps flowing while the device computes; hello's rx= then reports both. */
 typedef void (*tinygmm_proto_poll_fn)(void *user);
 
 typedef struct tinygmm_proto_config {

@@ -54,8 +54,65 @@ int tp_parse_hex(const uint8_t *s, size_t n, uint32_t *out)
     return 1;
 }
 
-/* Exactly 8 hex digits: a bit pattern; anything else: a decimal for the C library. The token is
- * NUL-terminated in place for strtof (line[] has one spare byte past its last token). */
+static int lower(uint8_t c) { return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c; }
+
+static int is_word(const uint8_t *s, size_t n, const char *word)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        if (word[i] == '\0' || lower(s[i]) != word[i]) {
+            return 0;
+        }
+    }
+    return word[n] == '\0';
+}
+
+/* The protocol's own decimal grammar, so that every device accepts the same numbers whatever its C
+ * library's strtod also takes (glibc reads 0x1p3 and nan(123); avr-libc does not):
+ *   [+-] (digits [. [digits]] | . digits) [(e|E) [+-] digits]   or   [+-] (inf | infinity | nan) */
+static int is_decimal(const uint8_t *s, size_t n)
+{
+    size_t i = 0, mantissa = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-')) {
+        ++i;
+    }
+    if (is_word(s + i, n - i, "inf") || is_word(s + i, n - i, "infinity") || is_word(s + i, n - i, "nan")) {
+        return 1;
+    }
+    while (i < n && tp_is_digit(s[i])) {
+        ++i;
+        ++mantissa;
+    }
+    if (i < n && s[i] == '.') {
+        ++i;
+        while (i < n && tp_is_digit(s[i])) {
+            ++i;
+            ++mantissa;
+        }
+    }
+    if (mantissa == 0) {
+        return 0;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        size_t exponent = 0;
+        ++i;
+        if (i < n && (s[i] == '+' || s[i] == '-')) {
+            ++i;
+        }
+        while (i < n && tp_is_digit(s[i])) {
+            ++i;
+            ++exponent;
+        }
+        if (exponent == 0) {
+            return 0;
+        }
+    }
+    return i == n;
+}
+
+/* Exactly 8 hex digits: a bit pattern; else a decimal of the protocol's grammar, converted by the
+ * C library. The token is NUL-terminated in place for strtof (line[] has one spare byte past its
+ * last token). */
 static int parse_float(tp_tok *t, float *out)
 {
     uint32_t bits;
@@ -65,6 +122,9 @@ static int parse_float(tp_tok *t, float *out)
     if (t->n == 8 && tp_parse_hex(t->s, 8, &bits)) {
         memcpy(out, &bits, sizeof bits);
         return 1;
+    }
+    if (!is_decimal(t->s, t->n)) {
+        return 0;
     }
     saved = t->s[t->n];
     t->s[t->n] = '\0';

@@ -6,12 +6,19 @@
 Each check of tinygmm.verify.compare runs on each kind of vector (training data, model samples, a box around
 the data, points 10x and 1000x the span away, decision boundaries, extreme floats, NaN/Inf).
 """
+import re
+
 import pytest
 
 from tinygmm.verify.vectors import KINDS
 from tinygmm.verify.compare import CHECK_NAMES
 
 pytestmark = pytest.mark.tinygmm
+
+
+def plain(name: str) -> str:
+    """A test id of plain words, easy to select with -k: 'predict-status-equals-the-twin-s'."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def test_device_is_built_for_this_board_and_model_shape(tinygmm_device, tinygmm_session, tinygmm_model):
@@ -23,7 +30,7 @@ def test_device_is_built_for_this_board_and_model_shape(tinygmm_device, tinygmm_
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("check", CHECK_NAMES)
+@pytest.mark.parametrize("check", CHECK_NAMES, ids=plain)
 def test_device_agrees_with_host(tinygmm_report, kind, check):
     checks = {c.name: c for c in tinygmm_report.by_kind.get(kind, [])}
     if kind not in tinygmm_report.by_kind:
@@ -44,3 +51,12 @@ def test_predictions_and_log_joints_equal_the_twin_bit_for_bit(tinygmm_report, r
     for op in ("predict", "log_joint"):
         assert tinygmm_report.bit_exact[op] == 1.0, \
             f"{op}: {tinygmm_report.bit_exact[op]:.1%} bit-exact with the float32 twin (the device rounds differently)"
+
+
+def test_the_link_lost_nothing(tinygmm_report, record_property):
+    """Flow control held: no reply corrupted, no request retried, no batch line resent (otherwise
+    the throughput and bytes per vector measured are not the link's)."""
+    for key, value in tinygmm_report.link.items():
+        record_property(f"link_{key}", value)
+    lost = {k: v for k, v in tinygmm_report.link.items() if k != "lines_sent" and v}
+    assert not lost, f"the link lost or corrupted bytes: {lost} of {tinygmm_report.link['lines_sent']} lines sent"

@@ -3,7 +3,7 @@
 
 A leaf of the package: it imports nothing from fitting, the device model, export or build."""
 from .child import PipeTransport, PtyTransport
-from .client import Device, Transcript
+from .client import Device, LinkStats, Transcript
 from .protocol import (
     PROTOCOL_VERSION, BatchResult, BenchResult, CRCMismatch, DeviceError, Hello, LinkClosed, LinkTimeout,
     ProtocolError,
@@ -11,7 +11,7 @@ from .protocol import (
 from .transports import SerialTransport, Transport
 
 __all__ = [
-    "PROTOCOL_VERSION", "Device", "Transcript", "Hello", "BatchResult", "BenchResult",
+    "PROTOCOL_VERSION", "Device", "LinkStats", "Transcript", "Hello", "BatchResult", "BenchResult",
     "ProtocolError", "CRCMismatch", "LinkTimeout", "LinkClosed", "DeviceError",
     "Transport", "PipeTransport", "PtyTransport", "SerialTransport",
 ]

@@ -26,6 +26,8 @@ from .protocol import LinkClosed, LinkTimeout
 
 # Seconds a child gets to exit by itself after we hang up, then after SIGTERM, before SIGKILL.
 CHILD_EXIT_GRACE = 2.0
+# Seconds to wait for a child's exit code once the link closed (for the error message only).
+EXIT_CODE_WAIT = 0.5
 # A write that cannot be handed to the OS in this long means the other side is stuck.
 WRITE_TIMEOUT = 5.0
 
@@ -101,6 +103,11 @@ class ChildTransport:
         return f.read().decode(errors="replace").strip()
 
     def _gone(self, detail: str = "") -> LinkClosed:
+        if self._proc is not None:
+            try:  # the link closes just before the child's exit is reaped: give its code a moment
+                self._proc.wait(timeout=EXIT_CODE_WAIT)
+            except subprocess.TimeoutExpired:
+                pass
         code = self.returncode
         state = "still running" if code is None else f"exit code {code}"
         err = self._stderr_text()

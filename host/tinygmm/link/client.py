@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -38,6 +38,9 @@ READ_CHUNK = 4096
 RX_LINE_LIMIT = 1 << 20
 # Lines per pipelined group: keeps every seq in flight unique (seqs wrap at 65535).
 PIPELINE_GROUP = 1000
+# Error replies that mean the request line arrived damaged (bytes lost or changed on the way), not
+# that it was wrong: the request is sent again, and the loss counted (docs/protocol.md, Errors).
+DAMAGED_REQUEST = ("bad_crc", "bad_frame", "line_too_long")
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,22 @@ class Transcript:
         return sum(len(e.data) for e in self.entries if e.direction == ">")
 
 
+@dataclass
+class LinkStats:
+    """What the link lost on the way: on a sound link with flow control obeyed, all zero."""
+
+    lines_sent: int = 0  # request lines framed and sent (first tries and resends)
+    corrupted_lines: int = 0  # received lines whose CRC did not match their text
+    retried_requests: int = 0  # requests sent again after a corrupted, refused or missing reply
+    resent_lines: int = 0  # batch lines sent again after their reply was lost or corrupted
+
+    def total(self) -> int:
+        return self.corrupted_lines + self.retried_requests + self.resent_lines
+
+    def since(self, before: LinkStats) -> LinkStats:
+        return LinkStats(*(a - b for a, b in zip(astuple(self), astuple(before))))
+
+
 class Device:
     """A tinygmm firmware on the other end of a transport.
 
@@ -83,6 +102,7 @@ class Device:
         self.timeout = timeout
         self.retries = retries
         self.transcript = Transcript()
+        self.stats = LinkStats()
         self.info: Hello | None = None
         self._rx = bytearray()
         self._seq = 0
@@ -135,6 +155,7 @@ class Device:
         try:
             return parse_line(raw)
         except CRCMismatch as e:
+            self.stats.corrupted_lines += 1
             self._note(f"corrupted line: {e}")
             return e
         except ProtocolError as e:
@@ -175,18 +196,20 @@ class Device:
         failure: Exception | None = None
         for attempt in range(1 + self.retries):
             if attempt:
+                self.stats.retried_requests += 1
                 self._note(f"retry {attempt} of {text[:40]!r} after: {failure}")
             seq = self._next_seq()
             # After a timeout the device may hold a partial line: end it first (answered with an
             # error for seq 0 or an old seq, which is skipped).
+            self.stats.lines_sent += 1
             self._send((b"\n" if attempt else b"") + frame(seq, text))
             try:
                 line = self._await(seq, time.monotonic() + timeout)
             except (CRCMismatch, LinkTimeout) as e:
                 failure = e
                 continue
-            if line.kind == "err" and line.command == "bad_crc":
-                failure = DeviceError("bad_crc", " ".join(line.words[1:]), seq)
+            if line.kind == "err" and line.command in DAMAGED_REQUEST:
+                failure = DeviceError(line.command, " ".join(line.words[1:]), seq)
                 continue
             line.raise_if_error()
             return line
@@ -198,10 +221,13 @@ class Device:
     def sync(self, *, timeout: float = SYNC_TIMEOUT, attempt_timeout: float = SYNC_ATTEMPT) -> None:
         """Ping with fresh nonces until one is echoed; everything before it is skipped (and logged)."""
         deadline = time.monotonic() + timeout
+        start = len(self.transcript.entries)
+        sent: list[bytes] = []
         while True:
             nonce = secrets.token_hex(8)
             seq = self._next_seq()
-            self._send(b"\n" + frame(seq, f"ping {nonce}"))
+            sent.append(frame(seq, f"ping {nonce}").rstrip(b"\n"))
+            self._send(b"\n" + sent[-1] + b"\n")
             try:
                 line = self._await(seq, min(deadline, time.monotonic() + attempt_timeout))
                 if line.kind == "ok" and line.words == ("ping", nonce):
@@ -211,8 +237,8 @@ class Device:
             except (LinkTimeout, CRCMismatch):
                 pass
             if time.monotonic() >= deadline:
-                raise LinkTimeout(f"the device did not answer a ping within {timeout} s: is the firmware "
-                                  "running, on this port, at this baud rate?")
+                heard = b"".join(e.data for e in self.transcript.entries[start:] if e.direction == "<")
+                raise LinkTimeout(_sync_failure(heard, sent, timeout))
 
     def ping(self, nonce: str | None = None) -> str:
         nonce = check_nonce(nonce or secrets.token_hex(8))
@@ -301,6 +327,7 @@ class Device:
         seqs = [self._next_seq() for _ in texts]
         index_of = {s: i for i, s in enumerate(seqs)}
         frames = [frame(s, t) for s, t in zip(seqs, texts)]
+        self.stats.lines_sent += len(frames)
         ends = np.cumsum([len(f) for f in frames]).tolist()
         stream = b"".join(frames)
         replies: list[Line | None] = [None] * len(texts)
@@ -325,18 +352,31 @@ class Device:
                     self._note(f"skipped line with seq {item.seq} during a batch: {item.raw[:80]!r}")
                 continue
             idx = index_of[item.seq]  # replies come in order: lines before idx lost theirs
-            if not (item.kind == "err" and item.command == "bad_crc"):
+            if not (item.kind == "err" and item.command in DAMAGED_REQUEST):
                 item.raise_if_error()
                 replies[idx] = item
             oldest = idx + 1
         missing = [i for i, r in enumerate(replies) if r is None]
         if missing:
+            self.stats.resent_lines += len(missing)
             self._note(f"resending {len(missing)} of {len(texts)} batch lines" + (" after a timeout" if timed_out else ""))
             if timed_out:
                 self.sync()
             for i in missing:
                 replies[i] = self.request(texts[i], timeout=timeout)
         return [r for r in replies if r is not None]
+
+
+def _sync_failure(heard: bytes, sent: list[bytes], timeout: float) -> str:
+    """Why syncing failed, told from what came back: nothing, our own bytes, or something else."""
+    if not heard.strip():
+        return (f"the device did not answer a ping within {timeout:g} s: is the firmware running, on this "
+                "port, at this baud rate?")
+    if any(ping in heard for ping in sent):
+        return ("the port echoes what it is sent instead of answering (a loopback adapter, or a terminal "
+                "with echo on?): the tinygmm firmware is not on the other end")
+    return (f"the port sent {len(heard)} bytes in {timeout:g} s but no tinygmm reply (another program's output, "
+            f"or a different baud rate?); first bytes: {heard[:40]!r}")
 
 
 def _expect(line: Line, command: str, n_words: int | None = None) -> Line:

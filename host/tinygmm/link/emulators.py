@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import TinyGMMError
-from .child import WRITE_TIMEOUT, ChildTransport, FdTransport, PtyTransport, _open_pty_slave, _spawn
+from .child import EXIT_CODE_WAIT, WRITE_TIMEOUT, ChildTransport, FdTransport, PtyTransport, _open_pty_slave, _spawn
 from .protocol import LinkClosed, LinkTimeout
 
 # simavr_bridge's exit codes (see its header comment).
@@ -120,7 +120,7 @@ class SimavrTransport(FdTransport):
     def _gone(self, detail: str = "") -> LinkClosed:
         if self._proc is not None:
             try:  # the runner exits right after closing its side: give it a moment for its message
-                self._proc.wait(timeout=0.5)
+                self._proc.wait(timeout=EXIT_CODE_WAIT)
             except subprocess.TimeoutExpired:
                 pass
         code = self.returncode

@@ -7,7 +7,9 @@ and ``close()``; every transport is also a context manager that closes it.
 from __future__ import annotations
 
 import errno
+import os
 import time
+from pathlib import Path
 from typing import Protocol
 
 from ..errors import TinyGMMError
@@ -61,6 +63,13 @@ class SerialTransport(_ContextManager):
             port.open()
         except (serial.SerialException, OSError, ValueError) as e:
             raise TinyGMMError(_open_failure(url, e)) from None
+        # The exclusive lock stops programs that also lock (pyserial, PlatformIO's monitor), not a
+        # plain open (cat, screen): such a reader would take bytes meant for us.
+        others = holders(url)
+        if others:
+            port.close()
+            raise TinyGMMError(f"serial port {url} is busy: {', '.join(others)} has it open; close that "
+                               "program (a serial monitor?) first")
         self._port = port
         if reset:
             try:
@@ -111,6 +120,37 @@ def _open_failure(url: str, e: BaseException) -> str:
         return f"serial port {url} is busy: another program (a serial monitor?) has it open"
     if code == errno.EACCES or "Permission denied" in text:
         return f"no permission to open {url}: add yourself to the dialout group (then log in again)"
+    if code == errno.ENOTTY or "Inappropriate ioctl" in text:
+        return f"{url} is not a serial port (it does not answer terminal ioctls): give the board's port"
     if code == errno.ECONNREFUSED or "refused" in text.lower():
         return f"cannot connect to {url}: connection refused (is the emulator or server running?)"
     return f"cannot open serial port {url}: {text}"
+
+
+def holders(device: str) -> list[str]:
+    """Other processes that have the device file open, as 'process PID (NAME)' (Linux /proc; [] for
+    a URL, elsewhere, or where /proc cannot be read)."""
+    if "://" in device:
+        return []
+    try:
+        target = os.stat(device)
+    except OSError:
+        return []
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        if entry.name == str(os.getpid()):
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:  # gone, or not ours to read
+            continue
+        for fd in fds:
+            try:
+                st = os.stat(fd)
+            except OSError:
+                continue
+            if (st.st_rdev, st.st_ino, st.st_dev) == (target.st_rdev, target.st_ino, target.st_dev):
+                name = (entry / "comm").read_text().strip() if (entry / "comm").exists() else "?"
+                found.append(f"process {entry.name} ({name})")
+                break
+    return found

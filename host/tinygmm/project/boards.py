@@ -165,19 +165,27 @@ UNO_EMULATORS = (
     Emulator("qemu", "qemu", ("qemu-system-misc",), timed=False, options=MappingProxyType({"machine": "uno"})),
 )
 
+# The Uno's serial receive ring, filled by the UART interrupt however long the sketch computes or
+# blocks writing a reply: the AVR core's HardwareSerial.h takes SERIAL_RX_BUFFER_SIZE from the build
+# (default 64; above 256 it indexes with uint16_t). A power of two, because the core wraps its
+# indices with %, a ~200-cycle division per byte otherwise (416 bytes: 52% of the raw payload limit
+# for the demo's batch predict; 512: see bench/link_throughput.py). It replaces the glue's polled
+# 352-byte queue, which a vector slower than 5.5 ms (63 bytes at 115200 baud) overran.
+UNO_RX_RING = 512
+
 # Sources of the numbers:
 # uno: 32768 B flash less the 512-byte Optiboot bootloader, 2 KB SRAM (Arduino's boards.txt:
-#   uno.upload.maximum_size=32256, maximum_data_size=2048); HardwareSerial.h SERIAL_RX_BUFFER_SIZE 64,
-#   of which the ring keeps one slot empty: 63 bytes may be in flight (a 64th is dropped).
+#   uno.upload.maximum_size=32256, maximum_data_size=2048); the ring keeps one slot empty to tell
+#   full from empty: UNO_RX_RING - 1 bytes may be in flight (one more is dropped).
 #   Core cost: avr-gcc 5.4 -Os, device.memory.measure_avr's core (avr_probe.c around the model):
 #   7045 B (D=1) to 7609 B (D=16; a constant D unrolls more; the full-covariance loops have their
 #   own out-of-line copies for speed, and tied predict its linear score, ~350 B), so 7650 covers
 #   them; stack from -fstack-usage along score -> argmax -> rows, 3 return addresses and
 #   expf/logf: 198-200 B beyond the 4*D + 8*K buffers. Firmware around the core: the exported uno
-#   project of the demo model built with the offline core (avr-gcc 5.4, LTO) takes 17428 B flash
-#   and 1135 B static RAM (protocol line buffer 512, receive queue 352, serial rings), against
-#   model + core = 7751 B and no static RAM: 9677 B more flash, and 1135 B of RAM plus ~100 B of
-#   protocol stack.
+#   project of the demo model built with the offline core (avr-gcc 5.4, LTO) takes 17272 B flash
+#   and 1203 B static RAM (protocol line buffer 512, receive ring 512, transmit ring), against
+#   model + core = 7751 B and no static RAM: 9521 B more flash (9700 kept as margin), and 1203 B
+#   of RAM plus ~100 B of protocol stack.
 # esp32dev: the default partition table's 1.25 MB app slot and 320 KB DRAM (PlatformIO's
 #   esp32dev.json maximum_size/maximum_ram_size); arduino-esp32 HardwareSerial's default 256-byte
 #   RX buffer. No Xtensa toolchain here: Xtensa code is about as dense as AVR's on this code and
@@ -196,8 +204,9 @@ BOARDS: dict[str, Board] = {
         Board(
             env="uno", title="Arduino Uno (ATmega328P, 16 MHz)", platform="atmelavr @ 5.1.0", board="uno",
             framework="arduino", glue="arduino", flash=32256, ram=2048,
-            core=CoreCost(7650, 200, True, firmware_flash=9_700, firmware_ram=1240),
-            rx_buffer=63, pointer_bytes=2, artifact=".pio/build/uno/firmware.elf",
+            core=CoreCost(7650, 200, True, firmware_flash=9_700, firmware_ram=1300),
+            rx_buffer=UNO_RX_RING - 1, build_flags=(f"-DSERIAL_RX_BUFFER_SIZE={UNO_RX_RING}",),
+            pointer_bytes=2, artifact=".pio/build/uno/firmware.elf",
             usb_ids={**USB_ARDUINO_UNO, **USB_CH340, **USB_FTDI},
             emulators=UNO_EMULATORS, toolchain=AVR_TOOLCHAIN, clock_hz=16_000_000,
         ),

@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,9 @@ RUNNER_CFLAGS = ("-O2", "-Wall", "-Wextra", "-I/usr/include/simavr")
 RUNNER_LIBS = ("-lsimavr", "-lutil")
 SIMAVR_HEADER = Path("/usr/include/simavr/sim_avr.h")
 SIMAVR_PACKAGES = "simavr libsimavr-dev"
+# Where PlatformIO downloads platforms from, and how long a look costs before a build that needs it.
+REGISTRY_HOST = "api.registry.platformio.org"
+REGISTRY_TIMEOUT = 3.0
 
 
 def core_dir_for(offline: bool) -> Path | None:
@@ -37,12 +41,36 @@ def core_dir_for(offline: bool) -> Path | None:
 
 
 def check_buildable(board: Board, offline: bool) -> None:
-    """Fail at once, naming the board and the reason, when the offline core cannot build it here."""
-    why = board.why_not_buildable() if offline else ""
-    if why:
-        raise TinyGMMError(f"{board.env} cannot be built offline here: {why}"
-                           + ("" if board.toolchain is None else "; or build without --offline where "
-                              "PlatformIO's registry is reachable"))
+    """Fail at once, naming the board and the reason, when a build cannot happen here: the offline core
+    lacks the board's toolchain, or (online) PlatformIO's core lacks the board's platform and its
+    registry is out of reach (PlatformIO itself would spend a minute on retries before failing)."""
+    if offline or os.environ.get(CORE_ENV_VAR):
+        why = board.why_not_buildable()
+        if why:
+            raise TinyGMMError(f"{board.env} cannot be built offline here: {why}"
+                               + ("" if board.toolchain is None else "; or build without --offline where "
+                                  "PlatformIO's registry is reachable"))
+        return
+    if (user_core_dir() / "platforms" / board.platform_name).is_dir() or registry_reachable():
+        return
+    hint = ("build with tinygmm's offline core: --offline (--tinygmm-offline under pytest)"
+            if not board.why_not_buildable() else f"and it cannot be built offline here either: {board.why_not_buildable()}")
+    raise TinyGMMError(f"PlatformIO's core ({user_core_dir()}) has no {board.platform_name} platform for {board.env} "
+                       f"and its registry ({REGISTRY_HOST}) cannot be reached: {hint}")
+
+
+def user_core_dir() -> Path:
+    """PlatformIO's own core: $PLATFORMIO_CORE_DIR, else ~/.platformio."""
+    return Path(os.environ.get("PLATFORMIO_CORE_DIR") or Path.home() / ".platformio").expanduser()
+
+
+def registry_reachable(timeout: float = REGISTRY_TIMEOUT) -> bool:
+    """Whether a TCP connection to PlatformIO's registry opens (its name resolves, its port answers)."""
+    try:
+        with socket.create_connection((REGISTRY_HOST, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def artifact(project: Path, env: str) -> Path:

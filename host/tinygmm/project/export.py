@@ -22,7 +22,7 @@ from ..device.fold import DeviceModel, fold
 from ..device.memory import check_fits, memory_report
 from ..device.render import render_header
 from ..errors import TinyGMMError
-from ..files import write_atomic
+from ..files import write_all_atomic
 from ..model import Model, model_to_dict
 from ..resources import firmware_dir, render_template
 from ..verify.vectors import dumps_vectors, make_vectors
@@ -98,8 +98,8 @@ def _read_manifest(project: Path) -> dict[str, str]:
     try:
         files = json.loads(path.read_text())["files"]
         return {str(k): str(v) for k, v in files.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise TinyGMMError(f"{path}: unreadable manifest ({e}); remove it to export afresh") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        raise TinyGMMError(f"{path}: unreadable manifest ({e or 'nested too deeply'}); remove it to export afresh") from None
 
 
 def export_project(model: Model, board_names: Sequence[str], project: str | os.PathLike,
@@ -137,22 +137,25 @@ def export_project(model: Model, board_names: Sequence[str], project: str | os.P
                            + "; move them away or pass --force")
 
     result = ExportResult(project)
+    changed: dict[Path, bytes] = {}
     for rel, data in files.items():
         path = project / rel
         if path.exists() and path.read_bytes() == data:
             result.unchanged.append(rel)
         else:
-            write_atomic(path, data, "a project file")
+            changed[path] = data
             result.written.append(rel)
     hashes = {rel: _sha256(data) for rel, data in files.items()}
+    manifest = {"tool": f"tinygmm {__version__}", "model_id": model.model_id,
+                "boards": [b.env for b in boards], "files": dict(sorted(hashes.items()))}
+    # the whole set at once (new or old, never mixed), the manifest last
+    changed[project / MANIFEST] = (json.dumps(manifest, indent=1) + "\n").encode()
+    write_all_atomic(changed, "a project file")
     for rel, digest in old.items():  # generated before, not any more: remove if untouched
         path = project / rel
         if rel not in hashes and path.is_file() and _sha256(path.read_bytes()) == digest:
             path.unlink()
             result.removed.append(rel)
-    manifest = {"tool": f"tinygmm {__version__}", "model_id": model.model_id,
-                "boards": [b.env for b in boards], "files": dict(sorted(hashes.items()))}
-    write_atomic(project / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     result.memory = memory
     return result
 
@@ -171,6 +174,7 @@ def read_project(project: str | os.PathLike) -> tuple[Model, dict]:
         raise TinyGMMError(f"{project} is not a tinygmm project (no {MANIFEST}); create one with `tinygmm export`")
     try:
         manifest = json.loads((project / MANIFEST).read_text())
-    except (OSError, ValueError) as e:
-        raise TinyGMMError(f"{project / MANIFEST}: unreadable manifest ({e}); export the project again") from None
+    except (OSError, ValueError, RecursionError) as e:
+        raise TinyGMMError(f"{project / MANIFEST}: unreadable manifest ({e or 'nested too deeply'}); "
+                           "export the project again") from None
     return load(project / "model.json"), manifest

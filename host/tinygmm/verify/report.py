@@ -67,6 +67,7 @@ class VerifyReport:
     bytes_per_vector: dict[str, float] = field(default_factory=dict)  # request bytes on the wire per vector
     link_limit: float | None = None  # vectors/s a raw float32 payload could reach at the baud rate
     device: dict[str, str] = field(default_factory=dict)  # the device's hello fields
+    link: dict[str, int] = field(default_factory=dict)  # link.client.LinkStats of the run: lines sent, lost
     seconds: float = 0.0
     by_kind: dict[str, list[Check]] = field(default_factory=dict)  # the same checks on each kind of vector
     per_vector: PerVector | None = field(default=None, repr=False)  # for plots; not saved
@@ -88,6 +89,14 @@ class VerifyReport:
         return write_atomic(path, json.dumps(self.to_json(), indent=1, default=float) + "\n", "the report")
 
 
+def save_failure_report(path: str | os.PathLike, project: str | os.PathLike, error: BaseException) -> Path:
+    """A report for a run that could not compare anything (no device, stale firmware, a link that
+    broke): ``passed`` false and the error, in the same format as a finished run's report."""
+    doc = {"format": REPORT_FORMAT, "version": REPORT_VERSION, "tool": f"tinygmm {__version__}", "passed": False,
+           "project": str(project), "error": str(error) or "interrupted", "error_type": type(error).__name__}
+    return write_atomic(path, json.dumps(doc, indent=1) + "\n", "the report")
+
+
 def format_report(r: VerifyReport) -> str:
     """The short table `tinygmm verify` prints."""
     lines = [f"model {r.model_id} on {r.target} via {r.transport}: {r.n_vectors} vectors "
@@ -95,7 +104,7 @@ def format_report(r: VerifyReport) -> str:
     width = max(len(c.name) for c in r.checks)
     for c in r.checks:
         mark = "ok  " if c.passed else "FAIL"
-        extra = f"  e.g. vectors {c.examples}" if c.failures else ""
+        extra = f"  e.g. vectors {c.examples}" if c.examples else (f"  {c.detail}" if c.failures else "")
         lines.append(f"  {mark} {c.name.ljust(width)}  {c.checked - c.failures}/{c.checked}{extra}")
     lines.append(f"  certified float32 ties: {r.certified_ties}")
     lines.append(f"  max error vs float64: log_joint {r.max_log_joint_error:.3g} ({r.max_log_joint_error_ratio:.2f} of bound), "

@@ -9,10 +9,12 @@ The model is folded once per session and the reference computed once per run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -28,13 +30,16 @@ from ..project.build import check_buildable, core_dir_for, ensure_built, flash, 
 from ..project.export import project_envs, read_project
 from ..status import OPS
 from .compare import Reference, compare, compare_by_kind
-from .report import VerifyReport
+from .report import Check, VerifyReport
 from .vectors import Vectors, load_vectors
 
 # Inferences per on-device timing (bench), and how many vectors are timed (median reported).
 BENCH_CALLS = 20
 BENCH_VECTORS = 5
 LOG_DIR = Path(".tinygmm") / "logs"
+# The check that the link itself lost nothing: any resend means bytes were lost or corrupted, so
+# the throughput and bytes per vector measured are not the link's (a finding, not a silent PASS).
+LINK_CHECK = "link: every request answered the first time (no byte lost or corrupted)"
 # A UART moves 10 bits per byte (8N1).
 UART_BITS_PER_BYTE = 10
 
@@ -72,11 +77,16 @@ def resolve_target(env: str | None, port: str | None, emulator: str | None, *, b
                    reset: bool = False, envs: list[str] | None = None) -> Target:
     """The target, checked once: exactly one of port/emulator, an emulator that runs the env, an env
     the project has (``envs``); the env defaults to the one the emulator runs."""
-    if (port is None) == (emulator is None):
-        from ..project.boards import emulators
+    if port is not None and emulator is not None:
+        raise TinyGMMError("give --port (a board) or --emulator, not both")
+    if port is None and emulator is None:
+        if env is None:
+            from ..project.boards import emulators
 
-        raise TinyGMMError("say where the firmware runs: --port PORT (a board) or --emulator "
-                           + "|".join(emulators()))
+            raise TinyGMMError("say where the firmware runs: -e ENV for a board on the only port that looks like it, "
+                               "--port PORT, or --emulator " + "|".join(emulators()))
+        board = get_board(env)  # a board is found on its port, as `tinygmm flash` finds it; native runs here
+        port, emulator = ("auto", None) if board.embedded else (None, board.emulators[0].name)
     emu = None
     if emulator is not None:
         emu, runs = get_emulator(emulator)
@@ -161,9 +171,14 @@ def open_device(project: Path, target: Target, model_id: str, core_dir: Path | N
             dev.expect_model(model_id)
             yield dev
         finally:
-            saved = save_run_log(project, target.env, dev, log)
-            if on_log is not None:
-                on_log(saved)
+            try:
+                saved = save_run_log(project, target.env, dev, log)
+            except TinyGMMError as e:  # the run's result (or its own error) matters more than its log
+                warnings.warn(f"{e}; the run goes on without a byte log (choose one with --log FILE)",
+                              stacklevel=2)
+            else:
+                if on_log is not None:
+                    on_log(saved)
 
 
 def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str = "", transport: str = "",
@@ -175,6 +190,7 @@ def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str
     info = dev.info
     if info is None or info.model_id != folded.model_id:
         info = dev.expect_model(folded.model_id)
+    before = dataclasses.replace(dev.stats)
     outputs: dict[str, Any] = {}
     rate, per_vector = {}, {}
     for op in OPS:
@@ -188,6 +204,10 @@ def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str
     reference = Reference.of(folded, vectors.X)
     checks, figures = compare(folded, vectors, outputs, reference)
     by_kind = compare_by_kind(folded, vectors, outputs, reference)
+    lost = dev.stats.since(before)
+    checks.append(Check(LINK_CHECK, lost.lines_sent, lost.total(),
+                        f"corrupted replies {lost.corrupted_lines}, retried requests {lost.retried_requests}, "
+                        f"resent batch lines {lost.resent_lines}: bytes were lost or corrupted on the way"))
     cycles = {}
     if bench:
         sample = vectors.of_kind("sample")[:BENCH_VECTORS]
@@ -200,7 +220,7 @@ def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str
                         n_vectors=len(vectors.X), kinds=kinds, checks=checks, cycles=cycles,
                         clock_unit=info.clock_unit, vectors_per_second=rate, bytes_per_vector=per_vector,
                         link_limit=limit, device=dict(info.fields), seconds=time.perf_counter() - start,
-                        by_kind=by_kind, **figures)
+                        by_kind=by_kind, link=dataclasses.asdict(lost), **figures)
 
 
 @dataclass
@@ -223,15 +243,20 @@ class VerifySession:
         project = Path(project)
         model, manifest = read_project(project)
         target = resolve_target(env, port, emulator, baud=baud, reset=reset, envs=project_envs(manifest))
-        if emulator is not None:
+        if target.emulator is not None:  # a build may be needed (flash checks for itself)
             check_buildable(target.board, offline)
         vectors = load_vectors(project / "test_vectors.json")
+        if vectors.model_id != model.model_id or vectors.X.shape[1] != model.n_features:
+            raise TinyGMMError(f"{project / 'test_vectors.json'} holds vectors of model {vectors.model_id} "
+                               f"({vectors.X.shape[1]} features), but the project's model is {model.model_id} "
+                               f"({model.n_features} features): export the project again (`tinygmm export`)")
         return cls(project, model, vectors, target, core_dir_for(offline))
 
     def flash(self) -> None:
         """Upload the firmware to the target's board (emulators load the firmware themselves)."""
         if self.target.port is None:
             raise TinyGMMError("--flash needs --port: emulators load the firmware themselves")
+        check_buildable(self.target.board, self.core_dir is not None)
         port = flash(self.project, self.target.env, self.target.port, self.core_dir)
         self.target = Target(self.target.board, port, None, self.target.baud, self.target.reset)
 

@@ -113,5 +113,5 @@ def load_vectors(path: str | os.PathLike) -> Vectors:
         return Vectors(kinds, bits.view(np.float32), str(doc["model_id"]))
     except FileNotFoundError:
         raise TinyGMMError(f"{path}: no such test-vector file (re-run `tinygmm export`)") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise TinyGMMError(f"{path}: bad test-vector file: {e}") from None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+        raise TinyGMMError(f"{path}: bad test-vector file: {e or 'JSON nested too deeply'}") from None

@@ -1,0 +1,63 @@
+"""A newcomer's first commands: builds that cannot happen here fail at once and say what to do,
+offline builds are discoverable, and the command line is consistent across subcommands."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tinygmm.cli import build_parser, main
+from tinygmm.project import build
+
+
+@pytest.fixture
+def no_registry(monkeypatch, tmp_path: Path) -> None:
+    """PlatformIO's own core empty and its registry out of reach, as on a fresh offline machine."""
+    monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(tmp_path / "empty-core"))
+    monkeypatch.delenv("TINYGMM_PIO_CORE", raising=False)
+    monkeypatch.setattr(build, "registry_reachable", lambda timeout=build.REGISTRY_TIMEOUT: False)
+
+
+def test_an_online_build_that_cannot_download_fails_at_once_naming_offline(demo_project: Path, no_registry,
+                                                                          capsys) -> None:
+    start = time.monotonic()
+    assert main(["build", str(demo_project), "-e", "native"]) == 1
+    err = capsys.readouterr().err
+    assert time.monotonic() - start < 5
+    assert "has no native platform" in err and "--offline (--tinygmm-offline under pytest)" in err
+    assert main(["verify", str(demo_project), "--emulator", "native"]) == 1
+    assert "--offline" in capsys.readouterr().err
+
+
+def test_a_board_that_cannot_build_offline_fails_at_once_naming_it(demo_project: Path, capsys) -> None:
+    start = time.monotonic()
+    assert main(["build", str(demo_project), "-e", "esp32dev", "--offline"]) == 1
+    assert time.monotonic() - start < 5
+    assert "esp32dev cannot be built offline here: no Xtensa ESP32 toolchain" in capsys.readouterr().err
+
+
+def test_building_every_env_offline_says_which_it_skips(demo_project: Path, pio_core, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("TINYGMM_PIO_CORE", str(pio_core.core_dir))
+    assert main(["build", str(demo_project), "--offline"]) == 0
+    assert "skipping esp32dev: it cannot be built offline here" in capsys.readouterr().err
+
+
+def test_verify_finds_a_board_on_its_port_as_flash_does(demo_project: Path, capsys) -> None:
+    """Without --port, a board's env looks for its port (auto), like `tinygmm flash`; native runs here."""
+    assert main(["verify", str(demo_project), "-e", "uno"]) == 1  # no Uno attached to this machine
+    assert "--port auto found no port that looks like a uno board" in capsys.readouterr().err
+    flash = build_parser().parse_args(["flash", "p", "-e", "uno"])
+    verify = build_parser().parse_args(["verify", "p", "-e", "uno"])
+    assert flash.port == "auto" and verify.port is None and verify.emulator is None
+
+
+def test_fit_and_select_take_the_same_k_options_and_plot_takes_plot(tmp_path: Path) -> None:
+    parser = build_parser()
+    for command in ("fit", "select"):
+        extra = ["-o", "m.json"] if command == "fit" else []
+        assert parser.parse_args([command, "d.csv", "-k", "3", *extra]).n_components == 3
+        assert parser.parse_args([command, "d.csv", "--k-range", "1:4", *extra]).k_range == range(1, 5)
+    assert parser.parse_args(["plot", "m.json", "d.csv", "--plot", "x.png"]).output == Path("x.png")
+    assert "docs/tutorial.md" in parser.format_help()
+    assert "Annual Income (k$)" in parser._subparsers._group_actions[0].choices["fit"].format_help()
