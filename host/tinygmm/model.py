@@ -1,4 +1,8 @@
-"""The model file: a fitted GMM with its scaler and metadata, its JSON schema, validation and id."""
+"""The model file: a fitted GMM with its scaler and metadata, its JSON schema, validation and id.
+
+It is longer than 500 lines because it holds every way a model comes in (a fitted estimator or
+scikit-learn pipeline, a file) beside the one validation all of them pass through.
+"""
 from __future__ import annotations
 
 import datetime as _dt
@@ -231,14 +235,9 @@ class Model:
 
 
 def _float64_parameters(gmm: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A mixture's weights, means and covariances in float64.
-
-    A fit on float32 data keeps float32 parameters (scikit-learn does so since 1.9) whose weights sum
-    to 1, and whose covariances are symmetric, only to float32's precision (scikit-learn's tied
-    covariance computed in float32 can be off by 1e-4 relative), coarser than the model's
-    tolerances: the weights are renormalised, and each covariance is replaced by the mean of itself
-    and its transpose, in float64.
-    """
+    """A mixture's weights, means and covariances in float64. A float32 fit's weights sum to 1, and its
+    covariances are symmetric, only to float32's precision (scikit-learn's tied one can be 1e-4 off),
+    coarser than the model's tolerances: the weights are renormalised, the covariances symmetrised."""
     weights, means, covariances = (np.asarray(getattr(gmm, a), dtype=np.float64)
                                    for a in ("weights_", "means_", "covariances_"))
     if np.asarray(gmm.weights_).dtype != np.float64:
@@ -255,17 +254,15 @@ def from_sklearn(
     X_train: np.ndarray | None = None,
     threshold_percentile: float = 1.0,
 ) -> Model:
-    """Import a fitted mixture, with its scaler, without loss.
+    """Import a fitted mixture with its scaler, without loss.
 
-    ``estimator`` is a fitted GaussianMixture or BayesianGaussianMixture (scikit-learn's or
-    tinygmm's) with an optional fitted StandardScaler as ``scaler``, or a fitted Pipeline of a
-    StandardScaler and such a mixture (or of the mixture alone), which brings its scaler with it.
-    Read duck-typed: ``weights_``, ``means_``, ``covariances_``, ``covariance_type`` and the
-    scaler's ``mean_``/``scale_``. A BayesianGaussianMixture exports its point estimate, the
-    mixture its ``weights_``, ``means_`` and ``covariances_`` describe; its own ``predict`` takes
-    expectations over the variational posterior, which can differ near component boundaries.
-    Feature names default to the estimator's ``feature_names_in_``; ``X_train`` (raw data) sets the
-    anomaly threshold as in ``Model.from_gmm``.
+    ``estimator``: a fitted GaussianMixture or BayesianGaussianMixture (scikit-learn's or tinygmm's),
+    with a fitted StandardScaler as ``scaler`` or none; or a fitted Pipeline of a StandardScaler and
+    such a mixture, which brings its scaler. Read duck-typed (``weights_``, ``means_``,
+    ``covariances_``, ``covariance_type``; ``mean_``, ``scale_``). Of a BayesianGaussianMixture the
+    model is the point estimate those attributes describe (its own predict takes expectations over
+    the variational posterior, which can differ near boundaries). Feature names default to
+    ``feature_names_in_``; ``X_train`` (raw data) sets the anomaly threshold as in ``Model.from_gmm``.
     """
     from sklearn.pipeline import Pipeline
 
