@@ -61,3 +61,21 @@ def test_fit_and_select_take_the_same_k_options_and_plot_takes_plot(tmp_path: Pa
     assert parser.parse_args(["plot", "m.json", "d.csv", "--plot", "x.png"]).output == Path("x.png")
     assert "docs/tutorial.md" in parser.format_help()
     assert "Annual Income (k$)" in parser._subparsers._group_actions[0].choices["fit"].format_help()
+
+
+def test_the_readmes_python_runs_as_written(tmp_path: Path, monkeypatch) -> None:
+    import re
+
+    import numpy as np
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert blocks, "the README shows its Python"
+    monkeypatch.chdir(tmp_path)
+    X = np.random.default_rng(0).normal(size=(300, 2)) * [14.0, 26.0] + [39.0, 50.0]
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {"X": X})
+    from tinygmm import load
+
+    model = load(tmp_path / "model.json")
+    assert model.scaler is not None  # the saved model standardises, as the tutorial advises
