@@ -314,8 +314,11 @@ def _tied_linear_bound(dev: DeviceModel, X: np.ndarray, top: np.ndarray) -> np.n
     with y_k = A z - b_k. ||A z||^2 drops out of the difference and b32 . dw leaves only
     (b32_k - b32_top) . dw, so far from the data, where |y| ~ |A z| is huge, the bound stays linear
     in |A z| like the true differences. Per component: |e_k . y_k| + ||e_k||^2 <= sum_i f_ki |y_ki| + f_ki^2,
-    c_k = fl((bias_k - ||b32_k||^2) / 2) by u |c_k|, and the D products and additions of t_k by
-    gamma_{D+1} (|c_k| + sum_i |b32_ki| (|A z|_i + c_i)). Doubled (lj = 2t) and times BOUND_SAFETY.
+    c_k = fl((bias_k - ||b32_k||^2) / 2) by u |c_k|, and t_k = c_k + b32_k0 w_0 + ... (left to right)
+    by u sum_i |b32_ki w_i| (the D products) + u sum_i |s_ki| (the D additions, s_ki the partial
+    sum after term i): near the data of a near-singular model |c_k| and b32_k . w are ~||w||^2 / 2
+    with opposite signs, so the partial sums, not gamma_{D+1} (|c_k| + sum_i |b32_ki w_i|), are the
+    scale of the roundings. Doubled (lj = 2t) and times BOUND_SAFETY.
     """
     ex = dev.exact
     x = np.asarray(X, dtype=np.float32).astype(np.float64)[:, dev.order]
@@ -329,9 +332,11 @@ def _tied_linear_bound(dev: DeviceModel, X: np.ndarray, top: np.ndarray) -> np.n
     Az = z @ A.T  # (N, D)
     y = Az[:, None, :] - b[None]  # (N, K, D)
     f = U32 * (np.abs(b) + np.abs(ex.means) @ absA.T)  # (K, D)
-    c32 = np.abs(dev.tied_bias.astype(np.float64))  # (K,)
+    c32 = dev.tied_bias.astype(np.float64)  # (K,)
+    terms = b32[None] * Az[:, None, :]  # (N, K, D): the products b32_ki w_i
+    partial = c32[None, :, None] + np.cumsum(terms, axis=2)  # the sums after each term
     g = (np.einsum("kd,nkd->nk", f, np.abs(y)) + np.sum(f * f, axis=1)[None]
-         + U32 * c32[None] + _gamma(D + 1) * (c32[None] + (np.abs(Az) + c) @ np.abs(b32).T))  # (N, K)
+         + U32 * (np.abs(c32)[None] + np.sum(np.abs(terms) + np.abs(partial), axis=2)))  # (N, K)
     n = np.arange(x.shape[0])
     common = np.einsum("nd,nkd->nk", c, np.abs(b32[None] - b32[top][:, None, :]))
     return BOUND_SAFETY * 2.0 * (common + g + g[n, top][:, None])
