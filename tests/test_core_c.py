@@ -104,7 +104,7 @@ def test_core_vs_float64_within_documented_bounds(drivers, case):
     np.testing.assert_array_equal(out["label"][certified], top[certified])
     assert np.mean(~certified) <= MAX_UNCERTIFIED, f"{np.mean(~certified):.2%} of predictions not certified"
     score64 = reference_score(m, X)
-    s_bound = score_error_bound(bound, score64, m.n_components)
+    s_bound = score_error_bound(bound, lj64, m.n_components)
     assert np.all(np.abs(out["score"] - score64) <= s_bound)
 
 

@@ -16,7 +16,7 @@ from tinygmm.project.export import export_project
 from tinygmm.device.twin import DeviceTwin
 from tinygmm.status import ERR_NONFINITE
 from tinygmm.verify.vectors import load_vectors
-from tinygmm.verify.compare import OPS, compare
+from tinygmm.verify.compare import OPS, STATUS_CHECK, VALUE_CHECKS, compare
 
 
 @pytest.fixture
@@ -57,25 +57,25 @@ def test_each_kind_of_wrong_answer_is_caught(project: Path) -> None:
 
     def relabel(s, v):
         v[sample] = (v[sample] + 1) % model.n_components
-    assert tampered("predict", relabel) == ["predict: equals float64 outside certified float32 ties"]
+    assert tampered("predict", relabel) == [VALUE_CHECKS["predict"]]
 
     def shift_lj(s, v):
         v[sample] += np.float32(0.5)
-    assert tampered("log_joint", shift_lj) == ["log_joint: within the float32 error bound of float64"]
+    assert tampered("log_joint", shift_lj) == [VALUE_CHECKS["log_joint"]]
 
     def shift_score(s, v):
         v[sample] -= np.float32(0.01)
-    assert "score: within the float32 error bound of float64" in tampered("score", shift_score)
+    assert VALUE_CHECKS["score"] in tampered("score", shift_score)
 
     def shift_proba(s, v):
         v[sample, 0] += np.float32(1e-4)
-    assert tampered("proba", shift_proba) == ["proba: within 1e-05 of float64"]
+    assert tampered("proba", shift_proba) == [VALUE_CHECKS["proba"]]
 
     nan_row = vectors.kinds.index("nonfinite")
 
     def answer_nan(s, v):
         s[nan_row] = 0  # the device answered a NaN input instead of refusing it
-    assert tampered("score", answer_nan) == ["score: status equals the twin's"]
+    assert tampered("score", answer_nan) == [STATUS_CHECK.format(op="score")]
     assert good["score"][0][nan_row] == ERR_NONFINITE
 
 
