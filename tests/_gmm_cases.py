@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -172,3 +173,17 @@ def model_cases(draw, max_components: int = 32, max_features: int = 16) -> tuple
         threshold=draw(st.booleans()),
     )
     return random_model(np.random.default_rng(seed), ct, K, D, **kwargs), seed
+
+
+def twin_verify(m: Model, seed: int, n_each: int) -> tuple[list, Any]:
+    """The checks of `tinygmm verify` for a device that computes exactly as the float32 twin, on the
+    vector kinds verify uses (training rows drawn from the model): (checks, vectors)."""
+    from tinygmm.device.fold import fold
+    from tinygmm.verify.compare import Reference, compare, twin_answers
+    from tinygmm.verify.vectors import make_vectors
+
+    rng = np.random.default_rng(seed)
+    vectors = make_vectors(m, sample(m, rng, n_each), n_each=n_each, seed=seed % 2**32)
+    dev = fold(m)
+    ref = Reference.of(dev, vectors.X)
+    return compare(dev, vectors, twin_answers(ref.twin), ref)[0], vectors

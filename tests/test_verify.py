@@ -16,7 +16,7 @@ from tinygmm.project.export import export_project
 from tinygmm.device.twin import DeviceTwin
 from tinygmm.status import ERR_NONFINITE
 from tinygmm.verify.vectors import load_vectors
-from tinygmm.verify.compare import OPS, STATUS_CHECK, VALUE_CHECKS, compare
+from tinygmm.verify.compare import OPS, STATUS_CHECK, VALUE_CHECKS, compare, twin_answers
 
 
 @pytest.fixture
@@ -26,10 +26,7 @@ def project(demo_project: Path) -> Path:
 
 def twin_outputs(model: Model, X: np.ndarray) -> dict:
     """What a perfect device answers: the twin's own statuses and values."""
-    t = DeviceTwin(fold(model)).evaluate(X)
-    return {"predict": (t.status_predict, t.label), "log_joint": (t.status_log_joint, t.log_joint),
-            "score": (t.status_score, t.score), "proba": (t.status_proba, t.proba),
-            "anomaly": (t.status_anomaly, t.anomaly)}
+    return twin_answers(DeviceTwin(fold(model)).evaluate(X))
 
 
 def failed(checks) -> dict[str, int]:

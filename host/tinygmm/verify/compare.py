@@ -97,6 +97,12 @@ class Reference:
         return getattr(self.twin, f"status_{op}")
 
 
+def twin_answers(t: DeviceOutputs) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The twin's outputs in the form ``compare`` takes (Device.batch's): what a device that computes
+    exactly as the twin answers."""
+    return {op: (getattr(t, f"status_{op}"), getattr(t, "label" if op == "predict" else op)) for op in OPS}
+
+
 def _rows(device: dict[str, Any], idx: np.ndarray) -> dict[str, Any]:
     return {op: (s[idx], v[idx]) for op, (s, v) in device.items()}
 
