@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import scipy.linalg
@@ -175,9 +175,11 @@ def model_cases(draw, max_components: int = 32, max_features: int = 16) -> tuple
     return random_model(np.random.default_rng(seed), ct, K, D, **kwargs), seed
 
 
-def twin_verify(m: Model, seed: int, n_each: int) -> tuple[list, Any]:
-    """The checks of `tinygmm verify` for a device that computes exactly as the float32 twin, on the
-    vector kinds verify uses (training rows drawn from the model): (checks, vectors)."""
+def verify_checks(m: Model, seed: int, n_each: int, device: Callable[[Any, np.ndarray], dict] | None = None
+                  ) -> tuple[list, Any]:
+    """The checks of `tinygmm verify` on the vector kinds it uses (training rows drawn from the model)
+    for the answers ``device(folded model, X)`` (default: a device computing exactly as the float32
+    twin): (checks, vectors)."""
     from tinygmm.device.fold import fold
     from tinygmm.verify.compare import Reference, compare, twin_answers
     from tinygmm.verify.vectors import make_vectors
@@ -186,4 +188,5 @@ def twin_verify(m: Model, seed: int, n_each: int) -> tuple[list, Any]:
     vectors = make_vectors(m, sample(m, rng, n_each), n_each=n_each, seed=seed % 2**32)
     dev = fold(m)
     ref = Reference.of(dev, vectors.X)
-    return compare(dev, vectors, twin_answers(ref.twin), ref)[0], vectors
+    answers = twin_answers(ref.twin) if device is None else device(dev, vectors.X)
+    return compare(dev, vectors, answers, ref)[0], vectors

@@ -107,9 +107,10 @@ def format_report(r: VerifyReport) -> str:
         lines.append("  on the device per call: not timed (no cycle-accurate clock on this transport)")
     else:
         lines.append("  on the device per call: " + ", ".join(f"{op} {v:,.0f} {r.clock_unit}" for op, v in r.cycles.items()))
-    link = ", ".join(f"{op} {r.vectors_per_second[op]:,.0f}/s ({r.bytes_per_vector[op]:.1f} B/vector)"
-                     for op in ("predict", "score"))
-    limit = f" against a raw-payload limit of {r.link_limit:,.0f}/s" if r.link_limit else ""
-    lines.append(f"  link: {link}{limit}")
+    if r.vectors_per_second:  # not measured where no link was used
+        link = ", ".join(f"{op} {r.vectors_per_second[op]:,.0f}/s ({r.bytes_per_vector[op]:.1f} B/vector)"
+                         for op in ("predict", "score"))
+        limit = f" against a raw-payload limit of {r.link_limit:,.0f}/s" if r.link_limit else ""
+        lines.append(f"  link: {link}{limit}")
     lines.append(("PASS" if r.passed else "FAIL") + f" in {r.seconds:.2f} s")
     return "\n".join(lines)
