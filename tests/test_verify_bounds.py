@@ -149,15 +149,15 @@ def test_predict_fails_just_beyond_its_gap_bound(case) -> None:
     m, dev, vectors, ref = case
     i = vectors.kinds.index("boundary")
     x = vectors.X[i]
-    top, rival = np.argsort(ref.log_joint[i])[::-1][:2]
+    top, rival = ref.top[i], np.argsort(ref.gap[i])[1]
 
     def beyond(shift: float) -> float:  # gap / bound - 1 with the rival's log weight lowered by ``shift``
         r = one_vector(with_changes(m, log_weight=(rival, -shift)), x, "boundary")[2]
         if r.top[0] != top:
             return -1.0
-        return (r.log_joint[0, top] - r.log_joint[0, rival]) / r.gap_bound[0, rival] - 1.0
+        return r.gap[0, rival] / r.gap_bound[0, rival] - 1.0
 
-    gap = ref.log_joint[i, top] - ref.log_joint[i, rival]
+    gap = ref.gap[i, rival]
     sides = bisect(beyond, -2.0 * gap - 1.0, 2.0 * gap + 1.0)
     for shift, passes in zip(sides, (True, False)):
         d, v, r = one_vector(with_changes(m, log_weight=(rival, -shift)), x, "boundary")

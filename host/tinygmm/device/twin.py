@@ -382,6 +382,23 @@ def anomaly_margin(score_bound: np.ndarray, threshold: float) -> np.ndarray:
     return np.asarray(score_bound, dtype=np.float64) + rounding
 
 
+def _tied_exact(dev: DeviceModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z (N, D), w = A z (N, D), b = A m (K, D)) of a tied model in float64, from the exact parameters."""
+    ex = dev.exact
+    z = np.asarray(X, dtype=np.float32).astype(np.float64)[:, dev.order] - ex.centre
+    return z, z @ ex.factor.T, ex.means @ ex.factor.T
+
+
+def _tied_gaps(dev: DeviceModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(top (N,), gap (N, K)) of a tied model: lj_top - lj_k = 2 (T_top - T_k) with the float64 linear
+    scores T_k = (bias_k - ||b_k||^2) / 2 + b_k . w. Far out ||w||^2 dwarfs the gaps (at x = 1e30,
+    log-joints ~1e68 round to 1e52 in float64, gaps ~1e38); the linear scores keep them exact."""
+    z, w, b = _tied_exact(dev, X)
+    T = 0.5 * (dev.exact.bias - np.sum(b * b, axis=1)) + w @ b.T
+    top = np.argmax(T, axis=1)
+    return top, 2.0 * (T[np.arange(len(T)), top][:, None] - T)
+
+
 def _tied_linear_bound(dev: DeviceModel, X: np.ndarray, top: np.ndarray) -> np.ndarray:
     """(N, K) bound on |(lj_top - lj_k) - 2 (t_top - t_k)| for tied models, where t_k is the device's
     float32 linear score (``tinygmm__predict_tied``) and lj the float64 log-joints of the model.
@@ -401,15 +418,12 @@ def _tied_linear_bound(dev: DeviceModel, X: np.ndarray, top: np.ndarray) -> np.n
     scale of the roundings. Doubled (lj = 2t) and times BOUND_SAFETY.
     """
     ex = dev.exact
-    x = np.asarray(X, dtype=np.float32).astype(np.float64)[:, dev.order]
-    z = x - ex.centre
+    z, Az, b = _tied_exact(dev, X)
     D = dev.n_features
     A = ex.factor
     absA = np.abs(A)
     c = _gamma(np.arange(D) + 3) * (np.abs(z) @ absA.T)  # (N, D): |dw|, common to all components
-    b = ex.means @ A.T  # (K, D) exact
     b32 = dev.offset.astype(np.float64)  # what the device multiplies w by
-    Az = z @ A.T  # (N, D)
     y = Az[:, None, :] - b[None]  # (N, K, D)
     f = U32 * (np.abs(b) + np.abs(ex.means) @ absA.T)  # (K, D)
     c32 = dev.tied_bias.astype(np.float64)  # (K,)
@@ -417,38 +431,40 @@ def _tied_linear_bound(dev: DeviceModel, X: np.ndarray, top: np.ndarray) -> np.n
     partial = c32[None, :, None] + np.cumsum(terms, axis=2)  # the sums after each term
     g = (np.einsum("kd,nkd->nk", f, np.abs(y)) + np.sum(f * f, axis=1)[None]
          + U32 * (np.abs(c32)[None] + np.sum(np.abs(terms) + np.abs(partial), axis=2)))  # (N, K)
-    n = np.arange(x.shape[0])
+    n = np.arange(z.shape[0])
     common = np.einsum("nd,nkd->nk", c, np.abs(b32[None] - b32[top][:, None, :]))
     return BOUND_SAFETY * 2.0 * (common + g + g[n, top][:, None])
 
 
-def prediction_gap_bound(dev: DeviceModel, X: np.ndarray, log_joint64: np.ndarray,
-                         log_joint_bound: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(float64 argmax (N,), bound (N, K)): the device may predict component k only where the
-    float64 gap lj64_top - lj64_k is within ``bound[:, k]`` (0 for the top itself).
+def prediction_gaps(dev: DeviceModel, X: np.ndarray, log_joint64: np.ndarray,
+                    log_joint_bound: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(float64 top (N,), gap (N, K), bound (N, K)): the float64 gap lj_top - lj_k to each component,
+    and the bound within which the device may predict k (0 for the top itself).
 
     The device predicts k only if its score for k is at least the top's; with the log-joints
     each within its bound, that needs gap_k <= bound_top + bound_k. Tied models compare the
-    linear scores instead (``_tied_linear_bound`` bounds their difference's distance from the gap).
-    ``log_joint_bound`` is ``log_joint_error_bound(dev, X)`` when already computed."""
-    lj = np.asarray(log_joint64, dtype=np.float64)
-    n = np.arange(lj.shape[0])
-    top = np.argmax(lj, axis=1)
+    linear scores instead (``_tied_linear_bound`` bounds their difference's distance from the gap),
+    and their gaps come from float64 linear scores (``_tied_gaps``), exact far out where the
+    log-joints' rounding dwarfs them. ``log_joint_bound`` is ``log_joint_error_bound(dev, X)`` when
+    already computed."""
+    n = np.arange(len(X))
     if dev.covariance_type == "tied":  # predict compares the linear scores, not the log-joints
+        top, gap = _tied_gaps(dev, X)
         pair = _tied_linear_bound(dev, X, top)
     else:
+        lj = np.asarray(log_joint64, dtype=np.float64)
+        top = np.argmax(lj, axis=1)
+        gap = lj[n, top][:, None] - lj
         bound = log_joint_error_bound(dev, X) if log_joint_bound is None else log_joint_bound
         pair = bound[n, top][:, None] + bound
     pair[n, top] = 0.0
-    return top, pair
+    return top, gap, pair
 
 
 def certified_argmax(dev: DeviceModel, X: np.ndarray, log_joint64: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(float64 argmax, certified) per point: certified where every rival lies further below the
-    top than ``prediction_gap_bound``, so the device must predict the same."""
-    lj = np.asarray(log_joint64, dtype=np.float64)
-    top, pair = prediction_gap_bound(dev, X, lj)
-    n = np.arange(lj.shape[0])
-    margin = lj[n, top][:, None] - lj - pair
-    margin[n, top] = np.inf
+    """(float64 argmax, certified) per point: certified where every rival's gap exceeds its bound
+    (``prediction_gaps``), so the device must predict the same."""
+    top, gap, pair = prediction_gaps(dev, X, log_joint64)
+    margin = gap - pair
+    margin[np.arange(len(top)), top] = np.inf
     return top, np.all(margin > 0, axis=1)

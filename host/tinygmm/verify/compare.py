@@ -4,7 +4,7 @@ For every vector the device's status must equal the float32 twin's (NaN/Inf inpu
 error reply). Where both answer, each output is compared with the float64 model's, its error
 against a bound derived from the float32 error analysis of the device (``device/twin.py``,
 docs/verify.md): the predicted component must be float64's or a rival within the bound on their
-gap (``twin.prediction_gap_bound``); log-joints, scores and probabilities within
+gap (``twin.prediction_gaps``); log-joints, scores and probabilities within
 ``twin.log_joint_error_bound``, ``twin.score_error_bound``, ``twin.proba_error_bound``; the
 anomaly flag must equal float64's wherever the score is further from the threshold than
 ``twin.anomaly_margin``. A check fails where an error exceeds its bound; each reports its largest
@@ -23,7 +23,7 @@ import numpy as np
 
 from ..device.fold import DeviceModel
 from ..device.twin import (
-    DeviceOutputs, DeviceTwin, anomaly_margin, log_joint_error_bound, prediction_gap_bound, proba_error_bound,
+    DeviceOutputs, DeviceTwin, anomaly_margin, log_joint_error_bound, prediction_gaps, proba_error_bound,
     score_error_bound,
 )
 from ..status import OK, OPS
@@ -53,7 +53,8 @@ class Reference:
     log_joint: np.ndarray  # (N, K) float64 log-joints at the float32 inputs
     log_joint_bound: np.ndarray  # (N, K)
     top: np.ndarray  # (N,) float64 argmax (-1 for non-finite inputs)
-    gap_bound: np.ndarray  # (N, K) the float64 gap top - k within which the device may predict k
+    gap: np.ndarray  # (N, K) float64 log-joint of the top minus each (tied: from the linear scores)
+    gap_bound: np.ndarray  # (N, K) the gap within which the device may predict k
     score: np.ndarray  # (N,)
     score_bound: np.ndarray  # (N,)
     proba: np.ndarray  # (N, K)
@@ -69,11 +70,11 @@ class Reference:
         lj64 = np.full((N, K), np.nan)
         bound = np.full((N, K), np.inf)
         top = np.full(N, -1)
-        gap_bound = np.full((N, K), np.inf)
+        gap, gap_bound = np.full((N, K), np.nan), np.full((N, K), np.inf)
         with np.errstate(all="ignore"):
             lj64[finite] = dev.source.log_joint(X[finite].astype(np.float64))
             bound[finite] = log_joint_error_bound(dev, X[finite])
-            top[finite], gap_bound[finite] = prediction_gap_bound(dev, X[finite], lj64[finite], bound[finite])
+            top[finite], gap[finite], gap_bound[finite] = prediction_gaps(dev, X[finite], lj64[finite], bound[finite])
             mx = np.max(lj64, axis=1)
             score64 = mx + np.log(np.sum(np.exp(lj64 - mx[:, None]), axis=1))
             s_bound = score_error_bound(bound, lj64, K)
@@ -81,16 +82,14 @@ class Reference:
             p_bound = proba_error_bound(bound, lj64, K)
         thr = dev.source.anomaly_threshold
         margin = None if thr is None else anomaly_margin(s_bound, thr)
-        return cls(twin, lj64, bound, top, gap_bound, score64, s_bound, proba64, p_bound,
+        return cls(twin, lj64, bound, top, gap, gap_bound, score64, s_bound, proba64, p_bound,
                    None if thr is None else float(thr), margin)
 
     @property
     def certified(self) -> np.ndarray:
         """(N,) bool: every rival's gap exceeds its bound, so the device must predict ``top``."""
-        n = np.arange(len(self.top))
-        gap = self.log_joint[n, self.top][:, None] - self.log_joint
         with np.errstate(invalid="ignore"):
-            clear = (gap > self.gap_bound) | (np.arange(self.log_joint.shape[1]) == self.top[:, None])
+            clear = (self.gap > self.gap_bound) | (np.arange(self.gap.shape[1]) == self.top[:, None])
         return (self.top >= 0) & np.all(clear, axis=1)
 
     def twin_status(self, op: str) -> np.ndarray:
@@ -145,7 +144,7 @@ def compare(dev: DeviceModel, vectors: Vectors, device: dict[str, Any], referenc
             "NaN/Inf inputs get an error reply; overflow where float32 overflows")
     answered = {op: (out[op][0] == OK) & (twin_status[op] == OK) for op in OPS}
     n = np.arange(N)
-    lj64, top = ref.log_joint[idx], ref.top[idx]
+    lj64 = ref.log_joint[idx]
 
     # predict: the float64 gap from the top to the predicted component, against its bound
     label = np.asarray(out["predict"][1])
@@ -153,13 +152,13 @@ def compare(dev: DeviceModel, vectors: Vectors, device: dict[str, Any], referenc
     valid = ok & (label >= 0) & (label < K)
     safe = np.where(valid, label, 0)
     with np.errstate(invalid="ignore"):
-        gap = np.where(valid, lj64[n, np.maximum(top, 0)] - lj64[n, safe], np.inf)
-        gap = np.where(ok & (label == top), 0.0, np.where(ok, gap, 0.0))
+        gap = np.where(valid, ref.gap[idx][n, safe], np.inf)
+        gap = np.where(ok, gap, 0.0)
         gap_bound = np.where(valid, ref.gap_bound[idx][n, safe], 0.0)
         ties = ok & ~ref.certified[idx]
     add(VALUE_CHECKS["predict"], ok, gap > gap_bound,
         f"{int(ties.sum())} certified ties; error: the float64 gap from the top to the predicted component, "
-        "bound: twin.prediction_gap_bound", gap, _ratio(gap, gap_bound))
+        "bound: twin.prediction_gaps", gap, _ratio(gap, gap_bound))
 
     def within(op: str, host: np.ndarray, bound: np.ndarray, detail: str) -> None:
         ok = answered[op]
