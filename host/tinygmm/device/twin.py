@@ -14,7 +14,9 @@ component and takes the argmax (lowest index on ties) -- the same answer. For ti
 ``-||w||^2`` dropped), mirrored by ``_linear_score``.
 
 ``log_joint_error_bound`` bounds the float32 log-joint's distance from the float64
-log-joint of the original model (the fidelity of the device, not just of the twin).
+log-joint of the original model (the fidelity of the device, not just of the twin);
+``score_error_bound``, ``proba_error_bound``, ``prediction_gaps`` and ``anomaly_margin``
+follow from it, each adding the rounding of its own float32 steps (docs/verify.md derives them).
 """
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ from ..status import OK, OPS
 from .report import Check, PerVector
 from .vectors import Vectors
 
+# The check on each output's status (format with op=...).
 STATUS_CHECK = "{op}: status equals the twin's"
 # The check on each output's values, against float64 (the single source of these names).
 VALUE_CHECKS = {
