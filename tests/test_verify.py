@@ -84,8 +84,13 @@ def test_verify_native_passes_and_writes_the_report(project: Path, tmp_path: Pat
     out = capsys.readouterr().out
     assert code == 0, out
     assert "PASS" in out and "certified float32 ties" in out
+    for name in VALUE_CHECKS.values():  # each value check printed as its error against its own bound
+        assert any(line.split(name)[-1].strip().split()[1:3] == ["error/bound", "max"]
+                   for line in out.splitlines() if name in line), out
     doc = json.loads(report.read_text())
-    assert doc["format"] == "tinygmm-verify" and doc["passed"] is True
+    assert doc["format"] == "tinygmm-verify" and doc["version"] == 2 and doc["passed"] is True
+    assert all((c["worst"] is None) == c["name"].endswith("status equals the twin's") for c in doc["checks"])
+    assert all(c["worst"] < 1 for c in doc["checks"] if c["worst"] is not None)
     assert doc["model_id"] == load(project / "model.json").model_id
     assert {c["name"].split(":")[0] for c in doc["checks"]} == set(OPS)
     assert doc["n_vectors"] == sum(doc["kinds"].values()) and doc["cycles"]["predict"] > 0
