@@ -13,6 +13,8 @@ from .. import __version__
 from ..files import write_atomic
 
 REPORT_FORMAT = "tinygmm-verify"
+# Failing vectors the table names per check (the JSON report keeps every example compare gives).
+TABLE_EXAMPLES = 5
 REPORT_VERSION = 2  # 2: each check carries its worst error/bound; the max_* figures went into the checks
 
 
@@ -98,7 +100,8 @@ def format_report(r: VerifyReport) -> str:
         against = "exact" if c.worst is None else f"error/bound max {c.worst:.2g} (error {c.largest:.2g})"
         first = ""
         if c.failures:
-            first = "; first failing vectors " + ", ".join(f"{i} ({k})" for i, k in zip(c.examples, c.example_kinds))
+            shown = zip(c.examples[:TABLE_EXAMPLES], c.example_kinds[:TABLE_EXAMPLES])
+            first = "; first failing vectors " + ", ".join(f"{i} ({k})" for i, k in shown)
         lines.append(f"  {mark} {c.name.ljust(width)}  {count.rjust(count_width)}  {against}{first}")
     lines.append(f"  certified float32 ties: {r.certified_ties}")
     lines.append("  bit-exact with the float32 twin: "
