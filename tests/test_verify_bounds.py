@@ -18,7 +18,7 @@ from tinygmm.verify.compare import CHECK_NAMES, STATUS_CHECK, VALUE_CHECKS, Refe
 from tinygmm.verify.report import Check, VerifyReport, format_report
 from tinygmm.verify.vectors import KINDS, Vectors, make_vectors
 
-from _gmm_cases import COVARIANCE_TYPES, _raw_space, model_cases, random_model, sample, verify_checks
+from _gmm_cases import COVARIANCE_TYPES, model_cases, random_model, sample, verify_checks
 
 # Vectors of each kind in the edge tests' projects (small: the comparison is what is tested).
 N_EACH = 40
@@ -32,7 +32,7 @@ def by_name(checks: list[Check]) -> dict[str, Check]:
 
 def small_case(covariance_type: str) -> tuple[Model, DeviceModel, Vectors, Reference]:
     """A small random model with a scaler, its folded form, vectors of every kind and the reference."""
-    rng = np.random.default_rng(["full", "tied", "diag", "spherical"].index(covariance_type))
+    rng = np.random.default_rng(COVARIANCE_TYPES.index(covariance_type))
     m = random_model(rng, covariance_type, 3, 3, scaler=True)  # no offset: one input step moves the
     # float64 gaps and scores by a few percent of their bounds, so the edge tests land just beside them
     vectors = make_vectors(m, sample(m, rng, N_EACH), n_each=N_EACH)
@@ -220,27 +220,24 @@ def test_the_blobs_model_a_fixed_proba_tolerance_failed_passes(blobs) -> None:
 
 
 def scaled_entry(dev: DeviceModel, name: str, k: int, factor: float) -> DeviceModel:
-    """``dev`` with component k's first entry of one stored array (the shared tied factor's first)
-    multiplied by ``factor``."""
-    a = np.array(getattr(dev, name), copy=True)
-    flat = a.reshape(dev.n_components, -1) if a.size % dev.n_components == 0 and a.shape[0] == dev.n_components else None
-    if flat is None:
-        a.reshape(-1)[0] *= np.float32(factor)
-    else:
-        flat[k, 0] *= np.float32(factor)
+    """``dev`` with the first entry of component k in one stored array (of the shared factor for a
+    tied model) multiplied by ``factor``."""
+    a = np.array(getattr(dev, name), order="C")  # a C-ordered copy: reshape(-1) is a view of it
+    shared = name == "factor" and dev.covariance_type == "tied"
+    a.reshape(-1)[0 if shared else k * (a.size // dev.n_components)] *= np.float32(factor)
     return replace(dev, **{name: a})
 
 
-def wrong_devices(model: Model, dev: DeviceModel, ref: Reference) -> dict[str, dict]:
-    """What devices wrong in one way answer: a constant of the header off by WRONG_CONSTANT, a
-    component dropped, the input scaled before the device scales it again, the threshold moved."""
+def wrong_devices(dev: DeviceModel, ref: Reference) -> dict[str, DeviceModel]:
+    """Devices wrong in one way: a constant of the header off by WRONG_CONSTANT (relative), or a
+    component dropped (its weight 0)."""
     k = int(np.argmax(np.bincount(ref.top[ref.top >= 0], minlength=dev.n_components)))  # the busiest component
-    twins = {f"{name} of component {k} off by {WRONG_CONSTANT:g}": scaled_entry(dev, name, k, 1 + WRONG_CONSTANT)
+    wrong = {f"{name} of component {k} off by {WRONG_CONSTANT:g}": scaled_entry(dev, name, k, 1 + WRONG_CONSTANT)
              for name in ("bias", "offset", "factor")}
     bias = dev.bias.copy()
-    bias[k] = np.float32(-1e30)  # as if its weight were 0
-    twins[f"component {k} dropped"] = replace(dev, bias=bias)
-    return twins
+    bias[k] = np.float32(-1e30)
+    wrong[f"component {k} dropped"] = replace(dev, bias=bias)
+    return wrong
 
 
 def assert_fails_naming_vectors(dev: DeviceModel, vectors: Vectors, device: dict, ref: Reference, what: str,
@@ -268,7 +265,7 @@ def any_case(request, blobs):
 
 def test_devices_wrong_beyond_float32_fail_and_name_the_vectors(any_case) -> None:
     model, dev, vectors, ref = any_case
-    for what, wrong in wrong_devices(model, dev, ref).items():
+    for what, wrong in wrong_devices(dev, ref).items():
         device = twin_answers(DeviceTwin(wrong).evaluate(vectors.X))
         expect = VALUE_CHECKS["log_joint"] if "off by" in what and dev.covariance_type != "tied" else None
         assert_fails_naming_vectors(dev, vectors, device, ref, what, expect)
