@@ -17,7 +17,7 @@ from centred differences, so the error stays below ~1e-11 per point.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -224,20 +224,30 @@ class Workspace:
             features(xt, covariance_type, self.phi)
 
 
-def em_pass(xt: np.ndarray, p: Params, ws: Workspace | None = None) -> tuple[float, np.ndarray]:
-    """E-step with ``p`` fused with the M-step statistics: (mean log-likelihood, resp @ phi.T).
+def em_sums(xt: np.ndarray, params: Sequence[Params], ws: Workspace | None = None
+            ) -> list[tuple[float, np.ndarray]]:
+    """E-step with each of ``params`` fused with its M-step statistics: (total log-likelihood,
+    resp @ phi.T) per parameter set. Every set must have the same covariance type and K.
 
-    Responsibilities live one chunk at a time: no (K, N) array is kept.
+    Responsibilities live one chunk at a time: no (K, N) array is kept. Several sets (restarts
+    run side by side) share each chunk's expanded features and one read of the data.
     """
-    lj = LogJoint(p)
-    ws = ws or Workspace(xt, p.covariance_type, p.means_c.shape[0])
-    S = np.zeros((ws.a.shape[0], ws.phi.shape[0]))
-    total = 0.0
+    ljs = [LogJoint(p) for p in params]
+    ws = ws or Workspace(xt, params[0].covariance_type, params[0].means_c.shape[0])
+    sums = [np.zeros((ws.a.shape[0], ws.phi.shape[0])) for _ in params]
+    totals = [0.0] * len(params)
     for c in _chunks(xt):
-        phi = ws.phi if ws.single_chunk else features(xt[:, c], p.covariance_type, ws.phi)
-        a = lj(xt[:, c], phi, ws.a)
-        total += float(np.sum(log_sum_exp_inplace(a)))
-        S += a @ phi.T
+        phi = ws.phi if ws.single_chunk else features(xt[:, c], params[0].covariance_type, ws.phi)
+        for i, lj in enumerate(ljs):
+            a = lj(xt[:, c], phi, ws.a)
+            totals[i] += float(np.sum(log_sum_exp_inplace(a)))
+            sums[i] += a @ phi.T
+    return list(zip(totals, sums))
+
+
+def em_pass(xt: np.ndarray, p: Params, ws: Workspace | None = None) -> tuple[float, np.ndarray]:
+    """E-step with ``p`` fused with the M-step statistics: (mean log-likelihood, resp @ phi.T)."""
+    (total, S), = em_sums(xt, [p], ws)
     return total / xt.shape[1], S
 
 
@@ -271,6 +281,20 @@ def m_step(xt: np.ndarray, S: np.ndarray | None, resp: Callable[[], np.ndarray],
     exact_all = S is None
     if exact_all:
         S = resp() @ features(xt, ct).T
+    if ct == "tied" and scatter is None:
+        scatter = xt @ xt.T
+    nk, params = params_from_stats(S, D, ct, reg_covar, scatter)
+    redo = needs_exact(params, exact_all)
+    if redo.size:
+        apply_exact(params, nk, exact_sums(xt, resp(), params.means_c, ct, redo), redo, reg_covar)
+    return nk, params
+
+
+def params_from_stats(S: np.ndarray, D: int, covariance_type: str, reg_covar: float,
+                      scatter: np.ndarray | None) -> tuple[np.ndarray, Params]:
+    """(nk, parameters) from the summed statistics ``S`` in the expanded form, before any exact
+    recomputation (``needs_exact`` says which components need one). ``scatter``: tied only."""
+    ct = covariance_type
     nk = S[:, -1] + NK_EPS
     lin = slice(_tri(D), _tri(D) + D) if ct == "full" else slice(D, 2 * D) if ct in ("diag", "spherical") else slice(0, D)
     m = S[:, lin] / nk[:, None]
@@ -278,24 +302,17 @@ def m_step(xt: np.ndarray, S: np.ndarray | None, resp: Callable[[], np.ndarray],
         cov = _unpack_upper(S[:, :_tri(D)], D) / nk[:, None, None] - m[:, :, None] * m[:, None, :]
         cov[:, np.arange(D), np.arange(D)] += reg_covar
     elif ct == "tied":
-        if scatter is None:
-            scatter = xt @ xt.T
+        assert scatter is not None
         cov = (scatter - (nk[:, None] * m).T @ m) / nk.sum()
         cov.flat[:: D + 1] += reg_covar
     else:
         cov = S[:, :D] / nk[:, None] - m**2 + reg_covar
         if ct == "spherical":
             cov = cov.mean(axis=1)
-    params = Params(ct, nk / nk.sum(), m, cov, None)
-    redo = _needs_exact(params, exact_all)
-    if redo.size:
-        _exact_covariances(xt, resp(), nk, params, redo, reg_covar)
-        params.prec_chol = precision_cholesky(params.covariances, ct)
-        params.offsets = None
-    return nk, params
+    return nk, Params(ct, nk / nk.sum(), m, cov, None)
 
 
-def _needs_exact(p: Params, exact_all: bool) -> np.ndarray:
+def needs_exact(p: Params, exact_all: bool = False) -> np.ndarray:
     """Components whose expanded-form covariance may have lost digits (or is not PD).
 
     Sets ``p.prec_chol`` when the expanded form is kept.
@@ -313,29 +330,44 @@ def _needs_exact(p: Params, exact_all: bool) -> np.ndarray:
     return np.flatnonzero(r > R_EXACT)
 
 
-def _exact_covariances(xt: np.ndarray, resp: np.ndarray, nk: np.ndarray, p: Params,
-                       which: np.ndarray, reg_covar: float) -> None:
-    """Covariances of the components ``which`` from centred differences sum r (x - mu)(x - mu)'."""
-    ct, m, D = p.covariance_type, p.means_c, xt.shape[0]
+def exact_sums(xt: np.ndarray, resp: np.ndarray, means_c: np.ndarray, covariance_type: str,
+               which: np.ndarray) -> np.ndarray:
+    """Responsibility-weighted scatter about the new means from centred differences: sum over the
+    points of r (x - mu)(x - mu)' for the components ``which`` (diagonals only for diag and
+    spherical; summed over every component for tied). Sums over blocks of data add up."""
+    ct, D = covariance_type, xt.shape[0]
     if ct == "tied":
-        cov = np.zeros((D, D))
-        for k in range(m.shape[0]):
-            diff = xt - m[k][:, None]
-            cov += (resp[k] * diff) @ diff.T
-        cov /= nk.sum()
+        out = np.zeros((D, D))
+        for k in range(means_c.shape[0]):
+            diff = xt - means_c[k][:, None]
+            out += (resp[k] * diff) @ diff.T
+        return out
+    out = np.empty((len(which), D, D) if ct == "full" else (len(which), D))
+    for i, k in enumerate(which):
+        diff = xt - means_c[k][:, None]
+        out[i] = (resp[k] * diff) @ diff.T if ct == "full" else (diff * diff) @ resp[k]
+    return out
+
+
+def apply_exact(p: Params, nk: np.ndarray, sums: np.ndarray, which: np.ndarray, reg_covar: float) -> None:
+    """Replace the covariances of ``which`` by those of ``exact_sums`` and refactor the precisions."""
+    ct, D = p.covariance_type, p.means_c.shape[1]
+    if ct == "tied":
+        cov = sums / nk.sum()
         cov.flat[:: D + 1] += reg_covar
         p.covariances = cov
-        return
-    for k in which:
-        diff = xt - m[k][:, None]
-        if ct == "full":
-            c = (resp[k] * diff) @ diff.T / nk[k]
-            c.flat[:: D + 1] += reg_covar
-        else:
-            c = (diff * diff) @ resp[k] / nk[k] + reg_covar
-            if ct == "spherical":
-                c = c.mean()
-        p.covariances[k] = c
+    else:
+        for i, k in enumerate(which):
+            if ct == "full":
+                c = sums[i] / nk[k]
+                c.flat[:: D + 1] += reg_covar
+            else:
+                c = sums[i] / nk[k] + reg_covar
+                if ct == "spherical":
+                    c = c.mean()
+            p.covariances[k] = c
+    p.prec_chol = precision_cholesky(p.covariances, ct)
+    p.offsets = None
 
 
 def params_from_labels(xt: np.ndarray, labels: np.ndarray, n_components: int, covariance_type: str,
