@@ -1,10 +1,13 @@
 """GaussianMixture: a scikit-learn estimator (``BaseEstimator``, ``DensityMixin``) whose EM is tinygmm's own."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import warnings
-from time import time
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from time import perf_counter, time
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin, _fit_context
@@ -14,8 +17,36 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import covariance as cov
-from .em import Params, Workspace, em_pass, evaluate, log_sum_exp_inplace, m_step, params_from_labels, responsibilities
+from .em import (Params, Workspace, apply_exact, em_pass, evaluate, log_sum_exp_inplace, m_step, needs_exact,
+                 params_from_labels, params_from_stats, responsibilities)
 from .kmeans import kmeans, kmeans_plusplus
+from .sources import as_source as _as_source, is_dask_array, score_block
+
+# Called after every EM pass of a fit in this context (see report_passes).
+_PASS_HOOK: contextvars.ContextVar[Callable[[int, float, float], None] | None] = contextvars.ContextVar(
+    "tinygmm_pass_hook", default=None)
+
+
+@contextlib.contextmanager
+def report_passes(callback: Callable[[int, float, float], None]) -> Iterator[None]:
+    """Within the block, every fit calls ``callback(pass_number, mean_log_likelihood, seconds)``
+    after each EM pass (restarts run side by side report the best of them)."""
+    token = _PASS_HOOK.set(callback)
+    try:
+        yield
+    finally:
+        _PASS_HOOK.reset(token)
+
+
+@dataclass
+class _Run:
+    """One initialisation's EM run in a fit over blocks (restarts advance side by side)."""
+
+    params: Params
+    lower_bound: float = -np.inf
+    lower_bounds: list[float] = field(default_factory=list)
+    n_iter: int = 0
+    converged: bool = False
 
 
 def _initial_array(value: Any, shape: tuple, name: str) -> np.ndarray:
@@ -101,9 +132,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         # A final E-step so that fit_predict(X) always equals fit(X).predict(X).
         return self.predict(X)
 
-    def _fit(self, X: Any) -> np.ndarray:
-        """EM with restarts; returns X as validated."""
+    def _fit(self, X: Any) -> Any:
+        """EM with restarts; returns X as validated (a source of blocks as given)."""
         do_init = not (self.warm_start and hasattr(self, "converged_"))
+        source = _as_source(X)
+        if source is not None:
+            self._fit_blocks(source, do_init)
+            return X
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=do_init)
         n, D = X.shape
         if n < self.n_components:
@@ -123,6 +158,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         best = None
         max_lower_bound = -np.inf
         self.converged_ = False
+        hook = _PASS_HOOK.get()
         for i_init in range(n_init):
             self._verbose_init_begin(i_init)
             if do_init:
@@ -136,12 +172,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             converged = False
             for n_iter in range(1, self.max_iter + 1):
                 prev = lower_bound
+                t0 = perf_counter()
                 lower_bound, S = em_pass(xt, params, ws)
                 old = params
                 _, params = m_step(xt, S, lambda: evaluate(xt, old, responsibilities),
                                    self.covariance_type, self.reg_covar, scatter)
                 lower_bounds.append(lower_bound)
                 change = lower_bound - prev
+                if hook is not None:
+                    hook(n_iter, lower_bound, perf_counter() - t0)
                 self._verbose_iter_end(n_iter, change)
                 if abs(change) < self.tol:
                     converged = True
@@ -153,18 +192,97 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 best = (params, n_iter, lower_bounds)
                 self.converged_ = converged
 
+        params, self.n_iter_, lower_bounds = best
+        self._finish(params, center, X.dtype, max_lower_bound, lower_bounds)
+        return X
+
+    def _finish(self, params: Params, center: np.ndarray, dtype: np.dtype, lower_bound: float,
+                lower_bounds: list[float], stacklevel: int = 5) -> None:
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init parameters, "
                 "or increase max_iter, tol, or check for degenerate data.",
                 ConvergenceWarning,
-                stacklevel=4,  # the caller of fit or fit_predict (through _fit and the _fit_context wrapper)
+                stacklevel=stacklevel,  # the caller of fit or fit_predict (through _finish, _fit and _fit_context)
             )
-        params, self.n_iter_, lower_bounds = best
-        self._set_from_centred(params, center, X.dtype)
-        self.lower_bound_ = X.dtype.type(max_lower_bound)
-        self.lower_bounds_ = list(np.asarray(lower_bounds, dtype=X.dtype))
-        return X
+        self._set_from_centred(params, center, dtype)
+        self.lower_bound_ = dtype.type(lower_bound)
+        self.lower_bounds_ = list(np.asarray(lower_bounds, dtype=dtype))
+
+    # -- fitting data read in blocks ---------------------------------------------------------
+    def _fit_blocks(self, source: Any, do_init: bool) -> None:
+        """EM over a source of blocks (memmap, Parquet, Dask array): the same EM as in memory, its
+        statistics summed over the blocks. A first pass gives the rows, their mean and scatter and a
+        uniform sample, which the initialisation (k-means++ and Lloyd's iterations, or the other
+        ``init_params``) works on; then every EM pass reads each block once for all restarts, which
+        run side by side until each converges."""
+        from . import sources
+
+        ct, K, D = self.covariance_type, self.n_components, source.n_features
+        init = self._check_initial_parameters(D)
+        n_init = self.n_init if do_init else 1
+        rng = check_random_state(self.random_state)
+        need_sample = do_init and any(a is None for a in init)
+        summary = sources.summarize(source, rng if need_sample else None,
+                                    max(sources.SAMPLE_ROWS, sources.SAMPLE_PER_COMPONENT * K) if need_sample else 0)
+        if summary.n_missing and not source.prep.drop_missing:
+            raise ValueError(f"Input X contains NaN: {summary.n_missing} row(s) have a missing value "
+                             f"(rows {', '.join(map(str, summary.missing_rows))}{' ...' if summary.n_missing > len(summary.missing_rows) else ''}).")
+        n = summary.n
+        # n_features_in_ and its checks as for an array (the rows need not be in memory)
+        validate_data(self, np.zeros((2, D)), reset=do_init)
+        if n < max(2, K):
+            raise ValueError(f"Expected n_samples >= n_components but got n_components = {K}, n_samples = {n}"
+                             if n >= 2 else f"Found array with {n} sample(s) while a minimum of 2 is required by GaussianMixture.")
+        center = summary.mean
+        sample_xt = np.ascontiguousarray((summary.sample - center).T)
+        self.converged_ = False
+        runs = []
+        for i_init in range(n_init):
+            self._verbose_init_begin(i_init)
+            if do_init:
+                runs.append(_Run(self._initial_params(summary.sample, sample_xt, center, rng, init)))
+            else:
+                runs.append(_Run(self._centred_params(center), float(self.lower_bound_)))
+        hook = _PASS_HOOK.get()
+        active = list(runs) if self.max_iter > 0 else []
+        for n_iter in range(1, self.max_iter + 1):
+            if not active:
+                break
+            t0 = perf_counter()
+            per_block = source.map(sources.em_block, center, [r.params for r in active])
+            updates = []
+            for i, r in enumerate(active):
+                total = sum(b[i][0] for b in per_block)
+                S = sum(b[i][1] for b in per_block)
+                nk, new = params_from_stats(S, D, ct, self.reg_covar, summary.scatter)
+                updates.append((r, total / n, nk, new, needs_exact(new)))
+            redo = [u for u in updates if u[4].size]
+            if redo:  # components far from the centre: their covariances from centred differences, one more pass
+                jobs = [(r.params, new.means_c, which) for r, _, _, new, which in redo]
+                sums = source.map(sources.exact_block, center, jobs)
+                for j, (_, _, nk, new, which) in enumerate(redo):
+                    apply_exact(new, nk, sum(b[j] for b in sums), which, self.reg_covar)
+            changes = []
+            for r, lower_bound, _, new, _ in updates:
+                changes.append(lower_bound - r.lower_bound)
+                r.params, r.lower_bound, r.n_iter = new, lower_bound, n_iter
+                r.lower_bounds.append(lower_bound)
+                r.converged = abs(changes[-1]) < self.tol
+            self._verbose_iter_end(n_iter, max(changes, key=abs))
+            if hook is not None:
+                hook(n_iter, max(r.lower_bound for r in active), perf_counter() - t0)
+            active = [r for r in active if not r.converged]
+        best = None
+        for r in runs:
+            if self.max_iter > 0:
+                self._verbose_init_end(r.lower_bound, r.converged)
+            if best is None or r.lower_bound > best.lower_bound:
+                best = r
+        assert best is not None
+        self.converged_ = best.converged
+        self.n_iter_ = best.n_iter
+        self._finish(best.params, center, source.dtype, best.lower_bound, best.lower_bounds, stacklevel=6)
 
     def _initial_params(self, X: np.ndarray, xt: np.ndarray, center: np.ndarray,
                         rng: np.random.RandomState, init: tuple) -> Params:
@@ -225,21 +343,39 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         xt = np.ascontiguousarray((X - center).T)
         return evaluate(xt, self._centred_params(center), reduce), np.result_type(X.dtype, self.means_.dtype)
 
+    def _per_block(self, X: Any, method: str, columns: int | None = None) -> Any:
+        """``method`` applied to each block of a Dask array, lazily: a Dask array of the results."""
+        check_is_fitted(self)
+        dtype = np.result_type(X.dtype, self.means_.dtype) if method != "predict" else np.intp
+        fn = getattr(self, method)
+        if columns is None:
+            return X.rechunk({1: -1}).map_blocks(fn, drop_axis=1, dtype=dtype)
+        return X.rechunk({1: -1}).map_blocks(fn, chunks=(X.chunks[0], (columns,)), dtype=dtype)
+
     def score_samples(self, X: Any) -> np.ndarray:
-        """Log-likelihood of each sample."""
+        """Log-likelihood of each sample (of a Dask array: a Dask array, computed block by block)."""
+        if is_dask_array(X):
+            return self._per_block(X, "score_samples")
         log_likelihoods, dtype = self._evaluate(X, log_sum_exp_inplace)
         return log_likelihoods.astype(dtype, copy=False)
 
     def score(self, X: Any, y: Any = None) -> float:
-        """Mean log-likelihood of the samples."""
+        """Mean log-likelihood of the samples (memmaps, Parquet and Dask arrays: one pass over the blocks)."""
+        if _as_source(X) is not None:
+            total, n = self._total_log_likelihood(X)
+            return total / n
         return float(self._evaluate(X, log_sum_exp_inplace)[0].mean())
 
     def predict(self, X: Any) -> np.ndarray:
         """Index of the most probable component of each sample."""
+        if is_dask_array(X):
+            return self._per_block(X, "predict")
         return self._evaluate(X, lambda a: np.argmax(a, axis=0))[0]
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Posterior probability of each component, shape (n_samples, n_components)."""
+        if is_dask_array(X):
+            return self._per_block(X, "predict_proba", self.n_components)
         resp, dtype = self._evaluate(X, responsibilities)
         return np.ascontiguousarray(resp.T, dtype=dtype)
 
@@ -269,6 +405,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _total_log_likelihood(self, X: Any) -> tuple[float, int]:
         """(score(X) * n, n): the criteria's likelihood term, from float64 log-likelihoods."""
+        source = _as_source(X)
+        if source is not None:
+            check_is_fitted(self)
+            if source.n_features != self.n_features_in_:
+                raise ValueError(f"X has {source.n_features} features, but GaussianMixture is expecting "
+                                 f"{self.n_features_in_} features as input.")
+            center = np.asarray(self.means_, dtype=np.float64).mean(axis=0)
+            parts = source.map(score_block, center, self._centred_params(center))
+            return float(sum(p[0] for p in parts)), int(sum(p[1] for p in parts))
         log_likelihoods = self._evaluate(X, log_sum_exp_inplace)[0]
         n = log_likelihoods.shape[0]
         return float(log_likelihoods.mean()) * n, n

@@ -1,0 +1,457 @@
+"""Data that need not fit in memory: sources read block by block, and what one pass computes per block.
+
+EM needs, per iteration, only sums over the rows (:func:`tinygmm.fit.em.em_sums`), so the data
+can flow through in blocks: each block's statistics are computed where the block is, and the
+sums added up in block order (the same order every pass, so a fit is repeatable).
+
+- :class:`ChunkedArray`: a NumPy array or ``np.memmap`` read ``chunk_rows`` rows at a time; a
+  memmap's pages are handed back to the kernel after each chunk, so even the resident size of
+  the process stays about one chunk.
+- :class:`ParquetData`: a Parquet file read one row group at a time (pyarrow).
+- :class:`DaskSource`: a Dask array; each block's statistics are a task run where the block lives
+  (a ``dask.distributed`` cluster when a ``Client`` is active, Dask's default scheduler otherwise).
+
+Nothing here imports Dask or pyarrow until such a source is used. Every block goes through a
+:class:`Prep` first: rows with a missing value dropped (or refused) and the scaler applied.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .em import (Params, Workspace, em_sums, evaluate, exact_sums, log_sum_exp_inplace, n_expanded,
+                 responsibilities)
+
+# Bytes of raw rows per block of a ChunkedArray (a few times that while a block is worked on).
+CHUNK_BYTES = 16 << 20
+# Rows of the uniform sample drawn in the first pass: k-means initialisation and anomaly thresholds
+# work on it (never fewer than SAMPLE_PER_COMPONENT rows per component).
+SAMPLE_ROWS = 100_000
+SAMPLE_PER_COMPONENT = 1_000
+# Row numbers a missing-value error lists.
+LISTED_ROWS = 10
+
+
+@dataclass(frozen=True)
+class Prep:
+    """What each block goes through before the maths: rows with a NaN dropped (else refused), then
+    ``(x - shift) / scale`` when a scaler is set. Infinities are always an error."""
+
+    shift: np.ndarray | None = None
+    scale: np.ndarray | None = None
+    drop_missing: bool = False
+
+    def rows(self, block: Any, offset: int = 0, refuse: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(complete rows as float64 (n, D), row numbers with a missing value (offset added)).
+
+        A missing value raises unless ``drop_missing``, or ``refuse`` is off (the first pass counts
+        them all, for an error that lists them)."""
+        X = np.asarray(block, dtype=np.float64)
+        if X.ndim != 2:
+            raise ValueError(f"Expected 2D array, got {X.ndim}D array instead")
+        finite = np.isfinite(X)
+        missing = np.empty(0, dtype=np.int64)
+        if not finite.all():
+            if np.isinf(X).any():
+                raise ValueError("Input X contains infinity or a value too large for dtype('float64').")
+            bad = ~finite.all(axis=1)
+            missing = np.flatnonzero(bad) + offset
+            if refuse and not self.drop_missing:
+                raise ValueError(f"Input X contains NaN (row {missing[0]}).")
+            X = X[~bad]
+        if self.shift is not None:
+            X = X - self.shift
+        if self.scale is not None:
+            X = X / self.scale
+        return X, missing
+
+
+class Source:
+    """Rows of D features, read block by block in a fixed order. Subclasses say where the blocks are."""
+
+    prep: Prep = Prep()
+
+    @property
+    def n_features(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The data's float type (float32 stays float32 in the fitted attributes, as for arrays)."""
+        return np.dtype(np.float64)
+
+    def block_rows(self) -> list[int]:
+        """Rows per block as stored (before any are dropped)."""
+        raise NotImplementedError
+
+    def map(self, fn: Callable[..., Any], *args: Any, per_block: Sequence[Any] | None = None) -> list[Any]:
+        """``[fn(block, self.prep, *args[, per_block[i]]) for each block i]``, in block order."""
+        raise NotImplementedError
+
+    def with_prep(self, prep: Prep) -> Source:
+        """The same data through another Prep (a scaler, dropping rows with missing values)."""
+        return replace(self, prep=prep)  # type: ignore[type-var]
+
+
+def _call(fn: Callable[..., Any], block: Any, prep: Prep, args: tuple) -> Any:
+    return fn(block, prep, *args)
+
+
+def _block_args(args: tuple, per_block: Sequence[Any] | None, i: int) -> tuple:
+    return args if per_block is None else (*args, per_block[i])
+
+
+@dataclass(frozen=True)
+class ChunkedArray(Source):
+    """An array read ``chunk_rows`` rows at a time, in this process (default: about CHUNK_BYTES).
+
+    Made for ``np.memmap``: ``GaussianMixture.fit`` reads a memmap this way by itself.
+    """
+
+    X: Any
+    chunk_rows: int | None = None
+    prep: Prep = Prep()
+
+    def __post_init__(self) -> None:
+        if getattr(self.X, "ndim", None) != 2:
+            raise ValueError(f"Expected 2D array, got {getattr(self.X, 'ndim', '?')}D array instead")
+        if not np.issubdtype(self.X.dtype, np.number):
+            raise ValueError(f"dtype {self.X.dtype} is not numeric")
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32) if self.X.dtype == np.float32 else np.dtype(np.float64)
+
+    def _rows(self) -> int:
+        if self.chunk_rows:
+            return int(self.chunk_rows)
+        return max(1024, CHUNK_BYTES // max(1, self.X.shape[1] * self.X.dtype.itemsize))
+
+    def block_rows(self) -> list[int]:
+        n, rows = self.X.shape[0], self._rows()
+        return [min(rows, n - s) for s in range(0, n, rows)]
+
+    def map(self, fn: Callable[..., Any], *args: Any, per_block: Sequence[Any] | None = None) -> list[Any]:
+        rows = self._rows()
+        out = []
+        for i, s in enumerate(range(0, self.X.shape[0], rows)):
+            out.append(_call(fn, self.X[s:s + rows], self.prep, _block_args(args, per_block, i)))
+            _release_pages(self.X, s, min(s + rows, self.X.shape[0]))
+        return out
+
+
+def _release_pages(X: Any, start: int, stop: int) -> None:
+    """Hand the pages of rows start:stop of a read-only or shared memmap back to the kernel.
+
+    They stay in the page cache (a later pass reads them from there), but no longer count in this
+    process's resident memory: without this, a pass over a 1 GB memmap leaves 1 GB resident.
+    Copy-on-write maps (mode 'c') may hold changes the mapping alone keeps: left alone.
+    """
+    mm = getattr(X, "_mmap", None)
+    if not isinstance(mm, mmap.mmap) or getattr(X, "mode", "c") == "c" or not X.flags.c_contiguous:
+        return
+    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    first = X.ctypes.data + start * X.strides[0] - base
+    last = X.ctypes.data + stop * X.strides[0] - base
+    page = mmap.PAGESIZE
+    first -= first % page
+    if last > first:
+        try:
+            mm.madvise(mmap.MADV_DONTNEED, first, min(last - first, len(mm) - first))
+        except (OSError, ValueError, AttributeError):  # no madvise here: only the resident size grows
+            pass
+
+
+# -- Parquet ----------------------------------------------------------------------------------
+
+
+def _parquet_file(path: str | os.PathLike) -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError("reading Parquet needs pyarrow: pip install 'tinygmm[dask]'") from None
+    return pq.ParquetFile(path)
+
+
+def parquet_columns(path: str | os.PathLike, columns: Sequence[str | int] | None = None) -> tuple[list[str], list[str]]:
+    """(the columns to read, the non-numeric columns left out). ``columns``: names or 0-based
+    indices (default: every integer, floating or decimal column)."""
+    import pyarrow as pa
+
+    schema = _parquet_file(path).schema_arrow
+    names = list(schema.names)
+
+    def numeric(t: Any) -> bool:
+        return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_boolean(t)
+
+    if columns is None:
+        chosen = [n for n in names if numeric(schema.field(n).type)]
+        return chosen, [n for n in names if n not in chosen]
+    chosen = []
+    for c in columns:
+        by_index = isinstance(c, int) or (str(c).isdigit() and c not in names)
+        if by_index and int(c) < len(names):
+            name = names[int(c)]
+        elif not by_index and c in names:
+            name = str(c)
+        else:
+            raise ValueError(f"{path}: no column {c!r}; available: "
+                             + ", ".join(f"{j}: {n!r}" for j, n in enumerate(names)))
+        if not numeric(schema.field(name).type):
+            raise ValueError(f"{path}: column {name!r} holds {schema.field(name).type}, not numbers")
+        if name in chosen:
+            raise ValueError(f"{path}: column {name!r} is selected twice")
+        chosen.append(name)
+    return chosen, []
+
+
+def read_row_group(path: str, index: int, columns: Sequence[str]) -> np.ndarray:
+    """Row group ``index`` of a Parquet file as a float64 (n, D) array, nulls as NaN."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = _parquet_file(path).read_row_group(index, columns=list(columns))
+    out = np.empty((table.num_rows, len(columns)))
+    for j, name in enumerate(columns):
+        col = pc.cast(table.column(name), pa.float64())
+        out[:, j] = col.to_numpy(zero_copy_only=False) if col.null_count == 0 else pc.fill_null(col, np.nan).to_numpy()
+    return out
+
+
+@dataclass(frozen=True)
+class ParquetData(Source):
+    """A Parquet file read one row group at a time (memory: about one row group).
+
+    ``columns``: names or 0-based indices (default: every numeric column). Nulls and NaN are
+    missing values: an error unless ``drop_missing``.
+    """
+
+    path: str
+    columns: Sequence[str | int] | None = None
+    drop_missing: bool = False
+    prep: Prep = field(default=Prep())
+    names: tuple[str, ...] = field(init=False)
+    skipped: tuple[str, ...] = field(init=False)
+    group_rows: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", str(Path(self.path)))
+        names, skipped = parquet_columns(self.path, self.columns)
+        if not names:
+            raise ValueError(f"{self.path}: no column holds numbers")
+        meta = _parquet_file(self.path).metadata
+        object.__setattr__(self, "names", tuple(names))
+        object.__setattr__(self, "skipped", tuple(skipped))
+        object.__setattr__(self, "group_rows", tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups)))
+        if self.drop_missing and not self.prep.drop_missing:
+            object.__setattr__(self, "prep", replace(self.prep, drop_missing=True))
+
+    @property
+    def n_features(self) -> int:
+        return len(self.names)
+
+    def block_rows(self) -> list[int]:
+        return list(self.group_rows)
+
+    def map(self, fn: Callable[..., Any], *args: Any, per_block: Sequence[Any] | None = None) -> list[Any]:
+        return [_call(fn, read_row_group(self.path, i, self.names), self.prep, _block_args(args, per_block, i))
+                for i in range(len(self.group_rows))]
+
+    def to_dask(self) -> Any:
+        """A Dask array of the file, one block per row group, each read by the worker that uses it."""
+        import dask
+        import dask.array as da
+
+        blocks = [da.from_delayed(dask.delayed(read_row_group)(self.path, i, self.names), shape=(n, len(self.names)),
+                                  dtype=np.float64) for i, n in enumerate(self.group_rows)]
+        return da.concatenate(blocks, axis=0)
+
+
+# -- Dask -------------------------------------------------------------------------------------
+
+
+def is_dask_array(X: Any) -> bool:
+    """Whether X is a Dask array (without importing Dask)."""
+    return type(X).__module__.startswith("dask.array") and hasattr(X, "chunks") and hasattr(X, "to_delayed")
+
+
+@dataclass(frozen=True)
+class DaskSource(Source):
+    """A Dask array: each block's statistics are a task run where the block lives (the active
+    ``dask.distributed.Client``, else Dask's default scheduler); only the sums come back.
+
+    Persist the array first (``X.persist()``) when the cluster's memory holds it: otherwise every
+    pass computes the blocks again from their source (which is what data larger than it need).
+    """
+
+    X: Any
+    prep: Prep = Prep()
+
+    def __post_init__(self) -> None:
+        X = self.X
+        if X.ndim != 2:
+            raise ValueError(f"Expected 2D array, got {X.ndim}D array instead")
+        if any(np.isnan(c) for c in X.chunks[0]):
+            X = X.compute_chunk_sizes()  # unknown block lengths (after filtering): one pass to learn them
+        if len(X.chunks[1]) > 1:
+            X = X.rechunk({1: -1})  # a block holds whole rows
+        object.__setattr__(self, "X", X)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32) if self.X.dtype == np.float32 else np.dtype(np.float64)
+
+    def block_rows(self) -> list[int]:
+        return [int(c) for c in self.X.chunks[0]]
+
+    def map(self, fn: Callable[..., Any], *args: Any, per_block: Sequence[Any] | None = None) -> list[Any]:
+        import dask
+
+        # parameters shared by every block go into the graph once, not once per task
+        shared = tuple(dask.delayed(a) if isinstance(a, (list, tuple, np.ndarray)) else a for a in args)
+        task = dask.delayed(_call, pure=True)
+        blocks = self.X.to_delayed().ravel()
+        return list(dask.compute(*[task(fn, b, self.prep, _block_args(shared, per_block, i))
+                                   for i, b in enumerate(blocks)]))
+
+
+def as_source(X: Any) -> Source | None:
+    """X as a block source when it is one, a memmap or a Dask array; None for in-memory data."""
+    if isinstance(X, Source):
+        return X
+    if isinstance(X, np.memmap):
+        return ChunkedArray(X)
+    if is_dask_array(X):
+        return DaskSource(X)
+    return None
+
+
+# -- what one pass computes per block ------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    """The first pass: complete rows, their mean and scatter about it, missing rows, a uniform sample."""
+
+    n: int
+    mean: np.ndarray
+    scatter: np.ndarray  # sum of (x - mean)(x - mean)'
+    sample: np.ndarray  # (m, D) complete rows, in data order
+    n_missing: int = 0
+    missing_rows: list[int] = field(default_factory=list)  # the first few, 0-based
+
+    @property
+    def variance(self) -> np.ndarray:
+        return np.diag(self.scatter) / max(self.n, 1)
+
+    def add(self, n: int, mean: np.ndarray, scatter: np.ndarray) -> None:
+        """Chan et al.'s pairwise update: no cancellation however far the data sit from the origin."""
+        if n == 0:
+            return
+        if self.n == 0:
+            self.n, self.mean, self.scatter = n, mean, scatter
+            return
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.scatter = self.scatter + scatter + np.outer(delta, delta) * (self.n * n / total)
+        self.n = total
+
+
+def summary_block(block: Any, prep: Prep, offset_and_picks: tuple[int, np.ndarray]) -> tuple:
+    """(complete rows, their mean, scatter, the picked complete rows, missing rows, the first few)."""
+    offset, picks = offset_and_picks
+    X, missing = prep.rows(block, offset, refuse=False)  # counted here, refused by the caller
+    complete = np.ones(len(block), dtype=bool)
+    complete[missing - offset] = False
+    sample = prep.rows(np.asarray(block)[picks[complete[picks]]])[0]
+    listed = missing[:LISTED_ROWS].tolist()
+    if X.shape[0] == 0:
+        return 0, None, None, sample, missing.size, listed
+    mean = X.mean(axis=0)
+    d = X - mean
+    return X.shape[0], mean, d.T @ d, sample, missing.size, listed
+
+
+def sample_indices(rng: np.random.RandomState, n: int, m: int) -> np.ndarray:
+    """``m`` distinct row numbers below ``n``, uniform, sorted: without the n-long permutation
+    that ``choice(replace=False)`` makes (160 MB for 20 million rows)."""
+    if m >= n:
+        return np.arange(n)
+    if 4 * m >= n:
+        return np.sort(rng.choice(n, m, replace=False))
+    picked = np.unique(rng.randint(0, n, size=m + m // 8 + 16))
+    while picked.size < m:
+        picked = np.union1d(picked, rng.randint(0, n, size=m - picked.size + 16))
+    if picked.size > m:
+        picked = np.sort(rng.choice(picked, m, replace=False))
+    return picked
+
+
+def summarize(source: Source, rng: np.random.RandomState | None, sample_rows: int) -> Summary:
+    """One pass: complete-row count, mean, scatter, missing rows, and a uniform sample of about
+    ``sample_rows`` rows drawn with ``rng`` (all rows when there are fewer; none without ``rng``)."""
+    sizes = source.block_rows()
+    total = int(sum(sizes))
+    picks = sample_indices(rng, total, sample_rows) if rng is not None else np.empty(0, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    cuts = np.searchsorted(picks, offsets)
+    per_block = [(int(offsets[i]), picks[cuts[i]:cuts[i + 1]] - offsets[i]) for i in range(len(sizes))]
+    D = source.n_features
+    out = Summary(0, np.zeros(D), np.zeros((D, D)), np.empty((0, D)))
+    samples = []
+    for n, mean, scatter, sample, n_missing, missing in source.map(summary_block, per_block=per_block):
+        out.add(n, mean, scatter)
+        if sample.size:
+            samples.append(sample)
+        out.n_missing += n_missing
+        out.missing_rows.extend(missing[:LISTED_ROWS - len(out.missing_rows)])
+    if samples:
+        out.sample = np.vstack(samples)
+    return out
+
+
+def _centred(block: Any, prep: Prep, center: np.ndarray) -> np.ndarray:
+    X, _ = prep.rows(block)
+    return np.ascontiguousarray((X - center).T)
+
+
+def em_block(block: Any, prep: Prep, center: np.ndarray, params: list[Params]) -> list[tuple[float, np.ndarray]]:
+    """(total log-likelihood, statistics) of each parameter set on this block: one E/M pass."""
+    xt = _centred(block, prep, center)
+    if xt.shape[1] == 0:
+        K, ct = params[0].means_c.shape[0], params[0].covariance_type
+        return [(0.0, np.zeros((K, n_expanded(ct, xt.shape[0]))))] * len(params)
+    return em_sums(xt, params, Workspace(xt, params[0].covariance_type, params[0].means_c.shape[0]))
+
+
+def exact_block(block: Any, prep: Prep, center: np.ndarray,
+                jobs: list[tuple[Params, np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """For each (E-step parameters, new means, components): :func:`~tinygmm.fit.em.exact_sums` on this block."""
+    xt = _centred(block, prep, center)
+    out = []
+    for old, means_c, which in jobs:
+        resp = evaluate(xt, old, responsibilities) if xt.shape[1] else np.zeros((means_c.shape[0], 0))
+        out.append(exact_sums(xt, resp, means_c, old.covariance_type, which))
+    return out
+
+
+def score_block(block: Any, prep: Prep, center: np.ndarray, params: Params) -> tuple[float, int]:
+    """(sum of the log-likelihoods, rows) of this block."""
+    xt = _centred(block, prep, center)
+    if xt.shape[1] == 0:
+        return 0.0, 0
+    return float(np.sum(evaluate(xt, params, log_sum_exp_inplace))), xt.shape[1]
