@@ -71,7 +71,8 @@ def percentile(text: str) -> float:
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", metavar="DATA.csv", help="CSV file (comma, semicolon or tab separated)")
+    p.add_argument("data", metavar="DATA", help="CSV file (comma, semicolon or tab separated), or a Parquet file "
+                   "(.parquet: read one row group at a time, so it may be larger than memory; needs tinygmm[dask])")
     p.add_argument("--columns", help='columns to use, by header name or 0-based index: "Age,Annual Income (k$)" or "2,4" '
                    "(default: every all-numeric column)")
     p.add_argument("--drop-missing", action="store_true", help="skip rows with empty/NA/nan cells instead of failing")
@@ -80,6 +81,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="standardise each column before fitting (default: standard)")
     p.add_argument("--n-init", type=positive_int, default=1, metavar="N", help="EM restarts per k, best kept (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed, for reproducible fits (default: 0)")
+    p.add_argument("--dask", metavar="SCHEDULER", help="fit on a Dask cluster: its scheduler's address (tcp://host:8786); "
+                   "each worker reads its share of a Parquet file, which must be at the same path there "
+                   "(needs tinygmm[dask])")
 
 
 def _add_selection_args(p: argparse.ArgumentParser) -> None:
@@ -272,15 +276,32 @@ def _show_warning(message: Warning | str, category: type[Warning], *args: Any, *
 _progress_shown = False
 
 
+# Seconds between two progress lines: in-memory EM passes can take a millisecond each.
+PROGRESS_INTERVAL = 0.1
+
+
 def _progress_callback() -> Callable[[Any], None] | None:
-    """A one-line progress reporter on stderr, or None when stderr is not a terminal."""
+    """A one-line progress reporter on stderr (each run, each EM pass), or None when stderr is not a terminal."""
     if not sys.stderr.isatty():
         return None
+    import time
+
+    last = [0.0]
 
     def report(p: Any) -> None:
         global _progress_shown
-        restart = f", restart {p.restart}/{p.n_init}" if p.n_init > 1 else ""
-        sys.stderr.write(f"\r\x1b[Kfitting k={p.k} ({p.index}/{p.total}){restart} ...")
+        now = time.monotonic()
+        if p.em_pass and now - last[0] < PROGRESS_INTERVAL:
+            return
+        last[0] = now
+        if p.n_init > 1:
+            restart = f", {p.n_init} restarts side by side" if p.restart == 0 else f", restart {p.restart}/{p.n_init}"
+        else:
+            restart = ""
+        em = ""
+        if p.em_pass:
+            em = f": EM pass {p.em_pass}, log-likelihood {p.log_likelihood:.6g} per row, {p.seconds:.3g} s/pass"
+        sys.stderr.write(f"\r\x1b[Kfitting k={p.k} ({p.index}/{p.total}){restart}{em} ...")
         sys.stderr.flush()
         _progress_shown = True
 
@@ -298,20 +319,73 @@ def _clear_progress_line() -> None:
 # -- commands ---------------------------------------------------------------------------
 
 
-def _read_data(args: argparse.Namespace) -> tuple[np.ndarray, list[str], list[str]]:
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def _read_data(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
+    """The data (an array, or a Parquet file read in blocks), its column names and notes."""
+    if Path(args.data).suffix.lower() in PARQUET_SUFFIXES:
+        return _read_parquet(args)
     from .data import load_csv
 
     data = load_csv(args.data, args.columns, args.drop_missing)
+    if args.dask:
+        import dask.array as da
+
+        return da.from_array(data.X, chunks=(max(1, len(data.X) // 8), -1)).persist(), data.feature_names, data.notes()
     return data.X, data.feature_names, data.notes()
 
 
-def _fit(X: np.ndarray, names: list[str], candidates: range | list[int], **options: Any) -> Any:
+def _read_parquet(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
+    try:
+        from .fit.sources import DaskSource, ParquetData
+    except ImportError as e:
+        raise TinyGMMError(f"{args.data}: {e}") from None
+    path = Path(args.data)
+    if not path.is_file():
+        raise TinyGMMError(f"{path}: no such file")
+    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    try:
+        source = ParquetData(str(path.resolve()), columns, drop_missing=args.drop_missing)
+    except ImportError as e:
+        raise TinyGMMError(str(e)) from None
+    except ValueError as e:  # a column that is not there, or not numbers (the message names the file)
+        raise TinyGMMError(str(e)) from None
+    except OSError as e:  # pyarrow's errors for a file that is not Parquet
+        raise TinyGMMError(f"{path}: not a Parquet file? {e}") from None
+    notes = []
+    if source.skipped:
+        notes.append(f"skipped non-numeric column(s) {', '.join(map(repr, source.skipped))}; choose columns with --columns")
+    if args.dask:
+        return DaskSource(source.to_dask(), source.prep), list(source.names), notes
+    return source, list(source.names), notes
+
+
+def _fit(X: Any, names: list[str], candidates: range | list[int], **options: Any) -> Any:
     from .fit.build import fit_selection
 
     try:
-        return fit_selection(X, names, candidates, progress=_progress_callback(), **options)
+        fitted = fit_selection(X, names, candidates, progress=_progress_callback(), **options)
     finally:
         _clear_progress_line()
+    _print_notes(fitted.notes)
+    return fitted
+
+
+def _dask_client(args: argparse.Namespace) -> Any:
+    """A dask.distributed Client for --dask (every Dask computation in the block goes there), or a no-op."""
+    import contextlib
+
+    if not args.dask:
+        return contextlib.nullcontext()
+    try:
+        from distributed import Client
+    except ImportError:
+        raise TinyGMMError("--dask needs Dask: pip install 'tinygmm[dask]'") from None
+    try:
+        return Client(args.dask, timeout=30)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise TinyGMMError(f"cannot reach the Dask scheduler at {args.dask}: {e}") from None
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -330,10 +404,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from .tables import format_selection
     from .model import save
 
-    X, names, notes = _read_data(args)
-    _print_notes(notes)
-    fitted = _fit(X, names, _candidates(args), scale=args.scale, criterion=args.criterion, covariance=args.covariance,
-                  n_init=args.n_init, seed=args.seed, alpha=args.alpha)
+    with _dask_client(args):
+        X, names, notes = _read_data(args)
+        _print_notes(notes)
+        fitted = _fit(X, names, _candidates(args), scale=args.scale, criterion=args.criterion,
+                      covariance=args.covariance, n_init=args.n_init, seed=args.seed, alpha=args.alpha)
     if args.k_range is not None:
         print(format_selection(fitted.selection))
         print()
@@ -352,10 +427,11 @@ def cmd_select(args: argparse.Namespace) -> int:
         from .plots import require_matplotlib
 
         require_matplotlib()
-    X, names, notes = _read_data(args)
-    _print_notes(notes)
-    fitted = _fit(X, names, _candidates(args), scale=args.scale, criterion=args.criterion, covariance=args.covariance,
-                  n_init=args.n_init, seed=args.seed, alpha=args.alpha)
+    with _dask_client(args):
+        X, names, notes = _read_data(args)
+        _print_notes(notes)
+        fitted = _fit(X, names, _candidates(args), scale=args.scale, criterion=args.criterion,
+                      covariance=args.covariance, n_init=args.n_init, seed=args.seed, alpha=args.alpha)
     print(format_selection(fitted.selection))
     if args.plot:
         from .plots import save_figure, selection_figure

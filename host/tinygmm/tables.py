@@ -60,7 +60,10 @@ def format_info(model: Model, path: str | os.PathLike) -> str:
         lines.append("anomaly threshold: none")
     else:
         pct = model.metadata.get("threshold_percentile")
-        origin = f"; percentile {pct:g} of {model.metadata.get('n_train', '?')} training rows" if pct is not None else ""
+        rows = f"{model.metadata.get('n_train', '?')} training rows"
+        if model.metadata.get("threshold_sample", model.metadata.get("n_train")) != model.metadata.get("n_train"):
+            rows = f"a uniform sample of {model.metadata['threshold_sample']} of the {rows}"
+        origin = f"; percentile {pct:g} of {rows}" if pct is not None else ""
         lines.append(f"anomaly threshold: {model.anomaly_threshold:.6g} "
                      f"(log-likelihood of the scaled input{origin})")
     means = model.means if model.scaler is None else model.means * model.scaler.scale + model.scaler.mean

@@ -1,6 +1,7 @@
 """Choosing the number of components: BIC / AIC / likelihood-ratio table and the choice it makes."""
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from ..errors import TinyGMMError
-from .mixture import GaussianMixture
+from .mixture import GaussianMixture, report_passes
+from .sources import as_source
 
 CRITERIA = ("bic", "aic", "lrt")
 
@@ -52,13 +54,16 @@ class Selection:
 
 @dataclass(frozen=True)
 class Progress:
-    """Passed to the ``progress`` callback before each EM run."""
+    """Passed to the ``progress`` callback before each EM run and after each of its passes."""
 
     index: int  # 1-based position of k among the candidates
     total: int  # number of candidates
     k: int
-    restart: int  # 1-based
+    restart: int  # 1-based; 0: all n_init restarts side by side (data read in blocks)
     n_init: int
+    em_pass: int = 0  # passes done (0: the run starts)
+    log_likelihood: float | None = None  # mean per row, after the pass (the best restart's)
+    seconds: float | None = None  # the pass's
 
 
 def select_n_components(
@@ -83,7 +88,9 @@ def select_n_components(
 
     Each k gets ``n_init`` EM runs from one random stream, exactly as
     ``GaussianMixture(k, n_init=n_init, random_state=random_state).fit(X)`` would do, run
-    here one at a time so that ``progress`` can report each of them.
+    here one at a time so that ``progress`` can report each of them. ``X`` may also be data read
+    in blocks (a memmap, :class:`~tinygmm.fit.sources.ParquetData`, a Dask array): then each k is
+    that one fit, its restarts side by side, and the likelihoods one more pass.
     """
     if criterion not in CRITERIA:
         raise TinyGMMError(f"criterion {criterion!r} is not one of {', '.join(CRITERIA)}")
@@ -91,21 +98,29 @@ def select_n_components(
         raise TinyGMMError(f"alpha {alpha} must be between 0 and 1")
     if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
         raise TinyGMMError(f"n_init must be a positive integer, got {n_init!r}")
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or not np.all(np.isfinite(X)):
-        raise TinyGMMError("X must be a 2-D array of finite numbers")
-    ks = _check_candidates(candidates, X.shape[0])
+    source = as_source(X)
+    if source is None:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or not np.all(np.isfinite(X)):
+            raise TinyGMMError("X must be a 2-D array of finite numbers")
+    ks = _check_candidates(candidates, X.shape[0] if source is None else sum(source.block_rows()))
     if criterion == "lrt" and len(ks) < 2:
         raise TinyGMMError("the likelihood-ratio test needs at least two candidate values of k")
 
-    n = X.shape[0]
+    n = 0
     fits: list[tuple[int, GaussianMixture, float, int]] = []
     for index, k in enumerate(ks, start=1):
         report = None
         if progress is not None:
-            report = lambda restart, k=k, index=index: progress(Progress(index, len(ks), k, restart, n_init))  # noqa: E731
-        gmm = _fit_best_of(X, k, covariance_type, n_init, random_state, report, gmm_kwargs)
-        fits.append((k, gmm, gmm.score(X) * n, gmm._n_parameters()))
+            def report(restart: int, em_pass: int = 0, ll: float | None = None, seconds: float | None = None,
+                       k: int = k, index: int = index) -> None:
+                progress(Progress(index, len(ks), k, restart, n_init, em_pass, ll, seconds))
+        if source is None:
+            gmm = _fit_best_of(X, k, covariance_type, n_init, random_state, report, gmm_kwargs)
+        else:
+            gmm = _fit_side_by_side(source, k, covariance_type, n_init, random_state, report, gmm_kwargs)
+        ll, n = gmm._total_log_likelihood(X if source is None else source)
+        fits.append((k, gmm, ll, gmm._n_parameters()))
 
     rows = []
     for i, (k, gmm, ll, p) in enumerate(fits):
@@ -154,25 +169,47 @@ def _fit_best_of(
         # Only the winner's convergence matters, as in GaussianMixture.fit.
         warnings.simplefilter("ignore", ConvergenceWarning)
         for restart in range(1, n_init + 1):
-            if report is not None:
-                report(restart)
             gmm = GaussianMixture(k, covariance_type=covariance_type, n_init=1, random_state=rng, **gmm_kwargs)
-            try:
-                gmm.fit(X)
-            except ValueError as e:
-                raise TinyGMMError(f"fitting k={k} failed: {e}") from None
+            _fit_reporting(gmm, X, k, restart, report)
             if best is None or gmm.lower_bound_ > best.lower_bound_:
                 best = gmm
     assert best is not None
     best.set_params(n_init=n_init, random_state=random_state)
+    _warn_unconverged(best, k)
+    return best
+
+
+def _fit_side_by_side(source: Any, k: int, covariance_type: str, n_init: int, random_state: Any,
+                      report: Callable[..., None] | None, gmm_kwargs: dict) -> GaussianMixture:
+    """GaussianMixture.fit itself on data read in blocks: its restarts share every pass."""
+    gmm = GaussianMixture(k, covariance_type=covariance_type, n_init=n_init, random_state=random_state, **gmm_kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        _fit_reporting(gmm, source, k, 0, report)
+    _warn_unconverged(gmm, k)
+    return gmm
+
+
+def _fit_reporting(gmm: GaussianMixture, X: Any, k: int, restart: int, report: Callable[..., None] | None) -> None:
+    """``gmm.fit(X)``, telling ``report`` when it starts and after each EM pass."""
+    with contextlib.ExitStack() as stack:
+        if report is not None:
+            report(restart)
+            stack.enter_context(report_passes(lambda i, ll, seconds: report(restart, i, ll, seconds)))
+        try:
+            gmm.fit(X)
+        except ValueError as e:
+            raise TinyGMMError(f"fitting k={k} failed: {e}") from None
+
+
+def _warn_unconverged(best: GaussianMixture, k: int) -> None:
     if not best.converged_ and best.max_iter > 0:
         warnings.warn(
             f"k={k}: the best EM run did not converge in max_iter={best.max_iter} iterations; "
             "increase max_iter or tol, or check for degenerate data",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    return best
 
 
 def _choose(rows: list[Row], criterion: str, alpha: float, consecutive: bool) -> tuple[int, str]:
