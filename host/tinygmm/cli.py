@@ -276,6 +276,8 @@ def _show_warning(message: Warning | str, category: type[Warning], *args: Any, *
 _progress_shown = False
 
 
+# Seconds to wait for --dask's scheduler to answer.
+DASK_CONNECT_TIMEOUT = 10.0
 # Seconds between two progress lines: in-memory EM passes can take a millisecond each.
 PROGRESS_INTERVAL = 0.1
 
@@ -383,7 +385,7 @@ def _dask_client(args: argparse.Namespace) -> Any:
     except ImportError:
         raise TinyGMMError("--dask needs Dask: pip install 'tinygmm[dask]'") from None
     try:
-        return Client(args.dask, timeout=30)
+        return Client(args.dask, timeout=DASK_CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as e:
         raise TinyGMMError(f"cannot reach the Dask scheduler at {args.dask}: {e}") from None
 

@@ -1,0 +1,274 @@
+"""Fitting data read in blocks: a memmap, a Parquet file (row groups), a Dask array on Dask's default
+scheduler and on a LocalCluster of two worker processes. From the same initial parameters every way
+gives the in-memory fit's answer to 1e-10; memory stays about one block; restarts share each pass."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinygmm import GaussianMixture, cli, load
+from tinygmm.fit import sources
+from tinygmm.fit.mixture import report_passes
+from tinygmm.fit.sources import ChunkedArray, DaskSource, ParquetData
+
+da = pytest.importorskip("dask.array", reason="needs tinygmm[dask] (pip install -e '.[test]')")
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+TYPES = ["full", "tied", "diag", "spherical"]
+FITTED = ["weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_"]
+RTOL = 1e-10
+K = 4
+
+
+CENTRES = np.array([[0.0, 0.0, 0.0], [6.0, 1.0, 0.0], [0.0, 7.0, 3.0], [5.0, 5.0, 5.0]]) + 40.0
+FAR = 1e3
+
+
+def _centres(X: np.ndarray) -> np.ndarray:
+    far = np.any(X > FAR / 2)
+    return np.vstack([CENTRES[:-1], np.full(3, FAR)]) if far else CENTRES
+
+
+def blobs(n: int = 24_000, far: bool = False, seed: int = 0) -> np.ndarray:
+    """Four clusters in 3-D away from the origin; ``far``: one of them tight and 1000 away, so that its
+    covariance must be recomputed from centred differences (one more pass over the blocks)."""
+    rng = np.random.RandomState(seed)
+    X = np.vstack([c + rng.normal(0.0, 1.0, (n // K, 3)) for c in CENTRES])
+    if far:
+        X[-n // K:] = FAR + rng.normal(0.0, 1e-2, (n // K, 3))
+    return X[rng.permutation(len(X))]
+
+
+def start(X: np.ndarray, ct: str, max_iter: int = 25) -> dict:
+    """One starting point shared by every fit: a row of each cluster as its mean, unit precisions.
+
+    From a start on its way to an optimum, EM contracts differences of rounding. From one where
+    components are still trading clusters it amplifies them, by 1e4 in 25 passes: there even the
+    in-memory fit of the same rows in reverse order differs by 1e-9 from the forward one.
+    """
+    D = X.shape[1]
+    labels = np.argmin([np.sum((X - c) ** 2, axis=1) for c in _centres(X)], axis=0)
+    means = np.array([X[np.flatnonzero(labels == k)[0]] for k in range(K)])
+    precisions = {"full": np.repeat(np.eye(D)[None], K, axis=0), "tied": np.eye(D),
+                  "diag": np.ones((K, D)), "spherical": np.ones(K)}[ct]
+    return dict(covariance_type=ct, weights_init=np.full(K, 1.0 / K), means_init=means.reshape(K, D),
+                precisions_init=precisions, max_iter=max_iter, tol=0.0)
+
+
+def fit(X, **params) -> GaussianMixture:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tol=0 never converges: the fixed number of passes is the point
+        return GaussianMixture(K, **params).fit(X)
+
+
+def assert_same_fit(a: GaussianMixture, b: GaussianMixture, rtol: float = RTOL) -> None:
+    """Every fitted parameter and the lower bound agree to ``rtol`` relative to the parameter's size."""
+    for name in FITTED:
+        x, y = getattr(a, name), getattr(b, name)
+        np.testing.assert_allclose(y, x, rtol=rtol, atol=rtol * np.max(np.abs(x)), err_msg=name)
+    assert abs(b.lower_bound_ - a.lower_bound_) <= rtol * abs(a.lower_bound_)
+    assert a.n_iter_ == b.n_iter_
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """The same data as an .npy file (for a memmap) and as Parquet in row groups of 5000 rows."""
+    d = tmp_path_factory.mktemp("scale")
+    out = {}
+    for far in (False, True):
+        X = blobs(far=far)
+        npy = d / f"x{int(far)}.npy"
+        np.save(npy, X)
+        parquet = d / f"x{int(far)}.parquet"
+        pq.write_table(pa.table({f"f{j}": X[:, j] for j in range(X.shape[1])}), parquet, row_group_size=5000)
+        out[far] = (X, npy, parquet)
+    return out
+
+
+@pytest.mark.parametrize("far", [False, True], ids=["near", "far-tight-component"])
+@pytest.mark.parametrize("ct", TYPES)
+def test_chunked_parquet_dask_and_in_memory_fits_agree(files, ct: str, far: bool) -> None:
+    X, npy, parquet = files[far]
+    params = start(X, ct)
+    ref = fit(X, **params)
+    memmap = np.load(npy, mmap_mode="r")
+    assert isinstance(memmap, np.memmap)
+    for data in (memmap, ChunkedArray(X, chunk_rows=3001), ParquetData(str(parquet)),
+                 da.from_array(X, chunks=(7000, 3))):
+        assert_same_fit(ref, fit(data, **params))
+
+
+def test_restarts_share_each_pass(files) -> None:
+    X = files[False][0]
+    passes = []
+
+    class Counting(ChunkedArray):
+        def map(self, fn, *args, per_block=None):
+            passes.append(fn.__name__)
+            return super().map(fn, *args, per_block=per_block)
+
+    events = []
+    with report_passes(lambda i, ll, s: events.append(i)):
+        g = fit(Counting(X, chunk_rows=5000), n_init=3, max_iter=6, tol=0.0, random_state=0)
+    # one first pass (rows, mean, the sample every restart initialises from), then one per EM
+    # iteration for all three restarts: not 3 x 6
+    assert passes == ["summary_block"] + ["em_block"] * 6
+    assert events == list(range(1, 7)) and g.n_iter_ == 6
+    # the best of the three: at least as good as each restart run alone from the same stream
+    rng = np.random.RandomState(0)
+    alone = [fit(ChunkedArray(X, chunk_rows=5000), max_iter=6, tol=0.0, random_state=rng) for _ in range(3)]
+    assert g.lower_bound_ == pytest.approx(max(a.lower_bound_ for a in alone), rel=1e-12)
+
+
+def test_small_data_read_in_blocks_fit_as_in_memory(files) -> None:
+    """With fewer rows than the initialisation sample, the sample is every row: the default k-means
+    start and every restart are the in-memory fit's."""
+    X = files[False][0]
+    a = GaussianMixture(K, n_init=2, random_state=3).fit(X)
+    b = GaussianMixture(K, n_init=2, random_state=3).fit(ChunkedArray(X, chunk_rows=4000))
+    assert_same_fit(a, b, rtol=1e-9)
+
+
+def test_a_large_sample_initialises_from_a_uniform_sample(monkeypatch) -> None:
+    X = blobs(40_000)
+    monkeypatch.setattr(sources, "SAMPLE_ROWS", 2_000)
+    monkeypatch.setattr(sources, "SAMPLE_PER_COMPONENT", 10)
+    g = GaussianMixture(K, random_state=0).fit(ChunkedArray(X, chunk_rows=7000))
+    ref = GaussianMixture(K, random_state=0).fit(X)
+    assert g.converged_ and abs(g.score(X) - ref.score(X)) < 1e-3  # the same optimum, found from a sample
+    picks = sources.sample_indices(np.random.RandomState(0), 20_000_000, 100_000)
+    assert len(np.unique(picks)) == 100_000 and np.all(np.diff(picks) > 0) and picks[-1] < 20_000_000
+
+
+def test_a_memmap_fit_holds_about_one_block_in_memory(tmp_path, monkeypatch) -> None:
+    """64 MB on disk, blocks of 2 MB: NumPy's allocations stay near one block (an in-memory fit copies
+    the data twice), and the memmap's pages are handed back after each block."""
+    rng = np.random.RandomState(0)
+    path = tmp_path / "big.npy"
+    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(2_000_000, 4))
+    for s in range(0, len(mm), 250_000):
+        mm[s:s + 250_000] = rng.normal(size=(250_000, 4)) + (s // 250_000 % 2) * 4.0
+    mm.flush()
+    del mm
+    monkeypatch.setattr(sources, "CHUNK_BYTES", 2 << 20)
+    X = np.load(path, mmap_mode="r")
+
+    def rss_file_kb() -> int:
+        status = Path("/proc/self/status").read_text().splitlines()
+        return next((int(line.split()[1]) for line in status if line.startswith(("RssFile", "RssShmem"))), 0)
+
+    before = rss_file_kb()
+    tracemalloc.start()
+    g = fit(X, max_iter=3, random_state=0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert g.n_iter_ == 3
+    assert peak < 24e6, f"peak NumPy allocations {peak / 1e6:.1f} MB for 2 MB blocks of a 64 MB memmap"
+    if before:
+        assert rss_file_kb() - before < 16_000, "the memmap's pages stayed resident"
+
+
+def test_missing_values_are_refused_or_dropped(tmp_path) -> None:
+    X = blobs(8000)
+    holes = X.copy()
+    holes[[10, 4000, 7999], 1] = np.nan
+    path = tmp_path / "holes.parquet"
+    pq.write_table(pa.table({"a": holes[:, 0], "b": pa.array(holes[:, 1], from_pandas=True), "c": holes[:, 2]}),
+                   path, row_group_size=3000)
+    with pytest.raises(ValueError, match=r"3 row\(s\) have a missing value \(rows 10, 4000, 7999\)"):
+        fit(ParquetData(str(path)), max_iter=2)
+    with pytest.raises(ValueError, match="NaN"):
+        fit(da.from_array(holes, chunks=(3000, 3)), max_iter=2)
+    kept = np.delete(X, [10, 4000, 7999], axis=0)
+    params = start(kept, "full")
+    assert_same_fit(fit(kept, **params), fit(ParquetData(str(path), drop_missing=True), **params))
+    inf = X.copy()
+    inf[5, 0] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        fit(ChunkedArray(inf, chunk_rows=1000), max_iter=2)
+
+
+def test_dask_outputs_are_lazy_and_equal(files) -> None:
+    X = files[False][0]
+    g = fit(X, **start(X, "full"))
+    Xd = da.from_array(X, chunks=(5000, 3))
+    for method in ("predict", "score_samples", "predict_proba"):
+        out = getattr(g, method)(Xd)
+        assert sources.is_dask_array(out), method
+        np.testing.assert_allclose(out.compute(), getattr(g, method)(X), rtol=1e-12, atol=1e-300)
+    assert g.score(Xd) == pytest.approx(g.score(X), rel=1e-12)
+    assert g.bic(ParquetData(str(files[False][2]))) == pytest.approx(g.bic(X), rel=1e-12)
+
+
+def test_the_cli_fits_parquet_as_it_fits_csv(files, tmp_path, capsys, monkeypatch) -> None:
+    X, _, parquet = files[False]
+    csv = tmp_path / "x.csv"
+    np.savetxt(csv, X, delimiter=",", header="f0,f1,f2", comments="")
+    argv = ["--k-range", "3:5", "--n-init", "2", "--seed", "4"]
+    assert cli.main(["fit", str(csv), *argv, "-o", str(tmp_path / "csv.json")]) == 0
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # progress per EM pass on a terminal
+    monkeypatch.setattr(cli, "PROGRESS_INTERVAL", 0.0)  # every pass, however fast
+    assert cli.main(["fit", str(parquet), *argv, "-o", str(tmp_path / "pq.json")]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"fitting k=\d \(\d/3\), 2 restarts side by side: EM pass \d+, log-likelihood -[\d.]+ per row, "
+                     r"[\d.e-]+ s/pass", err), err
+    a, b = load(tmp_path / "csv.json"), load(tmp_path / "pq.json")
+    assert a.n_components == b.n_components == 4
+    np.testing.assert_allclose(b.means, a.means, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(b.scaler.scale, a.scaler.scale, rtol=1e-12)
+    assert b.anomaly_threshold == pytest.approx(a.anomaly_threshold, rel=1e-8)
+
+
+def test_the_cli_start_imports_no_dask_or_pyarrow(tmp_path) -> None:
+    code = ("import sys, tinygmm, tinygmm.fit.mixture; from tinygmm import cli; "
+            "cli.build_parser().parse_args(['fit', 'x.parquet', '-k', '2', '--dask', 'tcp://h:1', '-o', 'm.json']); "
+            "loaded = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'pyarrow')]; "
+            "assert not loaded, loaded[:5]")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+
+
+# -- a LocalCluster of two worker processes --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=40) as lc, distributed.Client(lc) as client:
+        yield client
+
+
+def test_a_local_cluster_of_two_workers_fits_the_same(cluster, files) -> None:
+    from distributed import get_task_stream
+
+    X, _, parquet = files[True]  # the far component: the exact pass runs on the workers too
+    params = start(X, "full", max_iter=8)  # every pass a round trip to the scheduler: ~0.1 s
+    ref = fit(X, **params)
+    with get_task_stream(cluster) as tasks:
+        assert_same_fit(ref, fit(da.from_array(X, chunks=(4000, 3)).persist(), **params))
+    assert len(cluster.scheduler_info()["workers"]) == 2
+    assert len({t["worker"] for t in tasks.data}) == 2, "every block went to one worker"
+    # a Parquet file read by the workers, one row group per task, restarts side by side
+    assert_same_fit(ref, fit(DaskSource(ParquetData(str(parquet)).to_dask()), **params))
+    g = GaussianMixture(K, n_init=2, random_state=0).fit(ParquetData(str(parquet)).to_dask())
+    assert g.converged_
+
+
+def test_the_cli_fits_on_a_cluster(cluster, files, tmp_path, capsys, monkeypatch) -> None:
+    X, _, parquet = files[False]
+    address = cluster.scheduler.address
+    out = tmp_path / "m.json"
+    assert cli.main(["fit", str(parquet), "-k", "4", "--dask", address, "-o", str(out)]) == 0
+    assert cli.main(["fit", str(parquet), "-k", "4", "-o", str(tmp_path / "here.json")]) == 0
+    np.testing.assert_allclose(load(out).means, load(tmp_path / "here.json").means, rtol=1e-9, atol=1e-9)
+    monkeypatch.setattr(cli, "DASK_CONNECT_TIMEOUT", 1.0)
+    assert cli.main(["fit", str(parquet), "-k", "4", "--dask", "tcp://127.0.0.1:1", "-o", str(out)]) == 1
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:1" in capsys.readouterr().err
