@@ -19,6 +19,8 @@ from .protocol import LinkClosed, LinkTimeout
 RESET_PULSE_SECONDS = 0.1
 # A write that cannot be handed to the OS in this long means the link is stuck.
 SERIAL_WRITE_TIMEOUT = 5.0
+# Over RFC 2217: the longest a read waits past its own timeout (pyserial's timeout is fixed there).
+REMOTE_POLL = 0.02
 
 
 class Transport(Protocol):
@@ -53,9 +55,12 @@ class SerialTransport(_ContextManager):
 
         self.url = url
         self._serial_exception = serial.SerialException
+        remote = _is_rfc2217(url)
         try:
-            port = serial.serial_for_url(url, do_not_open=True, baudrate=baudrate, timeout=0,
-                                         write_timeout=SERIAL_WRITE_TIMEOUT)
+            # pyserial's RFC 2217 client has no write timeout (its socket's own 5 s timeout bounds a write)
+            port = serial.serial_for_url(_rfc2217_url(url) if remote else url, do_not_open=True, baudrate=baudrate,
+                                         timeout=REMOTE_POLL if remote else 0,
+                                         write_timeout=None if remote else SERIAL_WRITE_TIMEOUT)
             port.dtr = False
             port.rts = False
             if hasattr(port, "exclusive"):
@@ -71,6 +76,7 @@ class SerialTransport(_ContextManager):
             raise TinyGMMError(f"serial port {url} is busy: {', '.join(others)} has it open; close that "
                                "program (a serial monitor?) first")
         self._port = port
+        self._remote = remote
         if reset:
             try:
                 self.reset()
@@ -98,6 +104,8 @@ class SerialTransport(_ContextManager):
 
     def read(self, max_bytes: int, timeout: float) -> bytes:
         try:
+            if self._remote:
+                return self._read_remote(max_bytes, timeout)
             self._port.timeout = max(timeout, 0.0)
             first = self._port.read(1)
             if not first:
@@ -105,10 +113,41 @@ class SerialTransport(_ContextManager):
             self._port.timeout = 0
             return first + self._port.read(max_bytes - 1)
         except (self._serial_exception, OSError) as e:
+            if _is_rfc2217(self.url) and "reader thread died" in str(e):
+                raise LinkClosed(f"{self.url}: the connection was closed from the other end (the RFC 2217 "
+                                 "server, or the network to it, went away)") from None
             raise LinkClosed(f"{self.url}: {e}") from None
+
+    def _read_remote(self, max_bytes: int, timeout: float) -> bytes:
+        """Over RFC 2217 every change of pyserial's timeout renegotiates the port settings with the
+        server (a round trip each: reads of 2 bytes per 0.3 s): the timeout stays REMOTE_POLL and we poll."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            waiting = self._port.in_waiting
+            if waiting:
+                return self._port.read(min(waiting, max_bytes))
+            if time.monotonic() >= deadline:
+                return b""
+            first = self._port.read(1)  # returns at the first byte, or after REMOTE_POLL
+            if first:
+                waiting = self._port.in_waiting
+                return first + (self._port.read(min(waiting, max_bytes - 1)) if waiting and max_bytes > 1 else b"")
 
     def close(self) -> None:
         self._port.close()
+
+
+def _is_rfc2217(url: str) -> bool:
+    return url.lower().startswith("rfc2217://")
+
+
+def _rfc2217_url(url: str) -> str:
+    """``url`` with pyserial's ``ign_set_control``: tinygmm never waits on a modem line, and a server in
+    front of a pseudo-terminal or a line without modem control (ser2net's ``local``) never acknowledges
+    one, so the open would stall for the acknowledgement. The request itself is still sent."""
+    if "ign_set_control" in url:
+        return url
+    return url + ("&" if "?" in url else "?") + "ign_set_control"
 
 
 def _open_failure(url: str, e: BaseException) -> str:
