@@ -208,19 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", type=Path, metavar="DIR")
     p.add_argument("-e", "--env", metavar="ENV",
                    help="the project's env (board) to verify (default with --emulator: the env it runs)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--port", metavar="PORT|auto",
-                       help="a board on a serial port (device path or pyserial URL; default with a board's -e: auto, "
-                            "as for flash)")
-    where.add_argument("--emulator", choices=list(emulators()),
-                       help="run the firmware here: the native build, or the uno firmware in simavr or qemu")
+    p.add_argument("--port", metavar="PORT|auto", action="append",
+                   help="a board on a serial port (device path or pyserial URL such as rfc2217://host:4001 for a "
+                        "board served over the network; default with a board's -e: auto, as for flash); repeat "
+                        "for several boards, verified side by side")
+    p.add_argument("--emulator", choices=list(emulators()), action="append",
+                   help="run the firmware here: the native build, or the uno firmware in simavr or qemu "
+                        "(repeatable, as --port)")
     p.add_argument("--baud", type=positive_int, default=0,
                    help=f"serial speed for --port (default: the board's, {DEFAULT_BAUD} for every board tinygmm knows)")
     p.add_argument("--flash", action="store_true", help="upload the firmware to the board first")
     p.add_argument("--reset", action="store_true",
                    help="reset the board by DTR after opening the port (by default it is left running)")
     p.add_argument("--offline", action="store_true", help="build with tinygmm's offline PlatformIO core")
-    p.add_argument("--report", type=Path, metavar="report.json", help="also write the results as JSON")
+    p.add_argument("--report", type=Path, metavar="report.json",
+                   help="also write the results as JSON (several targets: one file with a report per target)")
     p.add_argument("--log", type=Path, metavar="link.log",
                    help="where to write the timestamped bytes sent and received (default: DIR/.tinygmm/logs/)")
     p.add_argument("--no-bench", action="store_true", help="skip the on-device timing")
@@ -600,12 +602,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .verify.report import format_report
     from .verify.session import verify_project
 
+    ports, emulators = args.port or [], args.emulator or []
+    if len(ports) + len(emulators) > 1:
+        return _verify_farm(args, ports, emulators)
     if args.plot:
         from .plots import require_matplotlib
 
         require_matplotlib()
+    port, emulator = (ports or [None])[0], (emulators or [None])[0]
     try:
-        report = verify_project(args.project, args.env, port=args.port, emulator=args.emulator, baud=args.baud,
+        report = verify_project(args.project, args.env, port=port, emulator=emulator, baud=args.baud,
                                 flash=args.flash, offline=args.offline, bench=not args.no_bench, log=args.log,
                                 reset=args.reset, timeout=args.timeout, on_log=_show_log)
     except (TinyGMMError, KeyboardInterrupt) as e:  # the report says what failed, as a CI job expects
@@ -626,6 +632,39 @@ def cmd_verify(args: argparse.Namespace) -> int:
         save_figure(verify_figure(report, read_project(args.project)[0]), args.plot)
         print(f"plot written to {args.plot}")
     return 0 if report.passed else EXIT_ERROR
+
+
+def _verify_farm(args: argparse.Namespace, ports: list[str], emulators: list[str]) -> int:
+    """Several targets side by side: each one's report as it finishes, then a summary."""
+    from .verify.farm import format_summary, target_specs, verify_farm
+    from .verify.report import format_report
+
+    if args.plot:
+        raise TinyGMMError("--plot draws one target: verify several without it, or one at a time with it")
+
+    def done(result: Any) -> None:
+        print(f"== {result.spec.id} ({result.spec.where}) ==")
+        print(format_report(result.report) if result.report is not None else f"ERROR: {result.error}")
+        if result.log is not None and result.log.exists():
+            _show_log(result.log)
+        sys.stdout.flush()
+
+    results = verify_farm(args.project, target_specs(ports, emulators, args.env), baud=args.baud, flash=args.flash,
+                          offline=args.offline, bench=not args.no_bench, reset=args.reset, timeout=args.timeout,
+                          on_done=done)
+    print(format_summary(results))
+    if args.report:
+        import json
+
+        from .files import write_atomic
+
+        doc = {"passed": all(r.passed for r in results),
+               "targets": [{"target": r.spec.id, "where": r.spec.where, "passed": r.passed,
+                            **({"report": r.report.to_json()} if r.report is not None else {"error": r.error})}
+                           for r in results]}
+        write_atomic(args.report, json.dumps(doc, indent=1) + "\n", "the report")
+        print(f"report written to {args.report}")
+    return 0 if all(r.passed for r in results) else EXIT_ERROR
 
 
 def cmd_ports(args: argparse.Namespace) -> int:

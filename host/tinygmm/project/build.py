@@ -6,6 +6,8 @@ asked for, or $TINYGMM_PIO_CORE names one: then tinygmm's offline core (offline.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -14,6 +16,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import TinyGMMError
 from ..resources import firmware_dir
@@ -79,16 +82,37 @@ def artifact(project: Path, env: str) -> Path:
 
 
 def ensure_built(project: Path, env: str, core_dir: Path | None = None) -> Path:
-    """The env's build artifact, (re)built with `pio run` when missing or older than a source file."""
+    """The env's build artifact, (re)built with `pio run` when missing or older than a source file.
+
+    One build of a project at a time, across processes (pytest-xdist workers running two emulated
+    boards of one project would otherwise run two `pio run` in the same .pio folder)."""
     out = artifact(project, env)
-    sources = [p for d in ("src", "lib", "include") for p in (project / d).rglob("*") if p.is_file()]
-    sources.append(project / "platformio.ini")
-    newest = max((p.stat().st_mtime for p in sources if p.exists()), default=0.0)
-    if not out.is_file() or out.stat().st_mtime < newest:
-        run_pio(["run", "-e", env], project, core_dir, echo=sys.stderr)  # stdout keeps the report
+    with _project_lock(project):
+        sources = [p for d in ("src", "lib", "include") for p in (project / d).rglob("*") if p.is_file()]
+        sources.append(project / "platformio.ini")
+        newest = max((p.stat().st_mtime for p in sources if p.exists()), default=0.0)
+        if not out.is_file() or out.stat().st_mtime < newest:
+            run_pio(["run", "-e", env], project, core_dir, echo=sys.stderr)  # stdout keeps the report
     if not out.is_file():
         raise TinyGMMError(f"`pio run -e {env}` made no {out}")
     return out
+
+
+@contextlib.contextmanager
+def _project_lock(project: Path) -> Iterator[None]:
+    """An exclusive lock on the project's .tinygmm/build.lock (released when the holder exits, however)."""
+    folder = project / ".tinygmm"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / "build.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:  # a read-only project: nothing can be built there anyway, and no one else builds
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def flash(project: Path, env: str, port: str, core_dir: Path | None = None) -> str:

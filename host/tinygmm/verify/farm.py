@@ -1,0 +1,183 @@
+"""A board farm: several targets (boards on ports, remote boards through RFC 2217, emulators) verified
+at once, one report each, for `tinygmm verify --port A --port B ...` and the pytest plugin.
+
+Each target gets its own :class:`~tinygmm.verify.session.VerifySession`; builds and uploads happen
+first, one at a time (PlatformIO builds a project in one place), then every target runs in its own
+thread: the work is the link's waiting, so threads overlap it fully.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..errors import TinyGMMError
+from .report import VerifyReport
+from .session import LOG_DIR, VerifySession, deadline
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """One target as given: a port (device path or pyserial URL) or an emulator, and its env."""
+
+    id: str  # short and unique among the targets: a test id, a log name, a row of the summary
+    port: str | None = None
+    emulator: str | None = None
+    env: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"port {self.port}" if self.port else f"emulator {self.emulator}"
+
+
+def _name(port: str | None, emulator: str | None) -> str:
+    """'ttyACM0', 'rfc2217-10.0.0.5-4001', 'simavr': plain words for -k and file names."""
+    if emulator is not None:
+        return emulator
+    assert port is not None
+    text = re.sub(r"^/dev/", "", port)
+    text = re.sub(r"\?.*$", "", text)  # pyserial URL options
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text.replace("://", "-")).strip("-") or "port"
+
+
+def target_specs(ports: Sequence[str], emulators: Sequence[str], env: str | None) -> list[TargetSpec]:
+    """Targets from repeated --port and --emulator options, ports first. ``env`` is the env of the
+    boards on ports (a port can hold any board); an emulator runs its own env, checked against
+    ``env`` only when it is the only target. A name given twice is numbered: simavr-1, simavr-2."""
+    given = [(p, None) for p in ports] + [(None, e) for e in emulators]
+    names = [_name(p, e) for p, e in given]
+    seen: dict[str, int] = {}
+    out = []
+    for (port, emulator), name in zip(given, names):
+        if names.count(name) > 1:
+            seen[name] = seen.get(name, 0) + 1
+            name = f"{name}-{seen[name]}"
+        out.append(TargetSpec(name, port, emulator, env if port is not None or len(given) == 1 else None))
+    return out
+
+
+def log_path(project: Path, spec: TargetSpec) -> Path:
+    """Where a target's byte log goes: its id in the name, so targets of one env keep their own."""
+    return project / LOG_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{spec.id}.log"
+
+
+@dataclass
+class FarmResult:
+    spec: TargetSpec
+    report: VerifyReport | None = None
+    error: str | None = None  # what stopped the run before a report (no board, a dropped link, ...)
+    seconds: float = 0.0
+    log: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.report is not None and self.report.passed
+
+
+def open_sessions(project: str | Path, specs: Sequence[TargetSpec], *, baud: int = 0, reset: bool = False,
+                  offline: bool = False) -> list[VerifySession | TinyGMMError]:
+    """A session per target (or the error that says why it cannot have one), checked in this thread."""
+    out: list[VerifySession | TinyGMMError] = []
+    for spec in specs:
+        try:
+            out.append(VerifySession.open(project, spec.env, port=spec.port, emulator=spec.emulator, baud=baud,
+                                          reset=reset, offline=offline))
+        except TinyGMMError as e:
+            out.append(e)
+    return out
+
+
+def build_first(sessions: Sequence[VerifySession | TinyGMMError]) -> list[VerifySession | TinyGMMError]:
+    """Build each emulated env once, here, before the targets run side by side."""
+    from ..project.build import ensure_built
+
+    built: dict[str, TinyGMMError | None] = {}
+    out: list[VerifySession | TinyGMMError] = []
+    for s in sessions:
+        if isinstance(s, VerifySession) and s.target.emulator is not None:
+            if s.target.env not in built:
+                try:
+                    ensure_built(s.project, s.target.env, s.core_dir)
+                    built[s.target.env] = None
+                except TinyGMMError as e:
+                    built[s.target.env] = e
+            error = built[s.target.env]
+            out.append(error if error is not None else s)
+        else:
+            out.append(s)
+    return out
+
+
+def verify_farm(project: str | Path, specs: Sequence[TargetSpec], *, baud: int = 0, flash: bool = False,
+                offline: bool = False, bench: bool = True, reset: bool = False, timeout: float | None = None,
+                on_done: Callable[[FarmResult], None] | None = None) -> list[FarmResult]:
+    """Verify every target, side by side; a result per target in the order given (``on_done`` hears
+    each as it finishes). ``timeout`` bounds the whole run; a target still running then is an error."""
+    project = Path(project)
+    results = [FarmResult(spec) for spec in specs]
+    with deadline(timeout, f"verifying {project} on {len(specs)} targets"):
+        sessions = build_first(open_sessions(project, specs, baud=baud, reset=reset, offline=offline))
+        if flash:  # uploads one at a time: each is a `pio run` in the project
+            for i, s in enumerate(sessions):
+                if isinstance(s, VerifySession):
+                    try:
+                        s.flash()
+                    except TinyGMMError as e:
+                        sessions[i] = e
+        lock = threading.Lock()
+
+        def run(i: int, session: VerifySession) -> None:
+            result = results[i]
+            t0 = time.perf_counter()
+            try:
+                result.log = log_path(project, result.spec)
+                with session.device(result.log) as dev:
+                    result.report = session.run(dev, bench)
+            except TinyGMMError as e:
+                result.error = str(e)
+            except Exception as e:  # a thread must not die silently: the summary names it  # noqa: BLE001
+                result.error = f"{type(e).__name__}: {e}"
+            result.seconds = time.perf_counter() - t0
+            if on_done is not None:
+                with lock:
+                    on_done(result)
+
+        threads = []
+        for i, s in enumerate(sessions):
+            if isinstance(s, VerifySession):
+                threads.append(threading.Thread(target=run, args=(i, s), name=f"tinygmm-{specs[i].id}", daemon=True))
+            else:
+                results[i].error = str(s)
+                if on_done is not None:
+                    on_done(results[i])
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                t.join()
+        except TinyGMMError as e:  # the overall deadline: what has not finished is named as such
+            for r in results:
+                if r.report is None and r.error is None:
+                    r.error = str(e)
+    return results
+
+
+def format_summary(results: Sequence[FarmResult]) -> str:
+    """One line per target and the count, as `tinygmm verify` ends a farm run."""
+    width = max(len(r.spec.id) for r in results)
+    lines = [f"summary: {sum(r.passed for r in results)} of {len(results)} targets passed"]
+    for r in results:
+        if r.report is not None:
+            failed = [c for c in r.report.checks if not c.passed]
+            state = "PASS" if r.passed else "FAIL"
+            detail = (f"{len(r.report.checks) - len(failed)}/{len(r.report.checks)} checks, "
+                      f"{r.report.n_vectors} vectors, {r.seconds:.1f} s")
+            if failed:
+                detail += "; failed: " + ", ".join(c.name for c in failed[:3])
+        else:
+            state, detail = "ERROR", (r.error or "").splitlines()[0][:200] if r.error else "did not run"
+        lines.append(f"  {state:5} {r.spec.id.ljust(width)}  {r.spec.where}: {detail}")
+    return "\n".join(lines)
