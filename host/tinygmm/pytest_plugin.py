@@ -4,8 +4,8 @@ Registered through the ``pytest11`` entry point. Options::
 
     --tinygmm-project DIR      an exported project (tinygmm export)
     --tinygmm-env ENV          its env to test (default with an emulator: the env it runs)
-    --tinygmm-port PORT|auto   a board on a serial port ...
-    --tinygmm-emulator NAME    ... or an emulator (`tinygmm boards` lists them)
+    --tinygmm-port PORT|auto   a board on a serial port or pyserial URL (rfc2217://host:4001) ...
+    --tinygmm-emulator NAME    ... or an emulator (`tinygmm boards` lists them); both repeatable
     --tinygmm-baud N           serial speed (default: the board's)
     --tinygmm-reset            reset the board by DTR after opening (default: leave it running)
     --tinygmm-offline          build with tinygmm's offline PlatformIO core
@@ -19,6 +19,12 @@ broken link) is reported by the first test that needs it and only named by the o
 A failing test that used the device gets the device's byte log attached as a report section; the
 whole run's log is kept under the project's .tinygmm/logs/.
 Without a board or emulator the tests skip and say why; under CI=true a missing emulator fails.
+
+A board farm: give several targets (``--tinygmm-port A --tinygmm-port B --tinygmm-emulator simavr``)
+and every device test runs once per target, its id ending in the target's (``[...-ttyACM0]``),
+with a session, device and report per target. Under pytest-xdist (``pytest -n 4``) each target's
+tests go to one worker (xdist's ``loadgroup``, chosen for you), so the boards are checked side by
+side, each opened by one process only; the summary ends with a line per target.
 """
 from __future__ import annotations
 
@@ -32,11 +38,16 @@ import pytest
 
 from .errors import StaleFirmware, TinyGMMError
 from .project.boards import DEFAULT_BAUD, emulators
+from .verify.farm import TargetSpec, log_path, target_specs
 
 # Bytes of the device log attached to a failing test (the end of it: the latest exchange).
 LOG_TAIL_CHARS = 20_000
-_DEVICE_KEY = pytest.StashKey[Any]()
-_LOG_KEY = pytest.StashKey[Path]()
+_DEVICE_KEY = pytest.StashKey[dict]()  # target id -> its open Device
+_LOG_KEY = pytest.StashKey[dict]()  # target id -> its byte log
+_TARGETS_KEY = pytest.StashKey[list]()
+_TALLY_KEY = pytest.StashKey[dict]()  # target id -> outcome -> count (on the controller under xdist)
+# The user property naming a test's target (in JUnit too), and xdist's mark grouping a target's tests.
+TARGET_PROPERTY = "tinygmm_target"
 
 
 def _emulator_names() -> list[str]:
@@ -48,8 +59,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--tinygmm-project", metavar="DIR", help="exported tinygmm project to test")
     group.addoption("--tinygmm-env", metavar="ENV",
                     help="the project's env (default with --tinygmm-emulator: the env it runs)")
-    group.addoption("--tinygmm-port", metavar="PORT|auto", help="a board on a serial port (path or pyserial URL)")
-    group.addoption("--tinygmm-emulator", choices=_emulator_names(), help="run the firmware here instead of on a board")
+    group.addoption("--tinygmm-port", metavar="PORT|auto", action="append",
+                    help="a board on a serial port (path or pyserial URL, e.g. rfc2217://host:4001); repeat for a "
+                         "board farm (one target per pytest-xdist worker)")
+    group.addoption("--tinygmm-emulator", choices=_emulator_names(), action="append",
+                    help="run the firmware here instead of on a board (repeatable, as --tinygmm-port)")
     group.addoption("--tinygmm-baud", type=int, default=0, metavar="N",
                     help=f"serial speed (default: the board's, {DEFAULT_BAUD} for every board tinygmm knows)")
     group.addoption("--tinygmm-reset", action="store_true", help="reset the board by DTR after opening its port")
@@ -58,6 +72,64 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "tinygmm: the test talks to a tinygmm device (board or emulator)")
+    config.stash[_DEVICE_KEY] = {}
+    config.stash[_LOG_KEY] = {}
+    config.stash[_TALLY_KEY] = {}
+    targets = _targets(config)
+    if len(targets) < 2:
+        return
+    config.pluginmanager.register(_Tally(config.stash[_TALLY_KEY]), "tinygmm-target-tally")
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") == "each":
+        raise pytest.UsageError("--dist each would open every board from every worker: with several "
+                                "--tinygmm-port/--tinygmm-emulator targets use -n N alone")
+
+
+def _targets(config: pytest.Config) -> list[TargetSpec]:
+    """The targets given (ports first), each with an id unique among them."""
+    if _TARGETS_KEY not in config.stash:
+        opt = config.getoption
+        config.stash[_TARGETS_KEY] = target_specs(opt("tinygmm_port") or [], opt("tinygmm_emulator") or [],
+                                                  opt("tinygmm_env"))
+    return config.stash[_TARGETS_KEY]
+
+
+@pytest.hookimpl(tryfirst=True)  # first, so that the target's id leads the test id: [simavr-1-...]
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """With several targets, every test that uses the device runs once per target."""
+    if "_tinygmm_target" not in metafunc.fixturenames:
+        return
+    targets = _targets(metafunc.config)
+    if len(targets) > 1:
+        metafunc.parametrize("_tinygmm_target", targets, ids=[t.id for t in targets], indirect=True, scope="session")
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's, when it is installed
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist with several targets: xdist's load scheduling by scopes, a scope being one
+    target's tests, so each board is opened by one worker only and the boards run side by side.
+    (Not xdist's loadgroup: its workers mark the test ids only when --dist loadgroup was typed.)"""
+    targets = _targets(config)
+    if len(targets) < 2 or config.getoption("dist", "no") not in ("load", "loadgroup", "loadscope", "worksteal"):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    ids = sorted((t.id for t in targets), key=len, reverse=True)
+
+    class TargetScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            params = nodeid.partition("[")[2]
+            target = next((i for i in ids if params.startswith(f"{i}-") or params == f"{i}]"), None)
+            return f"tinygmm target {target}" if target is not None else nodeid
+
+    return TargetScheduling(config, log)
+
+
+@pytest.fixture(scope="session")
+def _tinygmm_target(request: pytest.FixtureRequest) -> TargetSpec | None:
+    if hasattr(request, "param"):
+        return request.param
+    targets = _targets(request.config)
+    return targets[0] if targets else None
 
 
 # Under CI=true whatever CI installs must be there: a test that would skip for want of it fails.
@@ -111,35 +183,40 @@ def _use(value: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def _tinygmm_session(pytestconfig: pytest.Config, tinygmm_project: Path) -> Any:
+def _tinygmm_session(pytestconfig: pytest.Config, tinygmm_project: Path, _tinygmm_target: TargetSpec | None) -> Any:
     from .verify.session import VerifySession
 
     opt = pytestconfig.getoption
-    port, emulator = opt("tinygmm_port"), opt("tinygmm_emulator")
-    if port is None and emulator is None:
+    spec = _tinygmm_target
+    if spec is None:
         return _SetupFailure("no board or emulator: give --tinygmm-port PORT or --tinygmm-emulator "
                              + "|".join(_emulator_names()), skip=True)
     try:
-        return VerifySession.open(tinygmm_project, opt("tinygmm_env"), port=port, emulator=emulator,
+        return VerifySession.open(tinygmm_project, spec.env, port=spec.port, emulator=spec.emulator,
                                   baud=opt("tinygmm_baud"), reset=opt("tinygmm_reset"), offline=opt("tinygmm_offline"))
     except TinyGMMError as e:
         return _SetupFailure(str(e), skip=False)
 
 
 @pytest.fixture(scope="session")
-def _tinygmm_device(pytestconfig: pytest.Config, _tinygmm_session: Any) -> Iterator[Any]:
+def _tinygmm_device(pytestconfig: pytest.Config, _tinygmm_session: Any, _tinygmm_target: TargetSpec | None
+                    ) -> Iterator[Any]:
     session = _tinygmm_session
     if isinstance(session, _SetupFailure):
         yield session
         return
     target = session.target
+    farm = len(_targets(pytestconfig)) > 1
+    key = _tinygmm_target.id if _tinygmm_target is not None else ""
 
     def keep_log(path: Path) -> None:
-        pytestconfig.stash[_LOG_KEY] = path
+        pytestconfig.stash[_LOG_KEY][key] = path
 
     with contextlib.ExitStack() as stack:
         try:
-            device = stack.enter_context(session.device(on_log=keep_log))
+            # in a farm each target's log carries its id: two emulated Unos are both env uno
+            log = log_path(session.project, _tinygmm_target) if farm and _tinygmm_target is not None else None
+            device = stack.enter_context(session.device(log, on_log=keep_log))
         except StaleFirmware as e:
             yield _SetupFailure(f"refusing to compare: {e}", skip=False)
             return
@@ -149,8 +226,9 @@ def _tinygmm_device(pytestconfig: pytest.Config, _tinygmm_session: Any) -> Itera
             yield _failure(f"{target.transport_name} unavailable: {text}" if missing else text,
                            required_in_ci=target.emulator is not None, available_elsewhere=missing)
             return
-        pytestconfig.stash[_DEVICE_KEY] = device
+        pytestconfig.stash[_DEVICE_KEY][key] = device
         yield device
+        del pytestconfig.stash[_DEVICE_KEY][key]
 
 
 @pytest.fixture(scope="session")
@@ -192,16 +270,45 @@ def tinygmm_report(_tinygmm_report: Any) -> Any:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    log = config.stash.get(_LOG_KEY, None)
-    if log is not None:
-        terminalreporter.write_line(f"tinygmm: link log (every byte, timestamped): {log}")
+    logs = config.stash.get(_LOG_KEY, {})
+    for key, log in sorted(logs.items()):
+        where = f" of {key}" if key and len(logs) > 1 else ""
+        terminalreporter.write_line(f"tinygmm: link log{where} (every byte, timestamped): {log}")
+    tally = config.stash.get(_TALLY_KEY, {})
+    if len(_targets(config)) > 1 and tally:
+        terminalreporter.section("tinygmm targets")
+        for t in _targets(config):
+            counts = tally.get(t.id, {})
+            text = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no tests ran"
+            terminalreporter.write_line(f"{t.id} ({t.where}): {text}")
+        if not logs and tally:  # under xdist the workers kept the logs
+            project = config.getoption("tinygmm_project")
+            terminalreporter.write_line(f"tinygmm: link logs (every byte, timestamped): {Path(project) / '.tinygmm' / 'logs'}")
+
+
+class _Tally:
+    """Outcomes per target, counted where the reports arrive (the controller under xdist)."""
+
+    def __init__(self, counts: dict) -> None:
+        self.counts = counts
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        target = dict(report.user_properties).get(TARGET_PROPERTY)
+        if target is None or not (report.when == "call" or (report.when == "setup" and not report.passed)):
+            return
+        outcome = "error" if report.when == "setup" and report.failed else report.outcome
+        counts = self.counts.setdefault(target, {})
+        counts[outcome] = counts.get(outcome, 0) + 1
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
+    spec = item.callspec.params.get("_tinygmm_target") if hasattr(item, "callspec") else None
+    if spec is not None and (TARGET_PROPERTY, spec.id) not in item.user_properties:
+        item.user_properties.append((TARGET_PROPERTY, spec.id))  # the reports of every phase share the list
     if report.failed and "tinygmm_device" in getattr(item, "fixturenames", ()):
-        device = item.config.stash.get(_DEVICE_KEY, None)
+        device = item.config.stash.get(_DEVICE_KEY, {}).get(spec.id if spec is not None else "")
         if device is not None:
             report.sections.append(("tinygmm device log", device.transcript.text()[-LOG_TAIL_CHARS:]))
