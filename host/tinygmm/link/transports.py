@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Protocol
 
@@ -65,7 +66,9 @@ class SerialTransport(_ContextManager):
             port.rts = False
             if hasattr(port, "exclusive"):
                 port.exclusive = True
-            port.open()
+            with warnings.catch_warnings():  # pyserial's RFC 2217 client names its thread the deprecated way
+                warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"serial\.")
+                port.open()
         except (serial.SerialException, OSError, ValueError) as e:
             raise TinyGMMError(_open_failure(url, e)) from None
         # The exclusive lock stops programs that also lock (pyserial, PlatformIO's monitor), not a
