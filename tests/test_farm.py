@@ -172,3 +172,17 @@ def test_a_dropped_remote_connection_is_a_clear_error_not_a_hang(uno_project, tm
             verify_project(uno_project, "uno", port=url, bench=False, timeout=120)
         assert time.monotonic() - t0 < DROP_NOTICED_WITHIN
     assert url in str(e.value)
+
+
+def test_in_a_farm_a_failing_test_carries_its_own_targets_log(pytester, demo_project) -> None:
+    pytester.makepyfile(test_mine="""
+        def test_hello_says_something_else(tinygmm_device, tinygmm_session):
+            print("target", tinygmm_session.target.transport_name)
+            assert tinygmm_device.hello().n_components == 99
+    """)
+    result = pytester.runpytest_subprocess("--tinygmm-project", str(demo_project), "--tinygmm-emulator", "native",
+                                           "--tinygmm-emulator", "native", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*test_hello_says_something_else?native-1?*", "*tinygmm device log*", "*hello*",
+                                 "*test_hello_says_something_else?native-2?*", "*tinygmm device log*", "*hello*",
+                                 "*native-1 (emulator native): 1 failed*", "*native-2 (emulator native): 1 failed*"])

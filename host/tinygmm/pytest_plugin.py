@@ -310,6 +310,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     if spec is not None and (TARGET_PROPERTY, spec.id) not in item.user_properties:
         item.user_properties.append((TARGET_PROPERTY, spec.id))  # the reports of every phase share the list
     if report.failed and "tinygmm_device" in getattr(item, "fixturenames", ()):
-        device = item.config.stash.get(_DEVICE_KEY, {}).get(spec.id if spec is not None else "")
+        targets = _targets(item.config)
+        key = spec.id if spec is not None else targets[0].id if targets else ""
+        device = item.config.stash.get(_DEVICE_KEY, {}).get(key)
         if device is not None:
             report.sections.append(("tinygmm device log", device.transcript.text()[-LOG_TAIL_CHARS:]))
