@@ -272,3 +272,18 @@ def test_the_cli_fits_on_a_cluster(cluster, files, tmp_path, capsys, monkeypatch
     monkeypatch.setattr(cli, "DASK_CONNECT_TIMEOUT", 1.0)
     assert cli.main(["fit", str(parquet), "-k", "4", "--dask", "tcp://127.0.0.1:1", "-o", str(out)]) == 1
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_warm_start_and_outputs_of_a_source(files) -> None:
+    X, _, parquet = files[False]
+    params = start(X, "diag", max_iter=3)
+    a = fit(X, warm_start=True, **params)
+    b = fit(ParquetData(str(parquet)), warm_start=True, **params)
+    fit_again = GaussianMixture.fit
+    for g, data in ((a, X), (b, ParquetData(str(parquet)))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit_again(g, data)  # three more passes from where it stopped
+    assert_same_fit(a, b)
+    with pytest.raises(TypeError, match="read in blocks.*Dask array"):
+        b.predict(ParquetData(str(parquet)))

@@ -20,7 +20,7 @@ from . import covariance as cov
 from .em import (Params, Workspace, apply_exact, em_pass, evaluate, log_sum_exp_inplace, m_step, needs_exact,
                  params_from_labels, params_from_stats, responsibilities)
 from .kmeans import kmeans, kmeans_plusplus
-from .sources import as_source as _as_source, is_dask_array, score_block
+from .sources import Source, as_source as _as_source, is_dask_array, score_block
 
 # Called after every EM pass of a fit in this context (see report_passes).
 _PASS_HOOK: contextvars.ContextVar[Callable[[int, float, float], None] | None] = contextvars.ContextVar(
@@ -337,6 +337,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """``reduce`` over the float64 (K, n) log-joints of chunks of X, about the mean of the means; and the
         dtype of the outputs, NumPy's promotion of X's and the model's (what scikit-learn's computes in)."""
         check_is_fitted(self)
+        if isinstance(_as_source(X), Source) and not isinstance(X, np.ndarray):
+            raise TypeError(f"{type(X).__name__} is read in blocks: score, bic and aic take it; for an output per "
+                            "row, pass a Dask array (ParquetData(...).to_dask()) or the rows themselves")
         X = validate_data(self, X, reset=False)
         means = np.asarray(self.means_, dtype=np.float64)
         center = means.mean(axis=0)
