@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -46,29 +47,34 @@ class Prep:
     scale: np.ndarray | None = None
     drop_missing: bool = False
 
-    def rows(self, block: Any, offset: int = 0, refuse: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """(complete rows as float64 (n, D), row numbers with a missing value (offset added)).
+    def columns(self, block: Any, offset: int = 0, refuse: bool = True, center: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """(complete rows feature-major as float64 (D, n), made contiguous in one copy and then worked on
+        in place, minus ``center`` when given; row numbers with a missing value, offset added).
 
         A missing value raises unless ``drop_missing``, or ``refuse`` is off (the first pass counts
         them all, for an error that lists them)."""
-        X = np.asarray(block, dtype=np.float64)
+        X = np.asarray(block)
         if X.ndim != 2:
             raise ValueError(f"Expected 2D array, got {X.ndim}D array instead")
-        finite = np.isfinite(X)
+        xt = np.array(X.T, dtype=np.float64, order="C")  # a Parquet block is column-major: a plain copy
         missing = np.empty(0, dtype=np.int64)
-        if not finite.all():
-            if np.isinf(X).any():
+        if not np.isfinite(np.sum(xt)):  # one reduction; a NaN or an infinity shows in the sum
+            finite = np.isfinite(xt)
+            if np.isinf(xt).any():
                 raise ValueError("Input X contains infinity or a value too large for dtype('float64').")
-            bad = ~finite.all(axis=1)
+            bad = ~finite.all(axis=0)
             missing = np.flatnonzero(bad) + offset
             if refuse and not self.drop_missing:
                 raise ValueError(f"Input X contains NaN (row {missing[0]}).")
-            X = X[~bad]
+            xt = np.ascontiguousarray(xt[:, ~bad])
         if self.shift is not None:
-            X = X - self.shift
+            xt -= self.shift[:, None]
         if self.scale is not None:
-            X = X / self.scale
-        return X, missing
+            xt /= self.scale[:, None]
+        if center is not None:
+            xt -= center[:, None]
+        return xt, missing
 
 
 class Source:
@@ -214,17 +220,37 @@ def parquet_columns(path: str | os.PathLike, columns: Sequence[str | int] | None
     return chosen, []
 
 
+_open_files = threading.local()  # per thread: path -> (its stat, ParquetFile); Dask may run blocks in threads
+
+
+def _cached_parquet_file(path: str) -> Any:
+    """The ParquetFile of ``path``, opened once per thread (opening parses the footer: as long as
+    reading a 16 MB row group), again when the file changed."""
+    files = getattr(_open_files, "files", None)
+    if files is None:
+        files = _open_files.files = {}
+    st = os.stat(path)
+    key = (st.st_mtime_ns, st.st_size, st.st_ino)
+    hit = files.get(path)
+    if hit is None or hit[0] != key:
+        files[path] = hit = (key, _parquet_file(path))
+    return hit[1]
+
+
 def read_row_group(path: str, index: int, columns: Sequence[str]) -> np.ndarray:
-    """Row group ``index`` of a Parquet file as a float64 (n, D) array, nulls as NaN."""
+    """Row group ``index`` of a Parquet file as float64 (n, D), nulls as NaN. Column-major (a
+    transposed (D, n) array), as Parquet stores it: the block's feature-major copy is a plain copy."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    table = _parquet_file(path).read_row_group(index, columns=list(columns))
-    out = np.empty((table.num_rows, len(columns)))
+    table = _cached_parquet_file(path).read_row_group(index, columns=list(columns))
+    out = np.empty((len(columns), table.num_rows))
     for j, name in enumerate(columns):
-        col = pc.cast(table.column(name), pa.float64())
-        out[:, j] = col.to_numpy(zero_copy_only=False) if col.null_count == 0 else pc.fill_null(col, np.nan).to_numpy()
-    return out
+        col = table.column(name)
+        if col.type != pa.float64():
+            col = pc.cast(col, pa.float64())
+        out[j] = col.to_numpy() if col.null_count == 0 else pc.fill_null(col, np.nan).to_numpy()
+    return out.T
 
 
 @dataclass(frozen=True)
@@ -374,16 +400,16 @@ class Summary:
 def summary_block(block: Any, prep: Prep, offset_and_picks: tuple[int, np.ndarray]) -> tuple:
     """(complete rows, their mean, scatter, the picked complete rows, missing rows, the first few)."""
     offset, picks = offset_and_picks
-    X, missing = prep.rows(block, offset, refuse=False)  # counted here, refused by the caller
+    xt, missing = prep.columns(block, offset, refuse=False)  # counted here, refused by the caller
     complete = np.ones(len(block), dtype=bool)
     complete[missing - offset] = False
-    sample = prep.rows(np.asarray(block)[picks[complete[picks]]])[0]
+    sample = prep.columns(np.asarray(block)[picks[complete[picks]]])[0].T
     listed = missing[:LISTED_ROWS].tolist()
-    if X.shape[0] == 0:
+    if xt.shape[1] == 0:
         return 0, None, None, sample, missing.size, listed
-    mean = X.mean(axis=0)
-    d = X - mean
-    return X.shape[0], mean, d.T @ d, sample, missing.size, listed
+    mean = xt.mean(axis=1)
+    xt -= mean[:, None]
+    return xt.shape[1], mean, xt @ xt.T, sample, missing.size, listed
 
 
 def sample_indices(rng: np.random.RandomState, n: int, m: int) -> np.ndarray:
@@ -425,8 +451,7 @@ def summarize(source: Source, rng: np.random.RandomState | None, sample_rows: in
 
 
 def _centred(block: Any, prep: Prep, center: np.ndarray) -> np.ndarray:
-    X, _ = prep.rows(block)
-    return np.ascontiguousarray((X - center).T)
+    return prep.columns(block, center=center)[0]
 
 
 def em_block(block: Any, prep: Prep, center: np.ndarray, params: list[Params]) -> list[tuple[float, np.ndarray]]:
