@@ -19,10 +19,9 @@ from __future__ import annotations
 import mmap
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -113,21 +112,6 @@ def _block_args(args: tuple, per_block: Sequence[Any] | None, i: int) -> tuple:
     return args if per_block is None else (*args, per_block[i])
 
 
-def _read_ahead(load: Callable[[int], Any], n: int) -> Iterator[Any]:
-    """``load(i)`` for i in range(n), the next block read in a thread while the caller works on this
-    one: decoding and copying (which release the GIL) overlap the maths on a second core, for one
-    more block in memory."""
-    if n == 0:
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="tinygmm-read") as pool:
-        ahead = pool.submit(load, 0)
-        for i in range(n):
-            block = ahead.result()
-            if i + 1 < n:
-                ahead = pool.submit(load, i + 1)
-            yield block
-
-
 @dataclass(frozen=True)
 class ChunkedArray(Source):
     """An array read ``chunk_rows`` rows at a time, in this process (default: about CHUNK_BYTES).
@@ -163,16 +147,12 @@ class ChunkedArray(Source):
         return [min(rows, n - s) for s in range(0, n, rows)]
 
     def map(self, fn: Callable[..., Any], *args: Any, per_block: Sequence[Any] | None = None) -> list[Any]:
-        rows, n = self._rows(), self.X.shape[0]
-
-        def load(i: int) -> np.ndarray:
-            s, e = i * rows, min((i + 1) * rows, n)
-            block = np.array(self.X[s:e].T, order="C").T  # column-major, as Prep.columns wants it
-            _release_pages(self.X, s, e)
-            return block
-
-        blocks = _read_ahead(load, len(range(0, n, rows)))
-        return [_call(fn, b, self.prep, _block_args(args, per_block, i)) for i, b in enumerate(blocks)]
+        rows = self._rows()
+        out = []
+        for i, s in enumerate(range(0, self.X.shape[0], rows)):
+            out.append(_call(fn, self.X[s:s + rows], self.prep, _block_args(args, per_block, i)))
+            _release_pages(self.X, s, min(s + rows, self.X.shape[0]))
+        return out
 
 
 def _release_pages(X: Any, start: int, stop: int) -> None:
@@ -309,8 +289,8 @@ class ParquetData(Source):
         return list(self.group_rows)
 
     def map(self, fn: Callable[..., Any], *args: Any, per_block: Sequence[Any] | None = None) -> list[Any]:
-        blocks = _read_ahead(lambda i: read_row_group(self.path, i, self.names), len(self.group_rows))
-        return [_call(fn, b, self.prep, _block_args(args, per_block, i)) for i, b in enumerate(blocks)]
+        return [_call(fn, read_row_group(self.path, i, self.names), self.prep, _block_args(args, per_block, i))
+                for i in range(len(self.group_rows))]
 
     def to_dask(self) -> Any:
         """A Dask array of the file, one block per row group, each read by the worker that uses it."""
