@@ -112,8 +112,22 @@ def _block_args(args: tuple, per_block: Sequence[Any] | None, i: int) -> tuple:
     return args if per_block is None else (*args, per_block[i])
 
 
+class _ArraySource(Source):
+    """A source over an array-like ``X`` of rows (NumPy or Dask)."""
+
+    X: Any
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32) if self.X.dtype == np.float32 else np.dtype(np.float64)
+
+
 @dataclass(frozen=True)
-class ChunkedArray(Source):
+class ChunkedArray(_ArraySource):
     """An array read ``chunk_rows`` rows at a time, in this process (default: about CHUNK_BYTES).
 
     Made for ``np.memmap``: ``GaussianMixture.fit`` reads a memmap this way by itself.
@@ -128,14 +142,6 @@ class ChunkedArray(Source):
             raise ValueError(f"Expected 2D array, got {getattr(self.X, 'ndim', '?')}D array instead")
         if not np.issubdtype(self.X.dtype, np.number):
             raise ValueError(f"dtype {self.X.dtype} is not numeric")
-
-    @property
-    def n_features(self) -> int:
-        return int(self.X.shape[1])
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(np.float32) if self.X.dtype == np.float32 else np.dtype(np.float64)
 
     def _rows(self) -> int:
         if self.chunk_rows:
@@ -311,7 +317,7 @@ def is_dask_array(X: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class DaskSource(Source):
+class DaskSource(_ArraySource):
     """A Dask array: each block's statistics are a task run where the block lives (the active
     ``dask.distributed.Client``, else Dask's default scheduler); only the sums come back.
 
@@ -331,14 +337,6 @@ class DaskSource(Source):
         if len(X.chunks[1]) > 1:
             X = X.rechunk({1: -1})  # a block holds whole rows
         object.__setattr__(self, "X", X)
-
-    @property
-    def n_features(self) -> int:
-        return int(self.X.shape[1])
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(np.float32) if self.X.dtype == np.float32 else np.dtype(np.float64)
 
     def block_rows(self) -> list[int]:
         return [int(c) for c in self.X.chunks[0]]
