@@ -186,3 +186,12 @@ def test_in_a_farm_a_failing_test_carries_its_own_targets_log(pytester, demo_pro
     result.stdout.fnmatch_lines(["*test_hello_says_something_else?native-1?*", "*tinygmm device log*", "*hello*",
                                  "*test_hello_says_something_else?native-2?*", "*tinygmm device log*", "*hello*",
                                  "*native-1 (emulator native): 1 failed*", "*native-2 (emulator native): 1 failed*"])
+
+
+def test_the_plugin_loads_light_in_every_pytest_run() -> None:
+    """pytest loads the plugin in every run where tinygmm is installed: the farm's targets come with
+    it, the verify session (NumPy, the link, the build tools) only when a device is used."""
+    import sys
+
+    code = "import sys, tinygmm.pytest_plugin; assert 'numpy' not in sys.modules and 'tinygmm.verify.session' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -12,11 +12,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ..errors import TinyGMMError
-from .report import VerifyReport
-from .session import LOG_DIR, VerifySession, deadline
+
+if TYPE_CHECKING:  # the pytest plugin imports this module in every pytest run: the session loads on use
+    from .report import VerifyReport
+    from .session import VerifySession
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ def target_specs(ports: Sequence[str], emulators: Sequence[str], env: str | None
 
 def log_path(project: Path, spec: TargetSpec) -> Path:
     """Where a target's byte log goes: its id in the name, so targets of one env keep their own."""
+    from .session import LOG_DIR
+
     return project / LOG_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{spec.id}.log"
 
 
@@ -80,6 +84,8 @@ class FarmResult:
 def open_sessions(project: str | Path, specs: Sequence[TargetSpec], *, baud: int = 0, reset: bool = False,
                   offline: bool = False) -> list[VerifySession | TinyGMMError]:
     """A session per target (or the error that says why it cannot have one), checked in this thread."""
+    from .session import VerifySession
+
     out: list[VerifySession | TinyGMMError] = []
     for spec in specs:
         try:
@@ -93,6 +99,7 @@ def open_sessions(project: str | Path, specs: Sequence[TargetSpec], *, baud: int
 def build_first(sessions: Sequence[VerifySession | TinyGMMError]) -> list[VerifySession | TinyGMMError]:
     """Build each emulated env once, here, before the targets run side by side."""
     from ..project.build import ensure_built
+    from .session import VerifySession
 
     built: dict[str, TinyGMMError | None] = {}
     out: list[VerifySession | TinyGMMError] = []
@@ -116,6 +123,8 @@ def verify_farm(project: str | Path, specs: Sequence[TargetSpec], *, baud: int =
                 on_done: Callable[[FarmResult], None] | None = None) -> list[FarmResult]:
     """Verify every target, side by side; a result per target in the order given (``on_done`` hears
     each as it finishes). ``timeout`` bounds the whole run; a target still running then is an error."""
+    from .session import VerifySession, deadline
+
     project = Path(project)
     results = [FarmResult(spec) for spec in specs]
     with deadline(timeout, f"verifying {project} on {len(specs)} targets"):
