@@ -81,9 +81,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="standardise each column before fitting (default: standard)")
     p.add_argument("--n-init", type=positive_int, default=1, metavar="N", help="EM restarts per k, best kept (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed, for reproducible fits (default: 0)")
-    p.add_argument("--dask", metavar="SCHEDULER", help="fit on a Dask cluster: its scheduler's address (tcp://host:8786); "
-                   "each worker reads its share of a Parquet file, which must be at the same path there "
-                   "(needs tinygmm[dask])")
+    p.add_argument("--dask", metavar="SCHEDULER",
+                   help="fit on a Dask cluster: its scheduler's address (tcp://host:8786); each worker reads its "
+                        "share of a Parquet file, which must be at the same path there (needs tinygmm[dask])")
 
 
 def _add_selection_args(p: argparse.ArgumentParser) -> None:
@@ -359,7 +359,8 @@ def _read_parquet(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
         raise TinyGMMError(f"{path}: not a Parquet file? {e}") from None
     notes = []
     if source.skipped:
-        notes.append(f"skipped non-numeric column(s) {', '.join(map(repr, source.skipped))}; choose columns with --columns")
+        skipped = ", ".join(map(repr, source.skipped))
+        notes.append(f"skipped non-numeric column(s) {skipped}; choose columns with --columns")
     if args.dask:
         return DaskSource(source.to_dask(), source.prep), list(source.names), notes
     return source, list(source.names), notes

@@ -284,7 +284,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             terminalreporter.write_line(f"{t.id} ({t.where}): {text}")
         if not logs and tally:  # under xdist the workers kept the logs
             project = config.getoption("tinygmm_project")
-            terminalreporter.write_line(f"tinygmm: link logs (every byte, timestamped): {Path(project) / '.tinygmm' / 'logs'}")
+            logs_dir = Path(project) / ".tinygmm" / "logs"
+            terminalreporter.write_line(f"tinygmm: link logs (every byte, timestamped): {logs_dir}")
 
 
 class _Tally:

@@ -226,14 +226,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         summary = sources.summarize(source, rng if need_sample else None,
                                     max(sources.SAMPLE_ROWS, sources.SAMPLE_PER_COMPONENT * K) if need_sample else 0)
         if summary.n_missing and not source.prep.drop_missing:
+            rows = ", ".join(map(str, summary.missing_rows))
+            more = " ..." if summary.n_missing > len(summary.missing_rows) else ""
             raise ValueError(f"Input X contains NaN: {summary.n_missing} row(s) have a missing value "
-                             f"(rows {', '.join(map(str, summary.missing_rows))}{' ...' if summary.n_missing > len(summary.missing_rows) else ''}).")
+                             f"(rows {rows}{more}).")
         n = summary.n
         # n_features_in_ and its checks as for an array (the rows need not be in memory)
         validate_data(self, np.zeros((2, D)), reset=do_init)
-        if n < max(2, K):
-            raise ValueError(f"Expected n_samples >= n_components but got n_components = {K}, n_samples = {n}"
-                             if n >= 2 else f"Found array with {n} sample(s) while a minimum of 2 is required by GaussianMixture.")
+        if n < 2:
+            raise ValueError(f"Found array with {n} sample(s) while a minimum of 2 is required by GaussianMixture.")
+        if n < K:
+            raise ValueError(f"Expected n_samples >= n_components but got n_components = {K}, n_samples = {n}")
         center = summary.mean
         sample_xt = np.ascontiguousarray((summary.sample - center).T)
         self.converged_ = False
