@@ -148,8 +148,8 @@ def test_esp32_glue_compiles_for_the_host_with_an_arduino_shim(tmp_path: Path, m
     export_project(model, ["esp32dev"], p)
     assert lint_ini(p / "platformio.ini") == []
     sources = [p / "src" / "arduino" / "main.cpp", *sorted((p / "lib").rglob("*.c")), *sorted((p / "lib").rglob("*.cpp"))]
-    cmd = ["g++", "-std=c++11", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-DARDUINO_ARCH_ESP32",
-           "-DTINYGMM_TARGET=\"esp32dev\"", "-DTINYGMM_BAUD=115200", f"-I{SHIM}", f"-I{p / 'include'}",
+    cmd = ["g++", "-std=c++11", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-DARDUINO=10819", "-DARDUINO_ARCH_ESP32",
+           "-DTINYGMM_PROTO", "-DTINYGMM_TARGET=\"esp32dev\"", "-DTINYGMM_BAUD=115200", f"-I{SHIM}", f"-I{p / 'include'}",
            *(f"-I{d}" for d in sorted((p / "lib").iterdir())), "-x", "c++", *map(str, sources),
            str(SHIM / "arduino_shim.cpp"), "-o", str(tmp_path / "esp32_glue")]
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -465,31 +465,32 @@ def _core_dir(args: argparse.Namespace) -> Path | None:
     return core_dir_for(args.offline)
 
 
-def _project_envs(project: Path) -> list[str]:
-    from .project.export import project_envs, read_project
+def _firmware_project(project: Path) -> Any:
+    from .project.firmware import read_firmware_project
 
-    return project_envs(read_project(project)[1])
+    return read_firmware_project(project)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .project.boards import get_board
     from .project.build import check_buildable
     from .project.pio import parse_memory_use, run_pio
 
-    envs = _project_envs(args.project)
+    found = _firmware_project(args.project)
+    envs = list(found.envs)
     if args.env is not None and args.env not in envs:
         raise TinyGMMError(f"{args.project} has no env {args.env!r}; it has {', '.join(envs)} "
                            "(add a board with `tinygmm export --board`)")
     targets = [args.env] if args.env else envs
     if args.env is None and args.offline:  # every env the offline core can build; the others named
-        for env in [e for e in envs if get_board(e).why_not_buildable()]:
-            _print_notes([f"skipping {env}: it cannot be built offline here ({get_board(env).why_not_buildable()})"])
+        for env in [e for e in envs if found.envs[e].why_not_buildable()]:
+            _print_notes([f"skipping {env}: it cannot be built offline here ({found.envs[env].why_not_buildable()})"])
             targets.remove(env)
     for env in targets:
-        check_buildable(get_board(env), args.offline)
+        check_buildable(found.envs[env], args.offline)
     core = _core_dir(args)
     for env in targets:
-        result = run_pio(["run", "-e", env], args.project, core)
+        fw = found.firmware(env)
+        result = run_pio(["run", "-e", env], args.project, core, extra_env=fw.build_env_vars())
         use = parse_memory_use(result.output)
         if use is not None:
             print(f"tinygmm: {env}: flash {use.flash} B of {use.flash_max}, RAM {use.ram} B of {use.ram_max}")
@@ -499,17 +500,17 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_flash(args: argparse.Namespace) -> int:
     from .project.build import flash
 
-    envs = _project_envs(args.project)
-    if args.env not in envs or args.env == "native":
-        boards = [e for e in envs if e != "native"] or ["none: add one with `tinygmm export --board`"]
+    found = _firmware_project(args.project)
+    if args.env not in found.envs or not found.envs[args.env].embedded:
+        boards = [e for e, b in found.envs.items() if b.embedded] or ["none: add one with `tinygmm export --board`"]
         raise TinyGMMError(f"cannot flash env {args.env!r}; the project's boards: {', '.join(boards)}")
-    from .project.boards import get_board
     from .project.build import check_buildable
     from .project.ports import resolve_port
 
-    port = resolve_port(args.port, args.env)  # a missing board is the first thing to say
-    check_buildable(get_board(args.env), args.offline)
-    port = flash(args.project, args.env, port, _core_dir(args))
+    fw = found.firmware(args.env)
+    port = resolve_port(args.port, fw.board.env)  # a missing board is the first thing to say
+    check_buildable(fw.board, args.offline)
+    port = flash(fw, port, _core_dir(args))
     print(f"tinygmm: {args.env} flashed on {port}")
     return 0
 
@@ -543,9 +544,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"report written to {args.report}")
     if args.plot:
         from .plots import save_figure, verify_figure
-        from .project.export import read_project
 
-        save_figure(verify_figure(report, read_project(args.project)[0]), args.plot)
+        save_figure(verify_figure(report, report.model), args.plot)
         print(f"plot written to {args.plot}")
     return 0 if report.passed else EXIT_ERROR
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ..errors import TinyGMMError
 from ..resources import firmware_dir
-from .boards import Board, get_board
+from .boards import Board
+from .firmware import Firmware
 from .offline import CORE_ENV_VAR, cache_dir, provision_offline
 from .pio import run_pio
 
@@ -73,32 +74,35 @@ def registry_reachable(timeout: float = REGISTRY_TIMEOUT) -> bool:
         return False
 
 
-def artifact(project: Path, env: str) -> Path:
-    """What `pio run -e ENV` makes in ``project``."""
-    return project / get_board(env).artifact
-
-
-def ensure_built(project: Path, env: str, core_dir: Path | None = None) -> Path:
-    """The env's build artifact, (re)built with `pio run` when missing or older than a source file."""
-    out = artifact(project, env)
-    sources = [p for d in ("src", "lib", "include") for p in (project / d).rglob("*") if p.is_file()]
-    sources.append(project / "platformio.ini")
-    newest = max((p.stat().st_mtime for p in sources if p.exists()), default=0.0)
-    if not out.is_file() or out.stat().st_mtime < newest:
-        run_pio(["run", "-e", env], project, core_dir, echo=sys.stderr)  # stdout keeps the report
+def ensure_built(fw: Firmware, core_dir: Path | None = None) -> Path:
+    """The firmware's build artifact: an export's (re)built with `pio run` when missing or older than
+    a source file; a user's project's test build made every time (its normal build shares the build
+    folder, so only PlatformIO can tell which objects the test flags change)."""
+    out = fw.artifact
+    if fw.test_flags:
+        stale = True
+    else:
+        files = [p for d in fw.sources if d.is_dir() for p in d.rglob("*") if p.is_file()]
+        files += [p for p in fw.sources if p.is_file()]
+        newest = max((p.stat().st_mtime for p in files), default=0.0)
+        stale = not out.is_file() or out.stat().st_mtime < newest
+    if stale:  # stdout keeps the report
+        run_pio(["run", "-e", fw.env], fw.project, core_dir, echo=sys.stderr, extra_env=fw.build_env_vars())
     if not out.is_file():
-        raise TinyGMMError(f"`pio run -e {env}` made no {out}")
+        raise TinyGMMError(f"`pio run -e {fw.env}` made no {out}")
     return out
 
 
-def flash(project: Path, env: str, port: str, core_dir: Path | None = None) -> str:
-    """Upload the env's firmware to the board on ``port`` ('auto' resolves); returns the port used."""
+def flash(fw: Firmware, port: str, core_dir: Path | None = None, *, build: bool = True) -> str:
+    """Upload the firmware (its test build) to the board on ``port`` ('auto' resolves), built first
+    unless ``build`` is false (then what was built before); returns the port used."""
     from .ports import resolve_port
 
-    if not get_board(env).embedded:
-        raise TinyGMMError(f"env {env!r} is not a board; nothing to flash")
-    port = resolve_port(port, env)
-    run_pio(["run", "-e", env, "-t", "upload", "--upload-port", port], project, core_dir)
+    if not fw.board.embedded:
+        raise TinyGMMError(f"env {fw.env!r} is not a board; nothing to flash")
+    port = resolve_port(port, fw.board.env)
+    targets = ["-t", "upload"] if build else ["-t", "nobuild", "-t", "upload"]
+    run_pio(["run", "-e", fw.env, *targets, "--upload-port", port], fw.project, core_dir, extra_env=fw.build_env_vars())
     return port
 
 

@@ -18,18 +18,24 @@ from .. import __version__
 from ..device.fold import DeviceModel, fold
 from ..device.memory import check_fits, memory_report
 from ..device.render import render_header
-from ..errors import TinyGMMError
 from ..model import Model, model_to_dict
 from ..resources import firmware_dir, render_template
 from ..verify.vectors import dumps_vectors, make_vectors
 from .boards import DEFAULT_BAUD, Board, get_board
-from .generated import MANIFEST, ExportResult, write_generated
+from .generated import MANIFEST, ExportResult, write_generated  # noqa: F401 (MANIFEST: where callers look for it)
 
 MODEL_HEADER = Path("include") / "tinygmm_model.h"
 # Firmware folders every project carries, relative to firmware/ (and to the project).
-FIRMWARE_TREES = ("lib/tinygmm", "lib/tinygmm_proto", "src")
+FIRMWARE_TREES = ("lib/tinygmm", "lib/tinygmm_proto", "lib/tinygmm_serial", "src")
 # The regression suite every project carries (run by pytest with tinygmm's plugin).
 SUITE = Path(__file__).resolve().parents[1] / "hil" / "test_device.py"
+# Where PlatformIO looks for the custom test runner that `pio test` uses.
+TEST_RUNNER = "test/test_custom_runner.py"
+
+
+def render_test_runner() -> str:
+    """test/test_custom_runner.py: `pio test` runs tinygmm's verification (tinygmm.pio_test)."""
+    return render_template("test_custom_runner.py.j2", tool_version=__version__)
 
 
 def _board_context(b: Board) -> dict:
@@ -62,6 +68,7 @@ def project_files(dev: DeviceModel, boards: Sequence[Board], X_train: np.ndarray
             if src.is_file() and "__pycache__" not in src.parts:
                 files[src.relative_to(fw).as_posix()] = src.read_bytes()
     files["hil/test_device.py"] = SUITE.read_bytes()
+    files[TEST_RUNNER] = render_test_runner().encode()
     files[MODEL_HEADER.as_posix()] = render_header(dev).encode()
     files["platformio.ini"] = render_ini(model.model_id, boards).encode()
     files["model.json"] = (json.dumps(model_to_dict(model), indent=1) + "\n").encode()
@@ -91,23 +98,3 @@ def export_project(model: Model, board_names: Sequence[str], project: str | os.P
                              force=force, kind="project")
     result.memory = memory
     return result
-
-
-def project_envs(manifest: dict) -> list[str]:
-    """The envs an exported project builds: native first, then its boards."""
-    return ["native", *[b for b in manifest.get("boards", []) if b != "native"]]
-
-
-def read_project(project: str | os.PathLike) -> tuple[Model, dict]:
-    """The model and manifest of an exported project (TinyGMMError if it is not one)."""
-    from ..model import load
-
-    project = Path(project)
-    if not (project / MANIFEST).is_file():
-        raise TinyGMMError(f"{project} is not a tinygmm project (no {MANIFEST}); create one with `tinygmm export`")
-    try:
-        manifest = json.loads((project / MANIFEST).read_text())
-    except (OSError, ValueError, RecursionError) as e:
-        raise TinyGMMError(f"{project / MANIFEST}: unreadable manifest ({e or 'nested too deeply'}); "
-                           "export the project again") from None
-    return load(project / "model.json"), manifest

@@ -147,7 +147,7 @@ def parse_memory_use(output: str) -> MemoryUse | None:
 
 
 @contextlib.contextmanager
-def _inside(folder: Path) -> Iterator[None]:
+def inside(folder: Path) -> Iterator[None]:
     """Work in ``folder``: PlatformIO resolves ${platformio.*_dir} against the current directory."""
     old = os.getcwd()
     os.chdir(folder)
@@ -171,7 +171,7 @@ def lint_ini(path: Path | str, shown_as: str | None = None) -> list[str]:
     if not path.is_file():
         raise TinyGMMError(f"{path}: no such file")
     ProjectConfig._instances.pop(str(path), None)  # its cache is keyed by mtime, too coarse for us
-    with _inside(path.parent):
+    with inside(path.parent):
         result = ProjectConfig.lint(str(path))
         problems = []
         for err in result["errors"]:

@@ -71,6 +71,7 @@ class VerifyReport:
     seconds: float = 0.0
     by_kind: dict[str, list[Check]] = field(default_factory=dict)  # the same checks on each kind of vector
     per_vector: PerVector | None = field(default=None, repr=False)  # for plots; not saved
+    model: Any = field(default=None, repr=False)  # the Model verified, for plots; not saved
 
 
     @property
@@ -79,8 +80,8 @@ class VerifyReport:
 
     def to_json(self) -> dict[str, Any]:
         doc = {"format": REPORT_FORMAT, "version": REPORT_VERSION, "tool": f"tinygmm {__version__}",
-               "passed": self.passed, **asdict(replace(self, per_vector=None))}
-        del doc["per_vector"]
+               "passed": self.passed, **asdict(replace(self, per_vector=None, model=None))}
+        del doc["per_vector"], doc["model"]
         for c, d in zip(self.checks, doc["checks"]):
             d["passed"] = c.passed
         return doc

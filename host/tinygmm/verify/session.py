@@ -17,7 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -26,8 +26,9 @@ from ..errors import TinyGMMError
 from ..link.client import Device
 from ..model import Model
 from ..project.boards import Board, Emulator, get_board, get_emulator
+from ..model import load
 from ..project.build import check_buildable, core_dir_for, ensure_built, flash, simavr_runner
-from ..project.export import project_envs, read_project
+from ..project.firmware import MODEL_FILE, VECTORS_FILE, Firmware, read_firmware_project
 from ..status import OPS
 from .compare import Reference, compare, compare_by_kind
 from .report import Check, VerifyReport
@@ -53,10 +54,16 @@ class Target:
     emulator: Emulator | None = None
     baud: int = 0  # the serial speed for a port (0: the board's)
     reset: bool = False  # pulse DTR after opening (boards that reset on DTR are otherwise left running)
+    build_env: str = ""  # the PlatformIO env that builds the firmware ("": the board's name, as in an export)
 
     @property
     def env(self) -> str:
+        """The board's name: what the firmware's hello reports as its target."""
         return self.board.env
+
+    @property
+    def pio_env(self) -> str:
+        return self.build_env or self.board.env
 
     @property
     def transport_name(self) -> str:
@@ -74,38 +81,50 @@ class Target:
 
 
 def resolve_target(env: str | None, port: str | None, emulator: str | None, *, baud: int = 0,
-                   reset: bool = False, envs: list[str] | None = None) -> Target:
-    """The target, checked once: exactly one of port/emulator, an emulator that runs the env, an env
-    the project has (``envs``); the env defaults to the one the emulator runs."""
+                   reset: bool = False, envs: Mapping[str, Board] | None = None) -> Target:
+    """The target, checked once: exactly one of port/emulator, an emulator that runs the env's board,
+    an env the project has (``envs``: env -> board; None: any board's name); the env defaults to the
+    project's one env for the board the emulator runs."""
     if port is not None and emulator is not None:
         raise TinyGMMError("give --port (a board) or --emulator, not both")
+
+    def board_of(name: str) -> Board:
+        if envs is None:
+            return get_board(name)
+        if name not in envs:
+            raise TinyGMMError(f"the project has no env {name!r}; it has {', '.join(envs)} "
+                               "(add a board with `tinygmm export --board`)")
+        return envs[name]
+
     if port is None and emulator is None:
         if env is None:
             from ..project.boards import emulators
 
             raise TinyGMMError("say where the firmware runs: -e ENV for a board on the only port that looks like it, "
                                "--port PORT, or --emulator " + "|".join(emulators()))
-        board = get_board(env)  # a board is found on its port, as `tinygmm flash` finds it; native runs here
+        board = board_of(env)  # a board is found on its port, as `tinygmm flash` finds it; native runs here
         port, emulator = ("auto", None) if board.embedded else (None, board.emulators[0].name)
     emu = None
     if emulator is not None:
         emu, runs = get_emulator(emulator)
-        if env is not None and env != runs.env:
+        if env is None:
+            matching = [e for e, b in envs.items() if b.env == runs.env] if envs is not None else [runs.env]
+            if len(matching) != 1:
+                raise TinyGMMError(f"the {emulator} emulator runs {runs.env} firmware: name the env with -e "
+                                   f"(the project's {runs.env} envs: {', '.join(matching) or 'none'})")
+            env = matching[0]
+        elif (envs[env].env if envs is not None and env in envs else env) != runs.env:
             raise TinyGMMError(f"the {emulator} emulator runs the {runs.env} env, not {env!r}")
-        env = runs.env
     if env is None:
         raise TinyGMMError("name the board's env with -e (e.g. -e uno): a serial port can hold any board")
-    board = get_board(env)
+    board = board_of(env)
     if port is not None and not board.embedded:
         native = ", ".join(e.name for e in board.emulators)
         raise TinyGMMError(f"the {env} env runs on this computer: use --emulator {native}, not --port")
-    if envs is not None and env not in envs:
-        raise TinyGMMError(f"the project has no env {env!r}; it has {', '.join(envs)} "
-                           "(add a board with `tinygmm export --board`)")
-    return Target(board, port, emu, baud, reset)
+    return Target(board, port, emu, baud, reset, build_env=env)
 
 
-def open_transport(project: Path, target: Target, core_dir: Path | None = None) -> Any:
+def open_transport(fw: Firmware, target: Target, core_dir: Path | None = None) -> Any:
     """The transport to the target (a context manager; closing it reaps any child process)."""
     if target.port is not None:
         from ..link.transports import SerialTransport
@@ -114,7 +133,7 @@ def open_transport(project: Path, target: Target, core_dir: Path | None = None) 
         return SerialTransport(resolve_port(target.port, target.env), target.link_baud or target.board.baud,
                                reset=target.reset)
     assert target.emulator is not None
-    return emulator_transport(target.emulator, ensure_built(project, target.env, core_dir))
+    return emulator_transport(target.emulator, ensure_built(fw, core_dir))
 
 
 def emulator_transport(emulator: Emulator, program: Path, **options: Any) -> Any:
@@ -159,12 +178,12 @@ def save_run_log(project: Path, env: str, device: Device, where: Path | None = N
 
 
 @contextlib.contextmanager
-def open_device(project: Path, target: Target, model_id: str, core_dir: Path | None = None,
+def open_device(fw: Firmware, target: Target, model_id: str, core_dir: Path | None = None,
                 log: Path | None = None, on_log: Callable[[Path], None] | None = None) -> Iterator[Device]:
     """A Device for the target, synced by ping and checked to run ``model_id`` (StaleFirmware
     otherwise). The run's byte log is kept (``log``, else under the project) even when syncing
     fails, and its path handed to ``on_log``; the transport is closed, any child reaped."""
-    with open_transport(project, target, core_dir) as transport:
+    with open_transport(fw, target, core_dir) as transport:
         dev = Device(transport)
         try:
             dev.sync()
@@ -172,7 +191,7 @@ def open_device(project: Path, target: Target, model_id: str, core_dir: Path | N
             yield dev
         finally:
             try:
-                saved = save_run_log(project, target.env, dev, log)
+                saved = save_run_log(fw.project, target.pio_env, dev, log)
             except TinyGMMError as e:  # the run's result (or its own error) matters more than its log
                 warnings.warn(f"{e}; the run goes on without a byte log (choose one with --log FILE)",
                               stacklevel=2)
@@ -220,14 +239,14 @@ def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str
                         n_vectors=len(vectors.X), kinds=kinds, checks=checks, cycles=cycles,
                         clock_unit=info.clock_unit, vectors_per_second=rate, bytes_per_vector=per_vector,
                         link_limit=limit, device=dict(info.fields), seconds=time.perf_counter() - start,
-                        by_kind=by_kind, link=dataclasses.asdict(lost), **figures)
+                        by_kind=by_kind, link=dataclasses.asdict(lost), model=folded.source, **figures)
 
 
 @dataclass
 class VerifySession:
-    """A project and a target, read and checked once; :meth:`device` and :meth:`run` do the rest."""
+    """A project's firmware and a target, read and checked once; :meth:`device` and :meth:`run` do the rest."""
 
-    project: Path
+    firmware: Firmware
     model: Model
     vectors: Vectors
     target: Target
@@ -237,32 +256,45 @@ class VerifySession:
     def __post_init__(self) -> None:
         self.folded = fold(self.model)
 
+    @property
+    def project(self) -> Path:
+        return self.firmware.project
+
     @classmethod
     def open(cls, project: str | os.PathLike, env: str | None = None, *, port: str | None = None,
              emulator: str | None = None, baud: int = 0, reset: bool = False, offline: bool = False) -> VerifySession:
-        project = Path(project)
-        model, manifest = read_project(project)
-        target = resolve_target(env, port, emulator, baud=baud, reset=reset, envs=project_envs(manifest))
+        """``project``: an exported project, or a user's own PlatformIO project using a model library
+        (project/firmware.py)."""
+        found = read_firmware_project(project)
+        target = resolve_target(env, port, emulator, baud=baud, reset=reset, envs=found.envs)
+        fw = found.firmware(target.pio_env)
         if target.emulator is not None:  # a build may be needed (flash checks for itself)
             check_buildable(target.board, offline)
-        vectors = load_vectors(project / "test_vectors.json")
+        model = load(fw.model_dir / MODEL_FILE)
+        vectors = load_vectors(fw.model_dir / VECTORS_FILE)
         if vectors.model_id != model.model_id or vectors.X.shape[1] != model.n_features:
-            raise TinyGMMError(f"{project / 'test_vectors.json'} holds vectors of model {vectors.model_id} "
-                               f"({vectors.X.shape[1]} features), but the project's model is {model.model_id} "
-                               f"({model.n_features} features): export the project again (`tinygmm export`)")
-        return cls(project, model, vectors, target, core_dir_for(offline))
+            raise TinyGMMError(f"{fw.model_dir / VECTORS_FILE} holds vectors of model {vectors.model_id} "
+                               f"({vectors.X.shape[1]} features), but the model beside it is {model.model_id} "
+                               f"({model.n_features} features): export it again (`tinygmm export`)")
+        return cls(fw, model, vectors, target, core_dir_for(offline))
 
-    def flash(self) -> None:
-        """Upload the firmware to the target's board (emulators load the firmware themselves)."""
+    def build(self) -> Path:
+        """The firmware's build (its test build in a user's project), made when needed."""
+        check_buildable(self.target.board, self.core_dir is not None)
+        return ensure_built(self.firmware, self.core_dir)
+
+    def flash(self, build: bool = True) -> None:
+        """Upload the firmware to the target's board, built first unless ``build`` is false (emulators
+        load the firmware themselves)."""
         if self.target.port is None:
             raise TinyGMMError("--flash needs --port: emulators load the firmware themselves")
         check_buildable(self.target.board, self.core_dir is not None)
-        port = flash(self.project, self.target.env, self.target.port, self.core_dir)
-        self.target = Target(self.target.board, port, None, self.target.baud, self.target.reset)
+        port = flash(self.firmware, self.target.port, self.core_dir, build=build)
+        self.target = dataclasses.replace(self.target, port=port)
 
     def device(self, log: Path | None = None, on_log: Callable[[Path], None] | None = None
                ) -> contextlib.AbstractContextManager[Device]:
-        return open_device(self.project, self.target, self.model.model_id, self.core_dir, log, on_log)
+        return open_device(self.firmware, self.target, self.model.model_id, self.core_dir, log, on_log)
 
     def run(self, dev: Device, bench: bool = True) -> VerifyReport:
         return run_suite(dev, self.folded, self.vectors, target=self.target.env,
