@@ -166,14 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to make it (default: $TINYGMM_PIO_CORE or ~/.cache/tinygmm/pio-core)")
     p.set_defaults(func=cmd_pio_offline)
 
-    p = sub.add_parser("export", help="write a PlatformIO project for a model and boards",
+    p = sub.add_parser("export", help="write a PlatformIO project, or a library for your own firmware, for a model",
                        description="Render a PlatformIO project (firmware, model header, platformio.ini with one env "
-                       "per board plus native, test vectors, README). Re-exporting rewrites only the files tinygmm "
-                       "generated.")
+                       "per board plus native, test vectors, README), or with --library a library for your own "
+                       "firmware (PlatformIO and Arduino IDE: the core, the model header, the protocol for test "
+                       "builds, an example sketch, a .zip). Re-exporting rewrites only the files tinygmm generated.")
     p.add_argument("model", type=Path, metavar="model.json")
     p.add_argument("--board", action="append", default=[], metavar="BOARD", dest="boards",
-                   help="a board to build for (repeatable; see `tinygmm boards`); native is always included")
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="project folder")
+                   help="a board to build for (repeatable; see `tinygmm boards`); native is always included. "
+                   "With --library: boards to check the model fits")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", type=Path, metavar="DIR", help="project folder")
+    where.add_argument("--library", type=Path, metavar="DIR",
+                       help="library folder, e.g. your project's lib/NAME (its README says how to use it)")
+    p.add_argument("--name", metavar="NAME",
+                   help="with --library: the model's name in its C identifiers and the library's (default: DIR's name)")
     p.add_argument("--data", metavar="DATA.csv", help="training data: its rows become test vectors too")
     p.add_argument("--columns", help="columns of --data, as for `tinygmm fit` (default: the model's feature names)")
     p.add_argument("--drop-missing", action="store_true", help="skip rows of --data with empty/NA/nan cells")
@@ -447,15 +454,28 @@ def cmd_pio_offline(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .model import load
     from .project.export import export_project
+    from .project.library import export_library, library_name
 
+    if args.name is not None and args.library is None:
+        raise TinyGMMError("--name names a library's model: use it with --library DIR")
     model = load(args.model)
     X_train = _read_model_columns(args, model) if args.data else None
-    result = export_project(model, args.boards or ["native"], args.output, X_train=X_train, force=args.force)
+    if args.library is not None:
+        name = library_name(args.library, args.name)
+        result = export_library(model, args.library, name, args.boards, X_train=X_train, force=args.force)
+        what = f"library {result.project} (model {name}: {name}.h)"
+    else:
+        result = export_project(model, args.boards or ["native"], args.output, X_train=X_train, force=args.force)
+        what = f"project {result.project}"
     removed = f", {len(result.removed)} removed" if result.removed else ""
-    print(f"project {result.project}: {len(result.written)} file(s) written, {len(result.unchanged)} unchanged{removed}")
+    print(f"{what}: {len(result.written)} file(s) written, {len(result.unchanged)} unchanged{removed}")
     for line in result.memory:
         print(f"  {line}")
-    print(f"next: tinygmm build {result.project}   (add --offline where PlatformIO's registry is unreachable)")
+    if args.library is not None:
+        print(f"next: {result.project / 'README.md'} says how to use it (PlatformIO: lib_deps = symlink://"
+              f"{result.project.resolve()}; Arduino IDE: Add .ZIP Library {result.project / 'dist' / (name + '.zip')})")
+    else:
+        print(f"next: tinygmm build {result.project}   (add --offline where PlatformIO's registry is unreachable)")
     return 0
 
 

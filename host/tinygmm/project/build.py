@@ -79,6 +79,9 @@ def ensure_built(fw: Firmware, core_dir: Path | None = None) -> Path:
     a source file; a user's project's test build made every time (its normal build shares the build
     folder, so only PlatformIO can tell which objects the test flags change)."""
     out = fw.artifact
+    if out is None:
+        raise TinyGMMError(f"{fw.project} is a model library: it builds no firmware. Verify the PlatformIO project "
+                           "that builds your sketch, or a board running your sketch's test build (--port)")
     if fw.test_flags:
         stale = True
     else:
@@ -100,6 +103,8 @@ def flash(fw: Firmware, port: str, core_dir: Path | None = None, *, build: bool 
 
     if not fw.board.embedded:
         raise TinyGMMError(f"env {fw.env!r} is not a board; nothing to flash")
+    if fw.artifact is None:
+        raise TinyGMMError(f"{fw.project} is a model library: flash your sketch's test build with its own tools")
     port = resolve_port(port, fw.board.env)
     targets = ["-t", "upload"] if build else ["-t", "nobuild", "-t", "upload"]
     run_pio(["run", "-e", fw.env, *targets, "--upload-port", port], fw.project, core_dir, extra_env=fw.build_env_vars())

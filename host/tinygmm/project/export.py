@@ -38,9 +38,21 @@ def render_test_runner() -> str:
     return render_template("test_custom_runner.py.j2", tool_version=__version__)
 
 
+# The library name the project README's example commands use.
+OWN_LIBRARY_NAME = "my_model"
+
+
+def own_firmware_context(model: Model, name: str, library: str) -> dict:
+    """What templates/own_firmware.md.j2 (a README's "use it in your own firmware") needs."""
+    return dict(library_name=name, name=name, macro=name.upper(), header=f"{name}.h", library=library,
+                features=", ".join(model.feature_names), has_threshold=model.anomaly_threshold is not None,
+                baud=DEFAULT_BAUD)
+
+
 def _board_context(b: Board) -> dict:
     return dict(env=b.env, title=b.title, platform=b.platform, board=b.board, framework=b.framework,
-                flash=b.flash, ram=b.ram, embedded=b.embedded, src=b.glue, flags=list(b.build_flags))
+                flash=b.flash, ram=b.ram, embedded=b.embedded, src=b.glue, flags=list(b.build_flags),
+                emulators=[{"name": e.name} for e in b.emulators])
 
 
 def render_ini(model_id: str, boards: Sequence[Board], dirs: Sequence[tuple[str, str]] = (),
@@ -77,7 +89,8 @@ def project_files(dev: DeviceModel, boards: Sequence[Board], X_train: np.ndarray
     files["README.md"] = render_template("project_README.md.j2",
         title=f"tinygmm model {model.model_id}", tool_version=__version__, model_id=model.model_id,
         n_components=model.n_components, covariance_type=model.covariance_type,
-        features=", ".join(model.feature_names), boards=[_board_context(b) for b in boards], memory=memory).encode()
+        boards=[_board_context(b) for b in boards], memory=memory,
+        **own_firmware_context(model, OWN_LIBRARY_NAME, f"/path/to/your/project/lib/{OWN_LIBRARY_NAME}")).encode()
     return files
 
 

@@ -9,7 +9,8 @@ library it uses (a local folder in ``lib_deps`` -- ``symlink://``, ``file://`` o
 libraries the env's ``-DTINYGMM_PROTO_MODEL=NAME`` names the one the protocol serves. Its test
 build is ``pio run -e ENV`` with ``-DTINYGMM_PROTO`` added (PLATFORMIO_BUILD_FLAGS): the build folder
 is the one its normal build uses, so every verification runs the build and PlatformIO rebuilds what
-the flag changes.
+the flag changes. A model library itself stands for a board on a port running a sketch built
+elsewhere (the Arduino IDE's test build): nothing to build, flash or emulate.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class Firmware:
     env: str  # its env
     board: Board  # the board that env builds for
     model_dir: Path  # holds model.json and test_vectors.json: the export itself, or the model library
-    artifact: Path  # what `pio run -e ENV` makes
+    artifact: Path | None  # what `pio run -e ENV` makes (None: nothing here builds it, a model library)
     test_flags: str = ""  # added to the build to make it a test build ("": every build of the env is one)
     sources: tuple[Path, ...] = ()  # an export's build is stale when one of these is newer than it
 
@@ -61,9 +62,12 @@ class FirmwareProject:
     envs: dict[str, Board]
     libraries: dict[str, Path] = field(default_factory=dict)  # env -> model library (user projects)
     build_dir: Path | None = None  # PlatformIO's build folder (user projects)
+    library: bool = False  # a model library itself: boards on ports only, running a sketch built elsewhere
 
     def firmware(self, env: str) -> Firmware:
         board = self.envs[env]
+        if self.library:
+            return Firmware(self.root, env, board, self.root, None)
         if self.exported:
             sources = tuple(self.root / d for d in ("src", "lib", "include")) + (self.root / "platformio.ini",)
             return Firmware(self.root, env, board, self.root, self.root / board.artifact, sources=sources)
@@ -83,10 +87,9 @@ def read_firmware_project(project: str | os.PathLike) -> FirmwareProject:
     root = Path(project)
     manifest = read_manifest(root)
     if manifest:
-        kind = manifest.get("kind", "project")
-        if kind == "library":
-            raise TinyGMMError(f"{root} is a tinygmm model library, not a firmware: verify the PlatformIO project "
-                               "that uses it (the library's README says how)")
+        if manifest.get("kind", "project") == "library":  # a board runs a sketch built elsewhere (Arduino IDE)
+            boards = {b.env: b for b in BOARDS.values() if b.embedded}
+            return FirmwareProject(root, False, boards, {e: root for e in boards}, library=True)
         envs = {e: get_board(e) for e in exported_envs(manifest)}
         return FirmwareProject(root, True, envs)
     if not (root / "platformio.ini").is_file():

@@ -113,7 +113,7 @@ def format_report(r: VerifyReport) -> str:
     lines.append("  bit-exact with the float32 twin: "
                  + ", ".join(f"{op} {share:.1%}" for op, share in r.bit_exact.items()))
     if not r.cycles:
-        lines.append("  on the device per call: not timed (no cycle-accurate clock on this transport)")
+        lines.append("  on the device per call: not timed (no cycle-accurate clock on this transport, or none in the firmware)")
     else:
         lines.append("  on the device per call: " + ", ".join(f"{op} {v:,.0f} {r.clock_unit}" for op, v in r.cycles.items()))
     link = ", ".join(f"{op} {r.vectors_per_second[op]:,.0f}/s ({r.bytes_per_vector[op]:.1f} B/vector)"

@@ -228,7 +228,7 @@ def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str
                         f"corrupted replies {lost.corrupted_lines}, retried requests {lost.retried_requests}, "
                         f"resent batch lines {lost.resent_lines}: bytes were lost or corrupted on the way"))
     cycles = {}
-    if bench:
+    if bench and info.clock_unit != "none":  # a user's firmware may give the protocol no clock
         sample = vectors.of_kind("sample")[:BENCH_VECTORS]
         for op in ("predict", "score"):
             cycles[op] = float(np.median([dev.bench(op, x, BENCH_CALLS).per_call for x in sample]))
@@ -268,6 +268,9 @@ class VerifySession:
         found = read_firmware_project(project)
         target = resolve_target(env, port, emulator, baud=baud, reset=reset, envs=found.envs)
         fw = found.firmware(target.pio_env)
+        if target.emulator is not None and fw.artifact is None:
+            raise TinyGMMError(f"{fw.project} is a model library: it builds no firmware to emulate. Verify the "
+                               "PlatformIO project that uses it, or a board running your sketch's test build (--port)")
         if target.emulator is not None:  # a build may be needed (flash checks for itself)
             check_buildable(target.board, offline)
         model = load(fw.model_dir / MODEL_FILE)
