@@ -239,7 +239,7 @@ def test_two_models_in_one_firmware_and_the_one_the_protocol_serves(tmp_path: Pa
     out = subprocess.run([str(proj / ".pio/build/native/program")], input="", capture_output=True, text=True,
                          timeout=20).stdout
     x = np.array([[1.0, 2.0]])
-    assert out.splitlines()[0] == f"room {room.predict(x)[0]} door {door.predict(x)[0]}"
+    assert f"room {room.predict(x)[0]} door {door.predict(x)[0]}" in out.splitlines()
 
 
 def _arduino_boards_here() -> list:
