@@ -74,15 +74,18 @@ def registry_reachable(timeout: float = REGISTRY_TIMEOUT) -> bool:
         return False
 
 
-def ensure_built(fw: Firmware, core_dir: Path | None = None) -> Path:
+def ensure_built(fw: Firmware, core_dir: Path | None = None, *, build: bool = True) -> Path:
     """The firmware's build artifact: an export's (re)built with `pio run` when missing or older than
     a source file; a user's project's test build made every time (its normal build shares the build
-    folder, so only PlatformIO can tell which objects the test flags change)."""
+    folder, so only PlatformIO can tell which objects the test flags change). ``build`` false: what
+    was built before, as it is."""
     out = fw.artifact
     if out is None:
         raise TinyGMMError(f"{fw.project} is a model library: it builds no firmware. Verify the PlatformIO project "
                            "that builds your sketch, or a board running your sketch's test build (--port)")
-    if fw.test_flags:
+    if not build:
+        stale = False
+    elif fw.test_flags:
         stale = True
     else:
         files = [p for d in fw.sources if d.is_dir() for p in d.rglob("*") if p.is_file()]
@@ -92,7 +95,7 @@ def ensure_built(fw: Firmware, core_dir: Path | None = None) -> Path:
     if stale:  # stdout keeps the report
         run_pio(["run", "-e", fw.env], fw.project, core_dir, echo=sys.stderr, extra_env=fw.build_env_vars())
     if not out.is_file():
-        raise TinyGMMError(f"`pio run -e {fw.env}` made no {out}")
+        raise TinyGMMError(f"`pio run -e {fw.env}` made no {out}" if build else f"{out} has not been built")
     return out
 
 

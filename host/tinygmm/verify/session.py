@@ -124,8 +124,9 @@ def resolve_target(env: str | None, port: str | None, emulator: str | None, *, b
     return Target(board, port, emu, baud, reset, build_env=env)
 
 
-def open_transport(fw: Firmware, target: Target, core_dir: Path | None = None) -> Any:
-    """The transport to the target (a context manager; closing it reaps any child process)."""
+def open_transport(fw: Firmware, target: Target, core_dir: Path | None = None, build: bool = True) -> Any:
+    """The transport to the target (a context manager; closing it reaps any child process); an
+    emulator runs the firmware built when stale, or (``build`` false) as built before."""
     if target.port is not None:
         from ..link.transports import SerialTransport
         from ..project.ports import resolve_port
@@ -133,7 +134,7 @@ def open_transport(fw: Firmware, target: Target, core_dir: Path | None = None) -
         return SerialTransport(resolve_port(target.port, target.env), target.link_baud or target.board.baud,
                                reset=target.reset)
     assert target.emulator is not None
-    return emulator_transport(target.emulator, ensure_built(fw, core_dir))
+    return emulator_transport(target.emulator, ensure_built(fw, core_dir, build=build))
 
 
 def emulator_transport(emulator: Emulator, program: Path, **options: Any) -> Any:
@@ -179,11 +180,12 @@ def save_run_log(project: Path, env: str, device: Device, where: Path | None = N
 
 @contextlib.contextmanager
 def open_device(fw: Firmware, target: Target, model_id: str, core_dir: Path | None = None,
-                log: Path | None = None, on_log: Callable[[Path], None] | None = None) -> Iterator[Device]:
+                log: Path | None = None, on_log: Callable[[Path], None] | None = None,
+                build: bool = True) -> Iterator[Device]:
     """A Device for the target, synced by ping and checked to run ``model_id`` (StaleFirmware
     otherwise). The run's byte log is kept (``log``, else under the project) even when syncing
     fails, and its path handed to ``on_log``; the transport is closed, any child reaped."""
-    with open_transport(fw, target, core_dir) as transport:
+    with open_transport(fw, target, core_dir, build) as transport:
         dev = Device(transport)
         try:
             dev.sync()
@@ -295,9 +297,11 @@ class VerifySession:
         port = flash(self.firmware, self.target.port, self.core_dir, build=build)
         self.target = dataclasses.replace(self.target, port=port)
 
-    def device(self, log: Path | None = None, on_log: Callable[[Path], None] | None = None
+    def device(self, log: Path | None = None, on_log: Callable[[Path], None] | None = None, build: bool = True
                ) -> contextlib.AbstractContextManager[Device]:
-        return open_device(self.firmware, self.target, self.model.model_id, self.core_dir, log, on_log)
+        """A synced device checked to run the model; an emulated one runs the firmware built when
+        stale, or (``build`` false) as built before."""
+        return open_device(self.firmware, self.target, self.model.model_id, self.core_dir, log, on_log, build)
 
     def run(self, dev: Device, bench: bool = True) -> VerifyReport:
         return run_suite(dev, self.folded, self.vectors, target=self.target.env,
