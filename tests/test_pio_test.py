@@ -68,7 +68,7 @@ def test_pio_test_native_and_uno_in_simavr_report_every_check(project: Path, avr
     require(SIMAVR_HEADER.is_file(), "needs simavr: apt-get install simavr libsimavr-dev")
     code, out, junit = _pio_test(project, "-e", "uno", "--test-port", "simavr")
     assert code == 0, out
-    assert f"{n} test cases: {n} succeeded" in out and "via emulator simavr" in out
+    assert f"{n} test cases: {n} succeeded" in out and "Processing * in uno environment" in out
     assert set(_cases(junit, "uno")) == _expected_names(model_id, "uno")
     assert junit.get("failures") == "0" and junit.get("errors") == "0"
 

@@ -74,14 +74,22 @@ class CustomTestRunner(TestRunnerBase):
         identity = f"device: runs model {session.model.model_id} (built for {session.target.env})"
         try:
             with session.device(build=False) as dev:  # built (or not, as asked) by the building stage
-                self.test_suite.add_case(TestCase(identity, TestStatus.PASSED))
+                self._add(identity, None)
                 report = session.run(dev)
         except StaleFirmware as e:
-            self.test_suite.add_case(TestCase(identity, TestStatus.FAILED, message=str(e)))
+            self._add(identity, str(e))
             return
-        click.echo(format_report(report))
+        if self.options.verbose:
+            click.echo(format_report(report))
         for check in report.checks:
             failed = f"{check.failures} of {check.checked} vectors" + (f", e.g. {check.examples}" if check.examples
                                                                         else f": {check.detail}")
-            self.test_suite.add_case(TestCase(check.name, TestStatus.PASSED if check.passed else TestStatus.FAILED,
-                                              message=None if check.passed else failed))
+            self._add(check.name, None if check.passed else failed)
+
+    def _add(self, name: str, failure: str | None) -> None:
+        """One test case, shown as PlatformIO's own runners show theirs; a failure's text is its output,
+        which PlatformIO's summary and JUnit report carry."""
+        case = TestCase(name, TestStatus.PASSED if failure is None else TestStatus.FAILED, message=failure,
+                        stdout=None if failure is None else f"{name}: {failure}")
+        self.test_suite.add_case(case)
+        click.echo(case.humanize())
