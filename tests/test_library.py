@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import require, require_programs
-from tinygmm import GaussianMixture
+from conftest import fit_demo_model, require, require_programs
 from tinygmm.cli import main
 from tinygmm.data import demo_data
 from tinygmm.errors import TinyGMMError
-from tinygmm.model import Model, Scaler
+from tinygmm.model import Model
 from tinygmm.project.boards import BOARDS
 from tinygmm.project.export import export_project
 from tinygmm.project.firmware import TEST_BUILD_FLAG, read_firmware_project
@@ -33,17 +32,9 @@ SHIM = Path(__file__).resolve().parent / "shims"
 WARNINGS = ("-Wall", "-Wextra", "-Wdouble-promotion")
 
 
-def _model(k: int, seed: int = 0, shift: float = 0.0) -> Model:
-    X, names = demo_data()
-    X = X + shift
-    scaler = Scaler.fit(X)
-    gmm = GaussianMixture(k, random_state=seed).fit(scaler.transform(X))
-    return Model.from_gmm(gmm, scaler=scaler, feature_names=names, X_train=scaler.transform(X))
-
-
 @pytest.fixture(scope="module")
 def model() -> Model:
-    return _model(3)
+    return fit_demo_model(3)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +85,7 @@ def test_reexport_updates_the_library_and_never_a_users_file(tmp_path: Path, mod
     export_library(model, lib)
     assert export_library(model, lib).written == []  # the same bytes, the zip included
     (lib / "src" / "calibration.h").write_text("#define OFFSET 3\n")  # the user's own file
-    other = _model(4, seed=1)
+    other = fit_demo_model(4, seed=1)
     result = export_library(other, lib)
     assert {"src/room_sensor.h", "model.json", "test_vectors.json", "dist/room_sensor.zip"} <= set(result.written)
     assert other.model_id in (lib / "src" / "room_sensor.h").read_text()
@@ -217,7 +208,7 @@ int main(void) {
 
 def test_two_models_in_one_firmware_and_the_one_the_protocol_serves(tmp_path: Path, pio_core) -> None:
     require_programs("gcc", install="apt-get install gcc")
-    room, door = _model(3), _model(4, seed=2, shift=5.0)
+    room, door = fit_demo_model(3), fit_demo_model(4, seed=2, shift=5.0)
     export_library(room, tmp_path / "room_sensor")
     export_library(door, tmp_path / "door_sensor")
     proj = tmp_path / "fw"

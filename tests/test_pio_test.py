@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require
-from tinygmm import GaussianMixture
+from conftest import fit_demo_model, require
 from tinygmm.data import demo_data
-from tinygmm.model import Model, Scaler
 from tinygmm.project.build import SIMAVR_HEADER
 from tinygmm.project.export import export_project
 from tinygmm.project.pio import run_pio
@@ -21,17 +19,10 @@ from tinygmm.verify.session import LINK_CHECK
 from test_pio_offline import NO_NETWORK
 
 
-def _model(k: int, seed: int) -> Model:
-    X, names = demo_data()
-    scaler = Scaler.fit(X)
-    gmm = GaussianMixture(k, random_state=seed).fit(scaler.transform(X))
-    return Model.from_gmm(gmm, scaler=scaler, feature_names=names, X_train=scaler.transform(X))
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, pio_core) -> Path:
     p = tmp_path_factory.mktemp("piotest") / "p"
-    export_project(_model(3, 0), ["uno"], p, X_train=demo_data()[0])
+    export_project(fit_demo_model(3, 0), ["uno"], p, X_train=demo_data()[0])
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PLATFORMIO_CORE_DIR", str(pio_core.core_dir))
         mp.delenv("TINYGMM_PIO_CORE", raising=False)  # the runner builds with the core PlatformIO runs with
@@ -57,7 +48,7 @@ def _expected_names(model_id: str, board: str) -> set[str]:
 
 
 def test_pio_test_native_and_uno_in_simavr_report_every_check(project: Path, avr_toolchain) -> None:
-    model_id = _model(3, 0).model_id
+    model_id = fit_demo_model(3, 0).model_id
     n = len(_expected_names(model_id, "native"))
     code, out, junit = _pio_test(project, "-e", "native")
     assert code == 0, out
@@ -75,7 +66,7 @@ def test_pio_test_native_and_uno_in_simavr_report_every_check(project: Path, avr
 
 def test_stale_firmware_fails_a_test_case(project: Path) -> None:
     """Re-exported for another model but not rebuilt (--without-building): the device runs the old model."""
-    old, new = _model(3, 0), _model(4, 1)
+    old, new = fit_demo_model(3, 0), fit_demo_model(4, 1)
     run_pio(["run", "-e", "native"], project, echo=io.StringIO())  # the old model's firmware is there
     export_project(new, ["uno"], project, X_train=demo_data()[0])
     code, out, junit = _pio_test(project, "-e", "native", "--without-building")

@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import require_programs
-from tinygmm import GaussianMixture
+from conftest import fit_demo_model, require_programs
 from tinygmm.device.fold import fold
 from tinygmm.project.boards import BOARDS
 from tinygmm.data import demo_data
 from tinygmm.errors import TinyGMMError
 from tinygmm.device.memory import memory_report
-from tinygmm.model import Model, Scaler, load
+from tinygmm.model import Model, load
 from tinygmm.project.pio import lint_ini, parse_memory_use, run_pio
 from tinygmm.project.export import MANIFEST, MODEL_HEADER, export_project
 from tinygmm.resources import firmware_dir
@@ -28,10 +27,7 @@ SHIM = Path(__file__).resolve().parent / "shims"
 
 @pytest.fixture(scope="module")
 def model() -> Model:
-    X, names = demo_data()
-    scaler = Scaler.fit(X)
-    gmm = GaussianMixture(3, random_state=0).fit(scaler.transform(X))
-    return Model.from_gmm(gmm, scaler=scaler, feature_names=names, X_train=scaler.transform(X))
+    return fit_demo_model()
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import require
-from tinygmm import GaussianMixture
+from conftest import fit_demo_model, require
 from tinygmm.data import demo_data
 from tinygmm.device.fold import fold
 from tinygmm.device.twin import DeviceTwin, score_twin_tolerance
-from tinygmm.model import Model, Scaler
+from tinygmm.model import Model
 from tinygmm.project.build import SIMAVR_HEADER
 from tinygmm.project.firmware import read_firmware_project
 from tinygmm.project.library import export_library
@@ -52,10 +51,7 @@ READING = re.compile(r"^sensor: x (\S+) (\S+) component (\d+) log-density (\S+)$
 
 @pytest.fixture(scope="module")
 def model() -> Model:
-    X, names = demo_data()
-    scaler = Scaler.fit(X)
-    gmm = GaussianMixture(3, random_state=0).fit(scaler.transform(X))
-    return Model.from_gmm(gmm, scaler=scaler, feature_names=names, X_train=scaler.transform(X))
+    return fit_demo_model()
 
 
 @pytest.fixture(scope="module")
