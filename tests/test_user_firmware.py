@@ -1,7 +1,8 @@
 """A firmware written the way a user writes one (tests/user_firmware: its own main and loop, a stand-in
 sensor, the two hook calls), built against an exported model library through the offline core for
 native and the Uno: its normal build holds no protocol and predicts what the host predicts; its test
-build passes tinygmm's verification natively and in simavr, from tinygmm and from `pio test`."""
+build passes tinygmm's verification natively and in simavr, from tinygmm and from `pio test`. (The
+Uno's normal build without the protocol: the example sketch's, tests/test_library.py.)"""
 from __future__ import annotations
 
 import io
@@ -100,11 +101,6 @@ def test_the_normal_native_build_has_no_protocol_and_predicts_what_the_host_pred
     np.testing.assert_array_equal(labels, twin.predict(X))  # bit for bit what the host's float32 twin says
     np.testing.assert_array_equal(labels, model.predict(X.astype(np.float64)))  # and float64 alike here
     assert np.all(np.abs(scores - twin.score_samples(X)) <= score_twin_tolerance(twin.score_samples(X), 3))
-
-
-def test_the_normal_uno_build_has_no_protocol(user_project: Path, avr_toolchain) -> None:
-    _build(user_project, "uno")
-    assert _protocol_symbols("avr-nm", user_project / ".pio" / "build" / "uno" / "firmware.elf") == []
 
 
 def test_the_test_build_passes_verification_natively_and_in_simavr(user_project: Path, avr_toolchain) -> None:
