@@ -6,6 +6,7 @@ Uno's normal build without the protocol: the example sketch's, tests/test_librar
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -115,6 +116,24 @@ def test_the_test_build_passes_verification_natively_and_in_simavr(user_project:
     # the user's own loop kept running while the host verified: its lines sit in the link log
     assert len(re.findall(r"sensor: component \d+ log-density", logs[0].read_text())) > 3
     assert _protocol_symbols("avr-nm", user_project / ".pio" / "build" / "uno" / "firmware.elf")
+
+
+def test_the_library_alone_verifies_a_board_on_a_port(user_project: Path) -> None:
+    """The Arduino IDE's way: the sketch's test build runs on a board, the library is what tinygmm knows.
+    The board here is the native test build behind a pseudo-terminal, opened by its path as a port."""
+    program = read_firmware_project(user_project).firmware("native").artifact
+    assert program is not None and program.is_file()  # the test build the previous test verified
+    library = read_firmware_project(user_project).libraries["native"]
+    master, slave = os.openpty()
+    board = subprocess.Popen([str(program)], stdin=master, stdout=master, stderr=subprocess.DEVNULL)
+    try:
+        report = verify_project(library, "uno", port=os.ttyname(slave), bench=False, timeout=60)
+    finally:
+        board.kill()
+        board.wait()
+        os.close(master)
+        os.close(slave)
+    assert report.passed and report.transport.startswith("port /dev/")
 
 
 def test_pio_test_runs_the_verification_in_the_users_project(user_project: Path) -> None:

@@ -188,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("build", help="build an exported project with PlatformIO (pio run)",
-                       description="Run `pio run` for one env (default: every env that builds here).")
+                       description="Run `pio run` for one env (default: every env that builds here). A user's own "
+                       "project using a model library: its test build (-DTINYGMM_PROTO), the one verify runs.")
     p.add_argument("project", type=Path, metavar="DIR")
     p.add_argument("-e", "--env", metavar="ENV", help="PlatformIO env (board) to build")
     p.add_argument("--offline", action="store_true",
@@ -208,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build if needed, flash if asked, send every test vector, compare the device's "
                        "outputs with the host's (float32 twin and float64 bounds), print a table. Exit status 0 "
                        "only when every check passes.")
-    p.add_argument("project", type=Path, metavar="DIR")
+    p.add_argument("project", type=Path, metavar="DIR",
+                   help="an exported project; your own PlatformIO project using a model library (its test build "
+                   "is made with -DTINYGMM_PROTO); or a model library, for a board on --port running your sketch")
     p.add_argument("-e", "--env", metavar="ENV",
                    help="the project's env (board) to verify (default with --emulator: the env it runs)")
     where = p.add_mutually_exclusive_group()
