@@ -18,6 +18,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import TinyGMMError
 from .boards import BOARDS, Board, get_board
@@ -144,11 +145,12 @@ def _board_of(platform: str, board_id: str | None) -> Board | None:
     return None
 
 
-def _local_folders(config: object, section: str, lib_dir: Path) -> list[Path]:
+def _local_folders(config: Any, section: str, lib_dir: Path) -> list[Path]:
     """Folders an env may take libraries from: local lib_deps, lib_extra_dirs' and lib_dir's subfolders."""
     folders: list[Path] = []
-    for dep in config.get(section, "lib_deps", []):  # type: ignore[attr-defined]
-        spec = dep.split("=", 1)[-1].strip() if "=" in dep and "://" not in dep.split("=", 1)[0] else dep.strip()
+    for dep in config.get(section, "lib_deps", []):
+        name, sep, rest = dep.partition("=")  # "NAME=symlink://..." names the package
+        spec = rest.strip() if sep and "://" not in name else dep.strip()
         for scheme in ("symlink://", "file://"):
             if spec.startswith(scheme):
                 spec = spec[len(scheme):]
@@ -157,14 +159,14 @@ def _local_folders(config: object, section: str, lib_dir: Path) -> list[Path]:
             if not spec.startswith((".", "/", "~")):
                 continue  # a registry or VCS dependency
         folders.append(Path(spec).expanduser().resolve())
-    for parent in [*map(Path, config.get(section, "lib_extra_dirs", [])), lib_dir]:  # type: ignore[attr-defined]
+    for parent in [*map(Path, config.get(section, "lib_extra_dirs", [])), lib_dir]:
         parent = parent.expanduser().resolve()
         if parent.is_dir():
             folders.extend(sorted(p for p in parent.iterdir() if p.is_dir()))
     return folders
 
 
-def _model_libraries(config: object, section: str, lib_dir: Path) -> dict[str, Path]:
+def _model_libraries(config: Any, section: str, lib_dir: Path) -> dict[str, Path]:
     """The model libraries among an env's library folders, by model name."""
     found: dict[str, Path] = {}
     for folder in _local_folders(config, section, lib_dir):
