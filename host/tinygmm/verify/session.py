@@ -1,5 +1,6 @@
-"""One verify session, shared by `tinygmm verify` and the pytest plugin: resolve the target, build the
-firmware when stale, open and sync the device, send every test vector, compare, report.
+"""One verify session, shared by `tinygmm verify`, the pytest plugin and `pio test` (pio_test.py): resolve
+the target, build the firmware when stale, open and sync the device, send every test vector, compare,
+report. The project is an export or a user's own project using a model library (project/firmware.py).
 
 :class:`VerifySession` reads the project and checks the target once; :meth:`VerifySession.device`
 opens a synced :class:`Device` whose model id has been checked (the run's byte log is kept even
@@ -24,9 +25,8 @@ import numpy as np
 from ..device.fold import DeviceModel, fold
 from ..errors import TinyGMMError
 from ..link.client import Device
-from ..model import Model
+from ..model import Model, load
 from ..project.boards import Board, Emulator, get_board, get_emulator
-from ..model import load
 from ..project.build import check_buildable, core_dir_for, ensure_built, flash, simavr_runner
 from ..project.firmware import MODEL_FILE, VECTORS_FILE, Firmware, read_firmware_project
 from ..status import OPS
