@@ -5,12 +5,15 @@ build passes tinygmm's verification natively and in simavr, from tinygmm and fro
 Uno's normal build without the protocol: the example sketch's, tests/test_library.py.)"""
 from __future__ import annotations
 
+import contextlib
 import io
-import os
 import re
 import shutil
+import socket
 import subprocess
+import threading
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -118,22 +121,41 @@ def test_the_test_build_passes_verification_natively_and_in_simavr(user_project:
     assert _protocol_symbols("avr-nm", user_project / ".pio" / "build" / "uno" / "firmware.elf")
 
 
-def test_the_library_alone_verifies_a_board_on_a_port(user_project: Path) -> None:
-    """The Arduino IDE's way: the sketch's test build runs on a board, the library is what tinygmm knows.
-    The board here is the native test build behind a pseudo-terminal, opened by its path as a port."""
-    program = read_firmware_project(user_project).firmware("native").artifact
-    assert program is not None and program.is_file()  # the test build the previous test verified
-    library = read_firmware_project(user_project).libraries["native"]
-    master, slave = os.openpty()
-    board = subprocess.Popen([str(program)], stdin=master, stdout=master, stderr=subprocess.DEVNULL)
+@contextlib.contextmanager
+def _board_on_a_socket(program: Path) -> Iterator[str]:
+    """A stand-in for a board on a serial port: ``program`` (a native test build) with its stdin and
+    stdout on a TCP connection, reached as pyserial reaches a remote port (socket://HOST:PORT)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    boards: list[subprocess.Popen] = []
+
+    def serve() -> None:
+        try:
+            conn, _ = server.accept()
+        except OSError:  # closed before anyone connected
+            return
+        with conn:
+            boards.append(subprocess.Popen([str(program)], stdin=conn, stdout=conn, stderr=subprocess.DEVNULL))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
     try:
-        report = verify_project(library, "uno", port=os.ttyname(slave), bench=False, timeout=60)
+        yield f"socket://127.0.0.1:{server.getsockname()[1]}"
     finally:
-        board.kill()
-        board.wait()
-        os.close(master)
-        os.close(slave)
-    assert report.passed and report.transport.startswith("port /dev/")
+        server.close()
+        thread.join(5)
+        for board in boards:
+            board.kill()
+            board.wait()
+
+
+def test_the_library_alone_verifies_a_board_on_a_port(user_project: Path) -> None:
+    """The Arduino IDE's way: the sketch's test build runs on a board, the library is what tinygmm knows."""
+    found = read_firmware_project(user_project)
+    program = found.firmware("native").artifact
+    assert program is not None and program.is_file()  # the test build the previous test verified
+    with _board_on_a_socket(program) as port:
+        report = verify_project(found.libraries["native"], "uno", port=port, bench=False, timeout=60)
+    assert report.passed and report.transport == f"port {port}"
 
 
 def test_pio_test_runs_the_verification_in_the_users_project(user_project: Path) -> None:
@@ -141,3 +163,9 @@ def test_pio_test_runs_the_verification_in_the_users_project(user_project: Path)
     result = run_pio(["test", "-e", "native", "--junit-output-path", str(junit)], user_project, echo=io.StringIO())
     assert re.search(r"12 test cases: 12 succeeded", result.output), result.output
     assert 'failures="0"' in junit.read_text()
+    # a board on test_port (uploaded before: --without-uploading), reached over TCP
+    program = read_firmware_project(user_project).firmware("native").artifact
+    with _board_on_a_socket(program) as port:
+        result = run_pio(["test", "-e", "uno", "--test-port", port, "--without-building", "--without-uploading"],
+                         user_project, echo=io.StringIO())
+    assert re.search(r"12 test cases: 12 succeeded", result.output), result.output
