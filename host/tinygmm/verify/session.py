@@ -68,6 +68,13 @@ class Target:
         return self.emulator is None or self.emulator.timed
 
     @property
+    def link_kind(self) -> str:
+        """What carries the bytes: a board's serial line, an emulator's UART, or a pseudo-terminal."""
+        if self.emulator is None:
+            return "serial"
+        return "pseudo-terminal" if self.emulator.transport == "pty" else "emulated serial"
+
+    @property
     def link_baud(self) -> int | None:
         """The serial speed that limits the link (None: no UART between host and firmware)."""
         return (self.baud or self.board.baud) if self.port else None
@@ -182,7 +189,8 @@ def open_device(project: Path, target: Target, model_id: str, core_dir: Path | N
 
 
 def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str = "", transport: str = "",
-              bench: bool = True, baud: int | None = None) -> VerifyReport:
+              bench: bool = True, baud: int | None = None, untimed: str = "no cycle-accurate clock",
+              clock_hz: float | None = None, link_kind: str = "serial") -> VerifyReport:
     """Send every test vector through the batch form of each output, compare with the folded model's
     twin and float64 reference, time the device."""
     start = time.perf_counter()
@@ -220,7 +228,8 @@ def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str
                         n_vectors=len(vectors.X), kinds=kinds, checks=checks, cycles=cycles,
                         clock_unit=info.clock_unit, vectors_per_second=rate, bytes_per_vector=per_vector,
                         link_limit=limit, device=dict(info.fields), seconds=time.perf_counter() - start,
-                        by_kind=by_kind, link=dataclasses.asdict(lost), **figures)
+                        by_kind=by_kind, link=dataclasses.asdict(lost), clock_hz=clock_hz,
+                        untimed="" if cycles else untimed, link_kind=link_kind, **figures)
 
 
 @dataclass
@@ -265,9 +274,12 @@ class VerifySession:
         return open_device(self.project, self.target, self.model.model_id, self.core_dir, log, on_log)
 
     def run(self, dev: Device, bench: bool = True) -> VerifyReport:
-        return run_suite(dev, self.folded, self.vectors, target=self.target.env,
-                         transport=self.target.transport_name, bench=bench and self.target.timed,
-                         baud=self.target.link_baud)
+        target = self.target
+        untimed = ("--no-bench" if not bench else
+                   f"{target.emulator.name} has no cycle-accurate clock" if target.emulator else "")
+        return run_suite(dev, self.folded, self.vectors, target=target.env, transport=target.transport_name,
+                         bench=bench and target.timed, baud=target.link_baud, untimed=untimed,
+                         clock_hz=target.board.clock_hz, link_kind=target.link_kind)
 
 
 def verify_project(project: str | os.PathLike, env: str | None = None, *, port: str | None = None,
