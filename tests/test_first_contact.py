@@ -101,3 +101,9 @@ def test_device_cycles_are_also_shown_in_time_at_the_boards_clock() -> None:
                      bytes_per_vector={"predict": 11.3, "score": 11.3}, link_limit=1440.0)
     text = format_report(r)
     assert "predict 6,968 cycles = 436 us at 16 MHz" in text and "against a raw-payload limit of 1,440/s" in text
+
+
+def test_the_projects_readme_names_the_offline_options(demo_project: Path) -> None:
+    readme = (demo_project / "README.md").read_text()
+    assert "`--offline`" in readme and "`--tinygmm-offline`" in readme and "native, uno" in readme
+    assert all(name in readme.split("--tinygmm-emulator ")[1].split("`")[0] for name in ("native", "simavr", "qemu"))

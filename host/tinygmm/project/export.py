@@ -26,7 +26,7 @@ from ..files import write_all_atomic
 from ..model import Model, model_to_dict
 from ..resources import firmware_dir, render_template
 from ..verify.vectors import dumps_vectors, make_vectors
-from .boards import DEFAULT_BAUD, Board, get_board
+from .boards import DEFAULT_BAUD, Board, emulators, get_board
 
 MANIFEST = Path(".tinygmm") / "manifest.json"
 MODEL_HEADER = Path("include") / "tinygmm_model.h"
@@ -87,7 +87,9 @@ def project_files(dev: DeviceModel, boards: Sequence[Board], X_train: np.ndarray
     files["README.md"] = render_template("project_README.md.j2",
         title=f"tinygmm model {model.model_id}", tool_version=__version__, model_id=model.model_id,
         n_components=model.n_components, covariance_type=model.covariance_type,
-        features=", ".join(model.feature_names), boards=[_board_context(b) for b in boards], memory=memory).encode()
+        features=", ".join(model.feature_names), boards=[_board_context(b) for b in boards], memory=memory,
+        offline_envs=[b.env for b in [get_board("native"), *boards] if b.toolchain is not None],
+        emulators="|".join(emulators())).encode()
     return files
 
 
