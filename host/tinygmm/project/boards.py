@@ -111,6 +111,7 @@ class Bootloader:
     package: str  # the Debian package holding ``source``
     cflags: tuple[str, ...]  # compiler flags for this board (avr-gcc)
     ldflags: tuple[str, ...]  # linker flags (section addresses)
+    objcopy: tuple[str, ...]  # avr-objcopy flags that make its Intel hex
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,7 @@ UNO_OPTIBOOT = Bootloader(
             "-DBAUD_RATE=115200"),
     ldflags=("-Wl,--section-start=.text=0x7e00", "-Wl,--section-start=.version=0x7ffe", "-Wl,--relax",
              "-Wl,--gc-sections", "-nostartfiles", "-nostdlib"),
+    objcopy=("-j", ".text", "-j", ".data", "-j", ".version", "--set-section-flags", ".version=alloc,load"),
 )
 HOST_TOOLCHAIN = Toolchain(packages=("gcc", "g++"), needs=(("gcc", "gcc"), ("g++", "g++")), platform="native")
 # The Uno's ATmega328P: simavr counts its cycles exactly; QEMU's AVR has no cycle-accurate timers.
