@@ -50,6 +50,7 @@ class Emulator:
     packages: tuple[str, ...]  # Debian packages it needs
     timed: bool  # the device's own clock is exact there, so on-device timings mean something
     options: Mapping[str, object] = field(default_factory=dict)  # passed to the transport (CPU, clock)
+    flashable: bool = False  # runs the board's bootloader, so firmware is uploaded into it (simavr only)
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ HOST_TOOLCHAIN = Toolchain(packages=("gcc", "g++"), needs=(("gcc", "gcc"), ("g++
 # The Uno's ATmega328P: simavr counts its cycles exactly; QEMU's AVR has no cycle-accurate timers.
 UNO_EMULATORS = (
     Emulator("simavr", "simavr", ("simavr", "libsimavr-dev"), timed=True,
-             options=MappingProxyType({"mcu": "atmega328p", "frequency": 16_000_000})),
+             options=MappingProxyType({"mcu": "atmega328p", "frequency": 16_000_000}), flashable=True),
     Emulator("qemu", "qemu", ("qemu-system-misc",), timed=False, options=MappingProxyType({"machine": "uno"})),
 )
 

@@ -130,14 +130,13 @@ _PORT_BUSY = re.compile(r"(?:cannot|can't|unable to) open (?:port|device).*(?:bu
 def upload_failure(board: Board, port: str, output: str) -> str:
     """What a failed `pio run -t upload` means for a user, with what to do."""
     boot = board.bootloader
-    hint = diagnose(output)
-    if hint and "avrdude" not in output.lower().replace("avrdude not found", ""):
-        return hint  # the build failed (too large, missing toolchain): nothing was uploaded
+    if "Uploading " not in output:  # the build failed (too large, a missing tool): nothing was sent
+        return diagnose(output) or f"`pio run -e {board.env} -t upload` failed before uploading; its output above says why"
     if _PORT_BUSY.search(output):
-        return f"{port} is busy (another program has it open exclusively): close it and flash again"
+        return f"{port} is busy (another program has it open exclusively): close that and flash again"
     if _WRITING.search(output) and "bytes of flash verified" not in output:
         return (f"the upload to {port} broke off midway: the {board.env} holds part of the new firmware, but its "
-                f"bootloader{' (' + boot.name + ')' if boot else ''} cannot overwrite itself and waits for the next "
+                f"bootloader{' (' + boot.name + ')' if boot else ''} cannot overwrite itself and takes the next "
                 "upload after a reset: flash again")
     if _NO_ANSWER.search(output):
         what = f"{boot.name}, {boot.protocol} protocol at {boot.speed} baud" if boot else "its bootloader"
@@ -145,9 +144,7 @@ def upload_failure(board: Board, port: str, output: str) -> str:
                 f"{board.title} (-e {board.env}), that its bootloader is there (a board programmed over ISP may have "
                 "none), and, if it does not reset itself when the port opens (auto-reset cut or absent), press its "
                 "reset button just before flashing")
-    if hint:
-        return hint
-    return f"`pio run -e {board.env} -t upload` failed; PlatformIO's output above says why"
+    return diagnose(output) or f"`pio run -e {board.env} -t upload` failed; PlatformIO's output above says why"
 
 
 def runner_source() -> Path:

@@ -61,9 +61,9 @@ def resolve_port(port: str | None, env: str | None = None, ports: list[Port] | N
 
 
 def port_holders(port: str) -> list[tuple[int, str]]:
-    """Other processes that hold the device ``port`` open, as (pid, program name), read from Linux's
-    /proc (nothing found elsewhere, nor among processes this user may not look into). Two programs
-    on one serial port steal each other's bytes: an upload beside a serial monitor fails at random."""
+    """The processes that hold the device ``port`` open, as (pid, program name), read from Linux's /proc
+    (nothing found elsewhere, nor among processes this user may not look into). Two programs on one
+    serial port steal each other's bytes: an upload beside a serial monitor fails at random."""
     try:
         device = os.path.realpath(port)
         entries = list(os.scandir("/proc")) if os.path.exists(device) else []
@@ -71,7 +71,7 @@ def port_holders(port: str) -> list[tuple[int, str]]:
         return []
     found = []
     for entry in entries:
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit():
             continue
         try:
             fds = os.listdir(f"/proc/{entry.name}/fd")

@@ -127,8 +127,8 @@ def emulated_board(board: Board, emulator: Emulator, **options: Any) -> Any:
     factory; kept across clients until closed (:class:`~tinygmm.link.emulators.SimavrBoard`)."""
     from ..link.emulators import SimavrBoard
 
-    if emulator.transport != "simavr" or board.bootloader is None:
-        able = [e.name for e in board.emulators if e.transport == "simavr" and board.bootloader is not None]
+    if not emulator.flashable or board.bootloader is None:
+        able = [e.name for e in board.emulators if e.flashable and board.bootloader is not None]
         raise TinyGMMError(f"the {emulator.name} emulator loads the firmware itself: it has no bootloader to flash "
                            "through" + (f" (--emulator {able[0]} has)" if able else ""))
     merged = {**emulator.options, **options}
@@ -247,26 +247,23 @@ def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str
 @dataclass
 class VerifySession:
     """A project and a target, read and checked once; :meth:`flash`, :meth:`device` and :meth:`run` do
-    the rest. An emulated board started by :meth:`flash` (or handed in as ``board``: flashing a second
-    project into it) serves every later flash and device of the session; :meth:`close` (or the
-    end of a ``with`` block) stops the board the session started."""
+    the rest. The emulated board the first :meth:`flash` starts serves every later flash and device
+    of the session; :meth:`close` (or the end of a ``with`` block) stops it."""
 
     project: Path
     model: Model
     vectors: Vectors
     target: Target
     core_dir: Path | None
-    board: Any = None  # the emulated board the firmware goes to (link.emulators.SimavrBoard)
+    board: Any = None  # the emulated board flash() started (link.emulators.SimavrBoard)
     folded: DeviceModel = field(init=False)
-    _own_board: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.folded = fold(self.model)
 
     @classmethod
     def open(cls, project: str | os.PathLike, env: str | None = None, *, port: str | None = None,
-             emulator: str | None = None, baud: int = 0, reset: bool = False, offline: bool = False,
-             board: Any = None) -> VerifySession:
+             emulator: str | None = None, baud: int = 0, reset: bool = False, offline: bool = False) -> VerifySession:
         project = Path(project)
         model, manifest = read_project(project)
         target = resolve_target(env, port, emulator, baud=baud, reset=reset, envs=project_envs(manifest))
@@ -277,7 +274,7 @@ class VerifySession:
             raise TinyGMMError(f"{project / 'test_vectors.json'} holds vectors of model {vectors.model_id} "
                                f"({vectors.X.shape[1]} features), but the project's model is {model.model_id} "
                                f"({model.n_features} features): export the project again (`tinygmm export`)")
-        return cls(project, model, vectors, target, core_dir_for(offline), board)
+        return cls(project, model, vectors, target, core_dir_for(offline))
 
     def flash(self) -> str:
         """Upload the firmware through the board's bootloader: to the board on the target's port, or into
@@ -292,7 +289,6 @@ class VerifySession:
         if self.board is None:
             ensure_built(self.project, self.target.env, self.core_dir)  # before the board waits in its bootloader
             self.board = emulated_board(self.target.board, self.target.emulator)
-            self._own_board = True
         self.board.reset()
         return flash(self.project, self.target.env, self.board.port, self.core_dir)
 
@@ -306,8 +302,8 @@ class VerifySession:
                          baud=self.target.link_baud)
 
     def close(self) -> None:
-        """Stop the emulated board this session started (one handed in is its owner's to stop)."""
-        if self._own_board and self.board is not None:
+        """Stop the emulated board this session started, if any."""
+        if self.board is not None:
             self.board.close()
 
     def __enter__(self) -> VerifySession:
