@@ -86,7 +86,6 @@ static int room;          /* simavr's UART input fifo accepts bytes (XON seen, n
 static int verbose;
 static volatile sig_atomic_t got_signal;
 static uint32_t boot_start; /* byte address of the boot section, 0: no bootloader */
-static uint64_t resets;     /* external resets done (-k "reset") */
 /* Real-time throttling: the factor in force and where (cycle, wall time) it was last rebased. */
 static double throttle, factor_now;
 static avr_cycle_count_t base_cycle;
@@ -351,7 +350,6 @@ static void external_reset(avr_t *avr)
     after_reset(avr);
     avr_regbit_set(avr, avr->reset_flags.extrf);
     to_avr.len = to_avr_pos = 0;
-    resets++;
     fprintf(report, "reset cycles=%" PRIu64 "\n", (uint64_t)avr->cycle);
     fflush(report);
 }
@@ -647,11 +645,10 @@ int main(int argc, char **argv)
                 rebase_throttle(avr);
                 continue;
             }
-            if (keep && ++controls % CONTROL_EVERY == 0 && (code = control(avr)) != RUNNING) {
+            if (keep && ++controls % CONTROL_EVERY == 0 && control(avr) != RUNNING) {
                 reason = "closed";
                 break;
             }
-            code = EXIT_HANGUP;
             if (got_signal) {
                 reason = "signal";
                 code = 128 + got_signal;
