@@ -432,6 +432,8 @@ def _next_steps(project: Path) -> list[str]:
     lines += [f"  tinygmm verify {project} --emulator simavr --offline    # the Uno's firmware, emulated",
               f"  pytest {project / 'hil'} --tinygmm-project {project} --tinygmm-emulator native --tinygmm-offline"
               "    # the same checks as a pytest suite",
+              f"  tinygmm flash {project} -e uno --emulator simavr --offline    # an upload through the Uno's bootloader, "
+              "emulated",
               f"  tinygmm flash {project} -e uno --port auto --offline && tinygmm verify {project} -e uno    # a real Uno",
               "  docs/tutorial.md: your own CSV file to a verified board, step by step"]
     return lines
