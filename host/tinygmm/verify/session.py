@@ -1,9 +1,11 @@
 """One verify session, shared by `tinygmm verify` and the pytest plugin: resolve the target, build the
 firmware when stale, open and sync the device, send every test vector, compare, report.
 
-:class:`VerifySession` reads the project and checks the target once; :meth:`VerifySession.device`
-opens a synced :class:`Device` whose model id has been checked (the run's byte log is kept even
-when that fails); :meth:`VerifySession.run` sends the vectors and returns the VerifyReport.
+:class:`VerifySession` reads the project and checks the target once; :meth:`VerifySession.flash`
+uploads the firmware (to a board on a port, or into the emulated board it starts and keeps for the
+session); :meth:`VerifySession.device` opens a synced :class:`Device` whose model id has been
+checked (the run's byte log is kept even when that fails); :meth:`VerifySession.run` sends the
+vectors and returns the VerifyReport; :meth:`VerifySession.close` stops an emulated board.
 The model is folded once per session and the reference computed once per run.
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ..errors import TinyGMMError
 from ..link.client import Device
 from ..model import Model
 from ..project.boards import Board, Emulator, get_board, get_emulator
-from ..project.build import check_buildable, core_dir_for, ensure_built, flash, simavr_runner
+from ..project.build import bootloader_image, check_buildable, core_dir_for, ensure_built, flash, simavr_runner
 from ..project.export import project_envs, read_project
 from ..status import OPS
 from .compare import Reference, compare, compare_by_kind
@@ -112,8 +114,11 @@ def resolve_target(env: str | None, port: str | None, emulator: str | None, *, b
     return Target(board, port, emu, baud, reset)
 
 
-def open_transport(project: Path, target: Target, core_dir: Path | None = None) -> Any:
-    """The transport to the target (a context manager; closing it reaps any child process)."""
+def open_transport(project: Path, target: Target, core_dir: Path | None = None, board: Any = None) -> Any:
+    """The transport to the target (a context manager; closing it reaps any child process), or a
+    link to ``board``, the emulated board the firmware was flashed into (closing it leaves the board)."""
+    if board is not None:
+        return board.connect()
     if target.port is not None:
         from ..link.transports import SerialTransport
         from ..project.ports import resolve_port
@@ -122,6 +127,20 @@ def open_transport(project: Path, target: Target, core_dir: Path | None = None) 
                                reset=target.reset)
     assert target.emulator is not None
     return emulator_transport(target.emulator, ensure_built(project, target.env, core_dir))
+
+
+def emulated_board(board: Board, emulator: Emulator, **options: Any) -> Any:
+    """``board`` emulated with its bootloader and an empty application flash, as it comes from the
+    factory; kept across clients until closed (:class:`~tinygmm.link.emulators.SimavrBoard`)."""
+    from ..link.emulators import SimavrBoard
+
+    if not emulator.flashable or board.bootloader is None:
+        able = [e.name for e in board.emulators if e.flashable and board.bootloader is not None]
+        raise TinyGMMError(f"the {emulator.name} emulator loads the firmware itself: it has no bootloader to flash "
+                           "through" + (f" (--emulator {able[0]} has)" if able else ""))
+    merged = {**emulator.options, **options}
+    return SimavrBoard(runner=simavr_runner(), bootloader=bootloader_image(board), boot_address=board.bootloader.address,
+                       install_hint=f"apt-get install {' '.join(emulator.packages)}", title=board.env, **merged)
 
 
 def emulator_transport(emulator: Emulator, program: Path, **options: Any) -> Any:
@@ -167,11 +186,13 @@ def save_run_log(project: Path, env: str, device: Device, where: Path | None = N
 
 @contextlib.contextmanager
 def open_device(project: Path, target: Target, model_id: str, core_dir: Path | None = None,
-                log: Path | None = None, on_log: Callable[[Path], None] | None = None) -> Iterator[Device]:
-    """A Device for the target, synced by ping and checked to run ``model_id`` (StaleFirmware
-    otherwise). The run's byte log is kept (``log``, else under the project) even when syncing
-    fails, and its path handed to ``on_log``; the transport is closed, any child reaped."""
-    with open_transport(project, target, core_dir) as transport:
+                log: Path | None = None, on_log: Callable[[Path], None] | None = None,
+                board: Any = None) -> Iterator[Device]:
+    """A Device for the target (or the emulated ``board`` it was flashed into), synced by ping and
+    checked to run ``model_id`` (StaleFirmware otherwise). The run's byte log is kept (``log``, else
+    under the project) even when syncing fails, and its path handed to ``on_log``; the transport is
+    closed, any child reaped."""
+    with open_transport(project, target, core_dir, board) as transport:
         dev = Device(transport)
         try:
             dev.sync()
@@ -234,13 +255,16 @@ def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str
 
 @dataclass
 class VerifySession:
-    """A project and a target, read and checked once; :meth:`device` and :meth:`run` do the rest."""
+    """A project and a target, read and checked once; :meth:`flash`, :meth:`device` and :meth:`run` do
+    the rest. The emulated board the first :meth:`flash` starts serves every later flash and device
+    of the session; :meth:`close` (or the end of a ``with`` block) stops it."""
 
     project: Path
     model: Model
     vectors: Vectors
     target: Target
     core_dir: Path | None
+    board: Any = None  # the emulated board flash() started (link.emulators.SimavrBoard)
     folded: DeviceModel = field(init=False)
 
     def __post_init__(self) -> None:
@@ -261,17 +285,25 @@ class VerifySession:
                                f"({model.n_features} features): export the project again (`tinygmm export`)")
         return cls(project, model, vectors, target, core_dir_for(offline))
 
-    def flash(self) -> None:
-        """Upload the firmware to the target's board (emulators load the firmware themselves)."""
-        if self.target.port is None:
-            raise TinyGMMError("--flash needs --port: emulators load the firmware themselves")
+    def flash(self) -> str:
+        """Upload the firmware through the board's bootloader: to the board on the target's port, or into
+        the emulated board (started in its bootloader with an empty application flash on the first
+        flash, reset into its bootloader before each, as DTR resets a USB Uno). Returns the port."""
         check_buildable(self.target.board, self.core_dir is not None)
-        port = flash(self.project, self.target.env, self.target.port, self.core_dir)
-        self.target = Target(self.target.board, port, None, self.target.baud, self.target.reset)
+        if self.target.port is not None:
+            port = flash(self.project, self.target.env, self.target.port, self.core_dir)
+            self.target = Target(self.target.board, port, None, self.target.baud, self.target.reset)
+            return port
+        assert self.target.emulator is not None
+        if self.board is None:
+            ensure_built(self.project, self.target.env, self.core_dir)  # before the board waits in its bootloader
+            self.board = emulated_board(self.target.board, self.target.emulator)
+        self.board.reset()
+        return flash(self.project, self.target.env, self.board.port, self.core_dir)
 
     def device(self, log: Path | None = None, on_log: Callable[[Path], None] | None = None
                ) -> contextlib.AbstractContextManager[Device]:
-        return open_device(self.project, self.target, self.model.model_id, self.core_dir, log, on_log)
+        return open_device(self.project, self.target, self.model.model_id, self.core_dir, log, on_log, self.board)
 
     def run(self, dev: Device, bench: bool = True) -> VerifyReport:
         target = self.target
@@ -281,6 +313,17 @@ class VerifySession:
                          bench=bench and target.timed, baud=target.link_baud, untimed=untimed,
                          clock_hz=target.board.clock_hz, link_kind=target.link_kind)
 
+    def close(self) -> None:
+        """Stop the emulated board this session started, if any."""
+        if self.board is not None:
+            self.board.close()
+
+    def __enter__(self) -> VerifySession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def verify_project(project: str | os.PathLike, env: str | None = None, *, port: str | None = None,
                    emulator: str | None = None, baud: int = 0, flash: bool = False, offline: bool = False,
@@ -288,9 +331,9 @@ def verify_project(project: str | os.PathLike, env: str | None = None, *, port: 
                    on_log: Callable[[Path], None] | None = None) -> VerifyReport:
     """The whole session: build or flash as needed, open, run every vector, return the VerifyReport."""
     with deadline(timeout, f"verifying {project} ({env or emulator})"):
-        session = VerifySession.open(project, env, port=port, emulator=emulator, baud=baud, reset=reset,
-                                     offline=offline)
-        if flash:
-            session.flash()
-        with session.device(log, on_log) as dev:
-            return session.run(dev, bench)
+        with VerifySession.open(project, env, port=port, emulator=emulator, baud=baud, reset=reset,
+                                offline=offline) as session:
+            if flash:
+                session.flash()
+            with session.device(log, on_log) as dev:
+                return session.run(dev, bench)
