@@ -88,7 +88,7 @@ def project_files(dev: DeviceModel, boards: Sequence[Board], X_train: np.ndarray
         title=f"tinygmm model {model.model_id}", tool_version=__version__, model_id=model.model_id,
         n_components=model.n_components, covariance_type=model.covariance_type,
         features=", ".join(model.feature_names), boards=[_board_context(b) for b in boards], memory=memory,
-        offline_envs=[b.env for b in [get_board("native"), *boards] if b.toolchain is not None],
+        offline_envs=list(dict.fromkeys(b.env for b in [get_board("native"), *boards] if b.toolchain is not None)),
         emulators="|".join(emulators())).encode()
     return files
 
