@@ -68,7 +68,8 @@ def seed_corpus(folder: Path) -> Path:
                 batch_request("predict", np.repeat(x, 5, axis=0)), batch_request("proba", x),
                 f"bench predict 3 {vector_text(x[0])}"]
     seeds = [frame(i + 1, r) for i, r in enumerate(requests)]
-    seeds += [b"predict 1.5 -2\n", b"help\n", b"25 80\n", b"\x00\xff garbage \r\n", b"9" * 700 + b"\n"]
+    seeds += [b"predict 1.5 -2\n", b"help\n", b"25 80\n", b"\x00\xff garbage \r\n", b"9" * 700 + b"\n",
+              b"proba -1e30 .5\r", b"-1.5 00000001\n", b"log_joint 7f7fffff 1e-40\n"]  # human: decimals out
     for i, s in enumerate(seeds):
         (folder / f"seed{i:02d}").write_bytes(s)
     return folder

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import numpy as np
 import scipy.linalg
@@ -172,3 +173,20 @@ def model_cases(draw, max_components: int = 32, max_features: int = 16) -> tuple
         threshold=draw(st.booleans()),
     )
     return random_model(np.random.default_rng(seed), ct, K, D, **kwargs), seed
+
+
+def verify_checks(m: Model, seed: int, n_each: int, device: Callable[[Any, np.ndarray], dict] | None = None
+                  ) -> tuple[list, Any]:
+    """The checks of `tinygmm verify` on the vector kinds it uses (training rows drawn from the model)
+    for the answers ``device(folded model, X)`` (default: a device computing exactly as the float32
+    twin): (checks, vectors)."""
+    from tinygmm.device.fold import fold
+    from tinygmm.verify.compare import Reference, compare, twin_answers
+    from tinygmm.verify.vectors import make_vectors
+
+    rng = np.random.default_rng(seed)
+    vectors = make_vectors(m, sample(m, rng, n_each), n_each=n_each, seed=seed % 2**32)
+    dev = fold(m)
+    ref = Reference.of(dev, vectors.X)
+    answers = twin_answers(ref.twin) if device is None else device(dev, vectors.X)
+    return compare(dev, vectors, answers, ref)[0], vectors

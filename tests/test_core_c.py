@@ -2,20 +2,24 @@
 against the float32 twin (bit for bit) and against float64 (within the documented bounds)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
-from tinygmm.device.fold import fold
+from tinygmm.device.fold import DeviceModel, fold
 from tinygmm.status import ERR_FEATURES, ERR_NO_THRESHOLD, ERR_NONFINITE, ERR_OVERFLOW, OK
 from tinygmm.device.twin import (
-    DeviceTwin, certified_argmax,
+    U32, DeviceTwin, certified_argmax,
     log_joint_error_bound, proba_twin_tolerance, score_error_bound, score_twin_tolerance,
 )
 from conftest import require
 
 from _cdriver import LANGUAGES, Driver, build_driver, have_host_compilers
-from _gmm_cases import box_points, far_points, model_cases, random_model, reference_log_joint, reference_score, sample
+from _gmm_cases import (
+    box_points, far_points, model_cases, random_model, reference_log_joint, reference_score, sample, verify_checks,
+)
 
 @pytest.fixture(autouse=True)
 def _host_compilers() -> None:
@@ -27,6 +31,15 @@ EXAMPLES = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 # Share of points whose float64 top-two gap is within the error bound (so the prediction is
 # not certified) that we tolerate before calling the bound uselessly loose.
 MAX_UNCERTIFIED = 0.01
+# Tied predict compares linear scores t_k = c_k + b_k . w ~ ||w||^2 / 2, each rounding ~u |t_k|
+# (docs/core.md). Near the data of a near-singular tied covariance whose components lie far apart
+# along its thin direction, ||w||^2 is huge (u |t_k| measured 0.4 to 400 nats) and float32
+# legitimately cannot order components whose gap is a few of those roundings (up to 17% of the
+# points near the data of such a model are uncertified, and up to 1.3% predicted differently from
+# float64, every one of them uncertified). The share above is claimed for tied predict where one
+# rounding of the linear score is below this (nats; at most 1e-4 measured for well-conditioned tied
+# models); the log-joint certificate, whose bounds log_joint/score/proba use, is claimed everywhere.
+LINEAR_RESOLUTION = 1e-2
 # Far out, two components with the same covariance (every pair of a tied model) are separated
 # by a hyperplane reaching to infinity; points near it have a relative top-two gap below
 # float32's resolution of the quadratic form (~D u), whatever the arithmetic. Measured over
@@ -85,8 +98,16 @@ def test_core_matches_twin_bit_for_bit(drivers, case):
     assert outs["c99"].tobytes() == outs["c++11"].tobytes()
 
 
+# Near-singular tied models where the linear score is coarse near the data: 4.5% of the points
+# uncertified (hypothesis' find, K=26, D=2), and 17.3% (K=8, D=2).
+COARSE_TIED = [(random_model(np.random.default_rng(seed), "tied", K, 2, bad_scaling=True, near_singular=True), seed)
+               for seed, K in ((1, 26), (297, 8))]
+
+
 @EXAMPLES
 @given(case=model_cases())
+@example(case=COARSE_TIED[0])
+@example(case=COARSE_TIED[1])
 def test_core_vs_float64_within_documented_bounds(drivers, case):
     m, seed = case
     rng = np.random.default_rng(seed)
@@ -102,9 +123,22 @@ def test_core_vs_float64_within_documented_bounds(drivers, case):
     assert np.all(err <= bound), f"log-joint error {err[worst]:.3g} > bound {bound[worst]:.3g} at {worst}"
     top, certified = certified_argmax(dev, X, lj64)
     np.testing.assert_array_equal(out["label"][certified], top[certified])
-    assert np.mean(~certified) <= MAX_UNCERTIFIED, f"{np.mean(~certified):.2%} of predictions not certified"
+    claimed = np.ones(len(X), bool)
+    if dev.covariance_type == "tied":
+        ex = dev.exact
+        w = (X.astype(np.float64)[:, dev.order] - ex.centre) @ ex.factor.T
+        t = dev.tied_bias + w @ dev.offset.astype(np.float64).T
+        claimed = U32 * np.max(np.abs(t), axis=1) < LINEAR_RESOLUTION
+        n = np.arange(len(X))
+        pair = bound[n, top][:, None] + bound
+        margin = lj64[n, top][:, None] - lj64 - pair
+        margin[n, top] = np.inf
+        by_log_joints = np.all(margin > 0, axis=1)
+        assert np.mean(~by_log_joints) <= MAX_UNCERTIFIED, f"{np.mean(~by_log_joints):.2%} not certified by the log-joints"
+    uncertified = np.mean(~certified[claimed]) if claimed.any() else 0.0
+    assert uncertified <= MAX_UNCERTIFIED, f"{uncertified:.2%} of predictions not certified"
     score64 = reference_score(m, X)
-    s_bound = score_error_bound(bound, score64, m.n_components)
+    s_bound = score_error_bound(bound, lj64, m.n_components)
     assert np.all(np.abs(out["score"] - score64) <= s_bound)
 
 
@@ -126,6 +160,27 @@ def test_far_points_give_float64_component_and_finite_score(drivers, case):
     np.testing.assert_array_equal(out["label"][certified], top[certified])
     assert np.mean(~certified) <= MAX_UNCERTIFIED_FAR
     assert np.mean(out["label"] != top) <= MAX_DISAGREE_FAR
+
+
+def c_core_answers(drv: Driver) -> Callable[[DeviceModel, np.ndarray], dict]:
+    """The C core's answers to every output, in the form verify compares."""
+    def run(dev: DeviceModel, X: np.ndarray) -> dict:
+        out = drv.run(dev, X)
+        return {"predict": (out["status_predict"], out["label"]), "log_joint": (out["status_log_joint"], out["log_joint"]),
+                "score": (out["status_score"], out["score"]), "proba": (out["status_proba"], out["proba"]),
+                "anomaly": (out["status_anomaly"], out["anomaly"].astype(bool))}
+    return run
+
+
+# Budget: ~0.1 s an example (make_vectors and the reference dominate, the driver is fast).
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=model_cases())
+def test_core_passes_every_verify_check(drivers, case):
+    """The C core, with glibc's expf/logf rather than NumPy's, passes every check of `tinygmm verify`
+    on the vector kinds it uses: no false FAIL on a correct device."""
+    m, seed = case
+    checks, _ = verify_checks(m, seed, 40, c_core_answers(drivers["c99"]))
+    assert not [(c.name, c.failures, c.examples, c.example_kinds, c.worst) for c in checks if not c.passed]
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])

@@ -156,6 +156,27 @@ def test_a_simavr_run_sends_the_boot_banner_first(built: Built) -> None:
         assert parse_line(reply.strip()).words == ("ping", "abc")
 
 
+def test_a_person_at_the_uno_in_simavr_gets_help_and_decimals(built: Built) -> None:
+    """Human mode on the real Uno firmware (tests/test_human_mode.py checks the decimals themselves)."""
+    _require_kind("simavr")
+    x = built.points[0]
+    D = built.model.n_features
+    with _simavr(built) as transport, Device(transport) as dev:
+        dev.sync()
+        framed = dev.log_joint(x)
+        args = " ".join(repr(float(v)) for v in x)  # shortest repr: read back as the same float32
+        replies = {}
+        for text in ("help", args, f"log_joint {args}"):
+            dev.send_raw(text.encode() + b"\r")
+            replies[text] = line = dev.read_line(timeout=5)
+            assert line.seq == 0 and line.kind == "ok", line
+    assert f"predict x1..x{D}, " in " ".join(replies["help"].words)
+    assert replies[args].words == ("predict", str(DeviceTwin(fold(built.model)).predict(x)[0]))
+    words = replies[f"log_joint {args}"].words
+    bits = np.asarray(framed, np.float32).view(np.uint32)
+    assert words[1:] == tuple(w for v, b in zip(framed, bits) for w in ("%.6g" % v, f"({b:08x})"))
+
+
 def test_simavr_wall_clock_limit(built: Built) -> None:
     _require_kind("simavr")
     with _simavr(built, wall_limit=0.5) as transport:
@@ -218,7 +239,14 @@ def test_runner_builds_warning_free_and_is_rebuilt_when_its_source_changes(tmp_p
     edited.write_text(source.read_text() + "\n/* edited */\n")
     monkeypatch.setattr(build, "runner_source", lambda: edited)
     second = simavr_runner(bin_dir=tmp_path)
-    assert second != first and second.is_file() and not first.exists()
+    assert second != first and second.is_file() and first.exists()  # another checkout may be running it
+    day_old = time.time() - build.STALE_BUILD_SECONDS - 60
+    os.utime(first, (day_old, day_old))
+    monkeypatch.setattr(build, "runner_source", lambda: source)
+    assert simavr_runner(bin_dir=tmp_path) == first  # a build of these sources is rebuilt...
+    os.utime(second, (day_old, day_old))
+    simavr_runner(bin_dir=tmp_path, rebuild=True)
+    assert not second.exists()  # ...and one of other sources a day old is removed
 
 
 def test_missing_tools_name_the_debian_packages(built: Built, tmp_path: Path, monkeypatch) -> None:

@@ -20,6 +20,7 @@ from sklearn import datasets  # noqa: E402  (the reference; in the test extra, n
 from sklearn.mixture import GaussianMixture as SkGMM  # noqa: E402
 
 TYPES = ["full", "tied", "diag", "spherical"]
+FLOAT_ATTRIBUTES = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
 MALL = MALL_CSV
 
 
@@ -206,6 +207,31 @@ def test_sample_draws_what_sklearn_draws(ct: str) -> None:
     np.testing.assert_array_equal(ys, yk)
     with pytest.raises(ValueError, match="at least one sample"):
         tg.sample(0)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_float32_stays_float32_as_in_sklearn(ct: str) -> None:
+    X = datasets.load_iris().data
+    X32 = X.astype(np.float32)
+    sk = SkGMM(3, covariance_type=ct, random_state=0).fit(X32)
+    tg = GaussianMixture(3, covariance_type=ct, random_state=0).fit(X32)
+    for attr in FLOAT_ATTRIBUTES:
+        assert getattr(tg, attr).dtype == getattr(sk, attr).dtype == np.float32, attr
+    assert type(tg.lower_bound_) is type(sk.lower_bound_) is np.float32
+    assert {type(v) for v in tg.lower_bounds_} == {np.float32}
+    for Z in (X32, X):  # float64 input promotes, as NumPy and scikit-learn do
+        for method in ("score_samples", "predict_proba", "predict", "fit_predict"):
+            assert getattr(tg, method)(Z).dtype == getattr(sk, method)(Z).dtype, (method, Z.dtype)
+    assert tg.sample(5)[0].dtype == sk.sample(5)[0].dtype
+    assert type(tg.score(X32)) is type(tg.bic(X32)) is float
+    assert GaussianMixture(2, random_state=0).fit(X.astype(int)).means_.dtype == np.float64
+    # EM runs in float64: the float32 fit is the float64 fit of the same numbers, rounded once
+    tg = GaussianMixture(3, covariance_type=ct, random_state=0).fit(X32)  # (fit_predict(X) above refitted it)
+    tg64 = GaussianMixture(3, covariance_type=ct, random_state=0).fit(X32.astype(np.float64))
+    for attr in FLOAT_ATTRIBUTES:
+        np.testing.assert_array_equal(getattr(tg, attr), getattr(tg64, attr).astype(np.float32), attr)
+    assert tg.lower_bound_ == np.float32(tg64.lower_bound_)
+    np.testing.assert_allclose(tg.score_samples(X32), tg64.score_samples(X32), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("ct", TYPES)

@@ -268,9 +268,9 @@ def test_scaler_matches_standard_scaler():
     X = np.random.default_rng(0).normal(size=(100, 3)) * [1, 100, 1e-3] + [5, -7, 1e4]
     X[:, 2] = 3.0  # constant column: scale 1, as scikit-learn
     ours, theirs = Scaler.fit(X), StandardScaler().fit(X)
-    np.testing.assert_allclose(ours.mean, theirs.mean_, rtol=1e-14)
-    np.testing.assert_allclose(ours.scale, theirs.scale_, rtol=1e-14)
-    np.testing.assert_allclose(ours.transform(X), theirs.transform(X), atol=1e-12)
+    np.testing.assert_array_equal(ours.mean, theirs.mean_)
+    np.testing.assert_array_equal(ours.scale, theirs.scale_)
+    np.testing.assert_array_equal(ours.transform(X), theirs.transform(X))
 
 
 def test_from_gmm_threshold_is_training_percentile():
@@ -332,24 +332,121 @@ def test_from_sklearn_scaler_without_mean_or_std(blobs, opts):
 
 def test_from_sklearn_rejects_wrong_objects():
     from sklearn.mixture import GaussianMixture as SkGMM
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
+    X = np.random.default_rng(0).normal(size=(10, 2))
     with pytest.raises(TinyGMMError, match="fitted GaussianMixture"):
         from_sklearn(SkGMM(2))
     with pytest.raises(TinyGMMError, match="StandardScaler"):
-        from_sklearn(SkGMM(1).fit(np.random.default_rng(0).normal(size=(10, 2))), scaler=object())
+        from_sklearn(SkGMM(1).fit(X), scaler=object())
+    with pytest.raises(TinyGMMError, match="StandardScaler, but MinMaxScaler has no mean_"):
+        from_sklearn(make_pipeline(MinMaxScaler(), SkGMM(1)).fit(X))
+    with pytest.raises(TinyGMMError, match="got one of StandardScaler, GaussianMixture and a scaler= beside it"):
+        from_sklearn(make_pipeline(StandardScaler(), SkGMM(1)).fit(X), scaler=StandardScaler().fit(X))
+    with pytest.raises(TinyGMMError, match="got one of StandardScaler, StandardScaler, GaussianMixture"):
+        from_sklearn(make_pipeline(StandardScaler(), StandardScaler(), SkGMM(1)).fit(X))
 
 
-def test_tinygmm_does_not_import_sklearn():
+@pytest.mark.parametrize("source", ["sklearn", "tinygmm"])
+def test_from_sklearn_takes_a_pipeline_with_its_scaler(blobs, source):
+    from sklearn.mixture import GaussianMixture as SkGMM
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    mixture = {"sklearn": SkGMM, "tinygmm": tinygmm.GaussianMixture}[source]
+    pipe = make_pipeline(StandardScaler(), mixture(3, covariance_type="diag", random_state=0)).fit(blobs)
+    scaler, gmm = pipe[0], pipe[-1]
+    Xs = scaler.transform(blobs)
+    scaler.feature_names_in_ = np.array(["Age", "Income", "Score"], dtype=object)  # as a data frame's columns set it
+    m = from_sklearn(pipe, X_train=blobs)
+    # the same as the two steps given one by one, the names the pipeline's
+    assert_same_model(m, from_sklearn(gmm, scaler, ["Age", "Income", "Score"], X_train=blobs))
+    assert m.feature_names == ["Age", "Income", "Score"]
+    np.testing.assert_array_equal(m.scaler.mean, scaler.mean_)
+    np.testing.assert_array_equal(m.predict(blobs), gmm.predict(Xs))
+    np.testing.assert_allclose(m.score_samples(blobs), gmm.score_samples(Xs), rtol=1e-12, atol=1e-12)
+    # a pipeline of the mixture alone takes a scaler beside it
+    alone = make_pipeline(mixture(2, random_state=0)).fit(Xs)
+    assert from_sklearn(alone, scaler).scaler == m.scaler
+
+
+@pytest.mark.parametrize("ct", COV_TYPES)
+def test_from_sklearn_takes_a_bayesian_gaussian_mixture(blobs, ct):
+    from sklearn.mixture import BayesianGaussianMixture
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = make_pipeline(StandardScaler(), BayesianGaussianMixture(n_components=5, covariance_type=ct,
+                                                                   max_iter=500, random_state=0)).fit(blobs)
+    bgm = pipe[-1]
+    m = from_sklearn(pipe)
+    # its point estimate, exactly: the mixture weights_, means_ and covariances_ describe
+    np.testing.assert_array_equal(m.weights, bgm.weights_)
+    np.testing.assert_array_equal(m.means, bgm.means_)
+    np.testing.assert_array_equal(m.covariances, bgm.covariances_)
+    assert m.metadata["source"].endswith("BayesianGaussianMixture")
+    # scikit-learn predicts with expectations over the variational posterior, close to the point estimate's
+    assert np.mean(m.predict(blobs) == pipe.predict(blobs)) > 0.99
+
+
+@pytest.mark.parametrize("ct", COV_TYPES)
+def test_from_sklearn_takes_a_float32_fit(blobs, ct):
+    """A float32 fit's weights sum to 1, and its covariances are symmetric, only to float32's precision:
+    the model renormalises the weights and takes the mean of each covariance and its transpose."""
+    from sklearn.mixture import GaussianMixture as SkGMM
+
+    X32 = blobs.astype(np.float32)
+    for gmm in (SkGMM(3, covariance_type=ct, random_state=0).fit(X32),
+                tinygmm.GaussianMixture(3, covariance_type=ct, random_state=0).fit(X32)):
+        assert gmm.means_.dtype == np.float32
+        m = from_sklearn(gmm)
+        assert abs(m.weights.sum() - 1.0) < 1e-15
+        np.testing.assert_allclose(m.weights, gmm.weights_, rtol=1e-6)
+        np.testing.assert_array_equal(m.means, gmm.means_)
+        cov = gmm.covariances_.astype(np.float64)
+        np.testing.assert_array_equal(m.covariances, 0.5 * (cov + np.swapaxes(cov, -1, -2)) if ct in ("full", "tied") else cov)
+        np.testing.assert_array_equal(m.predict(blobs), gmm.predict(X32))
+
+
+@pytest.mark.parametrize("covariance,n_init", [("full", 1), ("diag", 3)])
+def test_cli_fit_scale_standard_is_the_pipeline(tmp_path, blobs, covariance, n_init):
+    """`tinygmm fit --scale standard` makes the model from_sklearn makes of Pipeline(StandardScaler, GaussianMixture)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tinygmm.cli import main
+
+    csv = tmp_path / "data.csv"
+    csv.write_text("a,b,c\n" + "".join(",".join(repr(float(v)) for v in row) + "\n" for row in blobs))
+    out = tmp_path / "model.json"
+    assert main(["fit", str(csv), "-k", "3", "--covariance", covariance, "--n-init", str(n_init), "--seed", "5",
+                 "--scale", "standard", "-o", str(out)]) == 0
+    pipe = make_pipeline(StandardScaler(), tinygmm.GaussianMixture(3, covariance_type=covariance, n_init=n_init,
+                                                                   random_state=5)).fit(blobs)
+    cli_model, pipe_model = load(out), from_sklearn(pipe, feature_names=["a", "b", "c"], X_train=blobs)
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_array_equal(getattr(cli_model, name), getattr(pipe_model, name))
+    assert cli_model.scaler == pipe_model.scaler
+    assert cli_model.anomaly_threshold == pipe_model.anomaly_threshold
+    assert cli_model.model_id == pipe_model.model_id
+
+
+def test_startup_and_model_files_do_not_import_sklearn(tmp_path):
+    """scikit-learn and SciPy load with fitting only: importing them takes about a second that the CLI's
+    start, reading and writing model files and their float64 reference do not need."""
     import subprocess
     import sys
 
     code = (
-        "import sys, numpy as np, tinygmm; from tinygmm import cli, data, model, selection; "
-        "m = tinygmm.GaussianMixture(2, random_state=0).fit(np.random.default_rng(0).normal(size=(50, 2))); "
-        "tinygmm.Model.from_gmm(m).predict(np.zeros((1, 2))); "
-        "assert not any(k.startswith(('sklearn', 'scipy')) for k in sys.modules), 'sklearn/scipy imported'"
+        "import sys, numpy as np, tinygmm; from tinygmm import cli, data, errors, model; "
+        "cli.build_parser().parse_args(['info', sys.argv[1]]); "
+        "model.save(tinygmm.Model('diag', [1.0], [[0.0, 0.0]], [[1.0, 1.0]]), sys.argv[1]); "
+        "model.load(sys.argv[1]).log_joint(np.zeros((1, 2))); "
+        "loaded = [k for k in sys.modules if k.startswith(('sklearn', 'scipy'))]; "
+        "assert not loaded, loaded[:5]"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.json")], check=True)
 
 
 def test_a_weights_list_of_the_wrong_length_is_named_as_such() -> None:

@@ -1,6 +1,7 @@
 """The pytest plugin, driven the way a team runs it: pytest over an exported project's suite."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 
 from tinygmm.project.export import export_project
 from tinygmm.model import Model, load
-from tinygmm.verify.compare import CHECK_NAMES
+from tinygmm.verify.compare import CHECK_NAMES, VALUE_CHECKS
 from tinygmm.verify.vectors import KINDS
 
 # The shipped suite: each check on each kind of vector, plus its three whole-run tests.
@@ -33,7 +34,8 @@ def test_suite_passes_on_the_native_build_with_junit(pytester, project, tmp_path
     logs = sorted((project / ".tinygmm" / "logs").glob("*-native-*.log"))
     assert logs and "batch predict" in logs[-1].read_text()
     xml = junit.read_text()
-    assert 'test_device_agrees_with_host[predict-equals-float64-outside-certified-float32-ties-far1000]' in xml
+    predict_id = re.sub(r"[^a-z0-9]+", "-", VALUE_CHECKS["predict"].lower()).strip("-")
+    assert f'test_device_agrees_with_host[{predict_id}-far1000]' in xml  # plain words, for -k
     # the figures a team tracks across runs are JUnit properties
     assert '<property name="bit_exact_log_joint" value="1.0000"' in xml
     assert '<property name="link_resent_lines" value="0"' in xml
@@ -75,3 +77,21 @@ def test_a_failing_device_test_carries_the_device_log(pytester, project) -> None
                                            "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*tinygmm device log*", "*hello*"])
+
+
+def test_the_suite_flashes_the_emulated_uno_first(pytester, project, pio_core, monkeypatch) -> None:
+    """--tinygmm-flash: the upload through avrdude and Optiboot, then the suite on that emulated board."""
+    from conftest import require
+    from tinygmm.project.boards import BOARDS
+    from tinygmm.project.build import SIMAVR_HEADER
+
+    missing = BOARDS["uno"].missing_tools() + BOARDS["uno"].toolchain.missing_uploader()
+    require(not missing and SIMAVR_HEADER.is_file(), "flashing the emulated uno needs avr-gcc, avrdude and simavr")
+    monkeypatch.setenv("TINYGMM_PIO_CORE", str(pio_core.core_dir))
+    result = run(pytester, project, "--tinygmm-emulator", "simavr", "--tinygmm-flash", "--tinygmm-offline", "-s")
+    result.assert_outcomes(passed=SUITE_TESTS)
+    result.stdout.fnmatch_lines(["*bytes of flash verified*"])
+    failed = pytester.runpytest_subprocess("hil", "--tinygmm-project", str(project), "-p", "no:cacheprovider",
+                                           "--tinygmm-emulator", "qemu", "--tinygmm-flash", "--tinygmm-offline")
+    failed.assert_outcomes(errors=1, skipped=SUITE_TESTS - 1)  # reported once
+    failed.stdout.fnmatch_lines(["*the upload failed: the qemu emulator loads the firmware itself*"])

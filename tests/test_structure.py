@@ -62,7 +62,7 @@ def clone(monkeypatch) -> boards.Board:
     """A new board entry, nowhere else in the code: an Uno clone with less flash and its own emulator."""
     uno = boards.BOARDS["uno"]
     emu = dataclasses.replace(uno.emulators[0], name="simavr-clone")
-    entry = dataclasses.replace(uno, env="unoclone", title="Uno clone (test)", flash=24576,
+    entry = dataclasses.replace(uno, env="unoclone", title="Uno clone (test)", flash=20480,
                                 artifact=".pio/build/unoclone/firmware.elf", emulators=(emu,))
     monkeypatch.setitem(boards.BOARDS, "unoclone", entry)
     return entry
@@ -81,14 +81,14 @@ def test_a_new_board_entry_is_exported_checked_listed_and_linted(clone: boards.B
     result = export_project(model, ["unoclone"], tmp_path / "p", X_train=X)
     ini = (tmp_path / "p" / "platformio.ini").read_text()
     assert "[env:unoclone]" in ini and lint_ini_text(ini) == []
-    assert "target unoclone (estimated)" in result.memory and any("of 24576" in line for line in result.memory)
+    assert "target unoclone (estimated)" in result.memory and any("of 20480" in line for line in result.memory)
     # the memory check uses the entry's limits
     rng = np.random.RandomState(0)
-    K, D = 44, 8  # about 25 KB of firmware: fits the Uno, not the clone
+    K, D = 32, 8  # 5.8 KB of parameters: the firmware fits the Uno, not the clone
     A = rng.normal(size=(K, D, D))
     big = Model("full", np.full(K, 1.0 / K), rng.normal(size=(K, D)), A @ np.swapaxes(A, 1, 2) + D * np.eye(D))
     export_project(big, ["uno"], tmp_path / "fits-uno")
-    with pytest.raises(TinyGMMError, match="does not fit.*unoclone has 24576"):
+    with pytest.raises(TinyGMMError, match="does not fit.*unoclone has 20480"):
         export_project(big, ["unoclone"], tmp_path / "big")
     assert main(["boards"]) == 0
     assert any(line.startswith("unoclone ") and "simavr-clone" in line for line in capsys.readouterr().out.splitlines())

@@ -10,7 +10,8 @@ from tinygmm.errors import TinyGMMError
 from tinygmm.device.fold import exact_parameters, fold, inverse_lower
 from tinygmm.model import Model, Scaler, from_sklearn
 from tinygmm.device.twin import (
-    ERR_FEATURES, ERR_NO_THRESHOLD, ERR_NONFINITE, OK, U32, DeviceTwin, log_joint_error_bound, score_error_bound,
+    ERR_FEATURES, ERR_NO_THRESHOLD, ERR_NONFINITE, OK, U32, DeviceTwin, log_joint_error_bound, proba_error_bound,
+    score_error_bound,
 )
 
 from _gmm_cases import box_points, model_cases, random_model, reference_log_joint, reference_score, sample
@@ -28,7 +29,9 @@ def test_twin_within_float64_bounds(case):
     bound = log_joint_error_bound(fold(m), X)
     assert np.all(np.abs(out.log_joint - lj64) <= bound)
     score64 = reference_score(m, X)
-    assert np.all(np.abs(out.score - score64) <= score_error_bound(bound, score64, m.n_components))
+    assert np.all(np.abs(out.score - score64) <= score_error_bound(bound, lj64, m.n_components))
+    proba64 = np.exp(lj64 - score64[:, None])
+    assert np.all(np.abs(out.proba - proba64) <= proba_error_bound(bound, lj64, m.n_components))
     # Posteriors sum to one up to K roundings of the sum and one per quotient.
     assert np.all(np.abs(out.proba.astype(np.float64).sum(axis=1) - 1) <= (2 * m.n_components + 2) * U32)
 

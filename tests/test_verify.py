@@ -16,7 +16,7 @@ from tinygmm.project.export import export_project
 from tinygmm.device.twin import DeviceTwin
 from tinygmm.status import ERR_NONFINITE
 from tinygmm.verify.vectors import load_vectors
-from tinygmm.verify.compare import OPS, compare
+from tinygmm.verify.compare import OPS, STATUS_CHECK, VALUE_CHECKS, compare, twin_answers
 
 
 @pytest.fixture
@@ -26,10 +26,7 @@ def project(demo_project: Path) -> Path:
 
 def twin_outputs(model: Model, X: np.ndarray) -> dict:
     """What a perfect device answers: the twin's own statuses and values."""
-    t = DeviceTwin(fold(model)).evaluate(X)
-    return {"predict": (t.status_predict, t.label), "log_joint": (t.status_log_joint, t.log_joint),
-            "score": (t.status_score, t.score), "proba": (t.status_proba, t.proba),
-            "anomaly": (t.status_anomaly, t.anomaly)}
+    return twin_answers(DeviceTwin(fold(model)).evaluate(X))
 
 
 def failed(checks) -> dict[str, int]:
@@ -57,25 +54,25 @@ def test_each_kind_of_wrong_answer_is_caught(project: Path) -> None:
 
     def relabel(s, v):
         v[sample] = (v[sample] + 1) % model.n_components
-    assert tampered("predict", relabel) == ["predict: equals float64 outside certified float32 ties"]
+    assert tampered("predict", relabel) == [VALUE_CHECKS["predict"]]
 
     def shift_lj(s, v):
         v[sample] += np.float32(0.5)
-    assert tampered("log_joint", shift_lj) == ["log_joint: within the float32 error bound of float64"]
+    assert tampered("log_joint", shift_lj) == [VALUE_CHECKS["log_joint"]]
 
     def shift_score(s, v):
         v[sample] -= np.float32(0.01)
-    assert "score: within the float32 error bound of float64" in tampered("score", shift_score)
+    assert VALUE_CHECKS["score"] in tampered("score", shift_score)
 
     def shift_proba(s, v):
         v[sample, 0] += np.float32(1e-4)
-    assert tampered("proba", shift_proba) == ["proba: within 1e-05 of float64"]
+    assert tampered("proba", shift_proba) == [VALUE_CHECKS["proba"]]
 
     nan_row = vectors.kinds.index("nonfinite")
 
     def answer_nan(s, v):
         s[nan_row] = 0  # the device answered a NaN input instead of refusing it
-    assert tampered("score", answer_nan) == ["score: status equals the twin's"]
+    assert tampered("score", answer_nan) == [STATUS_CHECK.format(op="score")]
     assert good["score"][0][nan_row] == ERR_NONFINITE
 
 
@@ -87,8 +84,14 @@ def test_verify_native_passes_and_writes_the_report(project: Path, tmp_path: Pat
     out = capsys.readouterr().out
     assert code == 0, out
     assert "PASS" in out and "certified float32 ties" in out
+    for name in VALUE_CHECKS.values():  # each value check printed as its error against its own bound
+        assert any(line.split(name)[-1].strip().split()[1:3] == ["error/bound", "max"]
+                   for line in out.splitlines() if name in line), out
     doc = json.loads(report.read_text())
-    assert doc["format"] == "tinygmm-verify" and doc["passed"] is True
+    assert doc["format"] == "tinygmm-verify" and doc["version"] == 2 and doc["passed"] is True
+    assert all((c["worst"] is None) == (c["name"].endswith("status equals the twin's") or c["name"].startswith("link:"))
+               for c in doc["checks"])
+    assert all(c["worst"] < 1 for c in doc["checks"] if c["worst"] is not None)
     assert doc["model_id"] == load(project / "model.json").model_id
     assert {c["name"].split(":")[0] for c in doc["checks"]} == {*OPS, "link"}
     assert doc["link"]["lines_sent"] > 0 and doc["link"]["resent_lines"] == 0

@@ -196,12 +196,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use tinygmm's offline PlatformIO core (made on first use; see `tinygmm pio-offline`)")
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("flash", help="build and upload an exported project to a board",
-                       description="Run `pio run -t upload` for a board env on a serial port.")
+    p = sub.add_parser("flash", help="build and upload an exported project to a board, or to the emulated Uno",
+                       description="Run `pio run -t upload` for a board env: avrdude uploads through the board's "
+                       "bootloader on a serial port, or (--emulator simavr) into an emulated Uno started in its "
+                       "bootloader with an empty flash; the firmware is then asked for its model id.")
     p.add_argument("project", type=Path, metavar="DIR")
     p.add_argument("-e", "--env", required=True, metavar="ENV", help="PlatformIO env (board) to upload")
-    p.add_argument("--port", default="auto", metavar="PORT|auto",
-                   help="serial port; auto picks the only port that looks like the board (default: auto)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--port", default="auto", metavar="PORT|auto",
+                       help="serial port; auto picks the only port that looks like the board (default: auto)")
+    where.add_argument("--emulator", choices=[name for name, (e, b) in emulators().items() if e.flashable and b.bootloader],
+                       help="upload into an emulated board with its bootloader instead (it lasts as long as this "
+                       "command: see --keep)")
+    p.add_argument("--keep", action="store_true",
+                   help="with --emulator: keep the emulated board on its port until Ctrl-C or end of input, for "
+                   "`tinygmm verify/flash --port PORT` from elsewhere; Enter resets it into its bootloader")
     p.add_argument("--offline", action="store_true", help="use tinygmm's offline PlatformIO core")
     p.set_defaults(func=cmd_flash)
 
@@ -222,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the firmware here: the native build, or the uno firmware in simavr or qemu")
     p.add_argument("--baud", type=positive_int, default=0,
                    help=f"serial speed for --port (default: the board's, {DEFAULT_BAUD} for every board tinygmm knows)")
-    p.add_argument("--flash", action="store_true", help="upload the firmware to the board first")
+    p.add_argument("--flash", action="store_true",
+                   help="upload the firmware first: to the board on --port, or (--emulator simavr) into an emulated "
+                   "Uno started in its bootloader, which the verification then talks to")
     p.add_argument("--reset", action="store_true",
                    help="reset the board by DTR after opening the port (by default it is left running)")
     p.add_argument("--offline", action="store_true", help="build with tinygmm's offline PlatformIO core")
@@ -431,6 +442,8 @@ def _next_steps(project: Path) -> list[str]:
     lines += [f"  tinygmm verify {project} --emulator simavr --offline    # the Uno's firmware, emulated",
               f"  pytest {project / 'hil'} --tinygmm-project {project} --tinygmm-emulator native --tinygmm-offline"
               "    # the same checks as a pytest suite",
+              f"  tinygmm flash {project} -e uno --emulator simavr --offline    # an upload through the Uno's bootloader, "
+              "emulated",
               f"  tinygmm flash {project} -e uno --port auto --offline && tinygmm verify {project} -e uno    # a real Uno",
               "  docs/tutorial.md: your own CSV file to a verified board, step by step"]
     return lines
@@ -527,6 +540,10 @@ def cmd_flash(args: argparse.Namespace) -> int:
     if args.env not in found.envs or not found.envs[args.env].embedded:
         boards = [e for e, b in found.envs.items() if b.embedded] or ["none: add one with `tinygmm export --board`"]
         raise TinyGMMError(f"cannot flash env {args.env!r}; the project's boards: {', '.join(boards)}")
+    if args.emulator is not None:
+        return _flash_emulated(args)
+    if args.keep:
+        raise TinyGMMError("--keep keeps an emulated board: use it with --emulator")
     from .project.build import check_buildable
     from .project.ports import resolve_port
 
@@ -535,6 +552,28 @@ def cmd_flash(args: argparse.Namespace) -> int:
     check_buildable(fw.board, args.offline)
     port = flash(fw, port, _core_dir(args))
     print(f"tinygmm: {args.env} flashed on {port}")
+    return 0
+
+
+def _flash_emulated(args: argparse.Namespace) -> int:
+    """Upload into an emulated board, check that the new firmware answers, and keep the board if asked."""
+    from .verify.session import VerifySession
+
+    with VerifySession.open(args.project, args.env, emulator=args.emulator, offline=args.offline) as session:
+        port = session.flash()
+        with session.device() as dev:  # its bootloader has started the firmware: it answers with its model id
+            model_id = dev.info.model_id if dev.info else "?"
+        print(f"tinygmm: {args.env} flashed into the emulated {args.env} ({args.emulator}) on {port}: "
+              f"the firmware answers as model {model_id}")
+        if args.keep:
+            print(f"tinygmm: the emulated {args.env} stays on {port} until Ctrl-C or end of input. From elsewhere:\n"
+                  f"  tinygmm verify {args.project} -e {args.env} --port {port}\n"
+                  f"  tinygmm flash DIR -e {args.env} --port {port} --offline    # after Enter here: a reset into its "
+                  "bootloader, as its reset button would", flush=True)
+            for _ in sys.stdin:
+                session.board.reset()
+                print(f"tinygmm: the emulated {args.env} was reset: its bootloader waits for the next upload",
+                      flush=True)
     return 0
 
 

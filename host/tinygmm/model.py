@@ -1,4 +1,8 @@
-"""The model file: a fitted GMM with its scaler and metadata, its JSON schema, validation and id."""
+"""The model file: a fitted GMM with its scaler and metadata, its JSON schema, validation and id.
+
+It is longer than 500 lines because it holds every way a model comes in (a fitted estimator or
+scikit-learn pipeline, a file) beside the one validation all of them pass through.
+"""
 from __future__ import annotations
 
 import datetime as _dt
@@ -61,10 +65,21 @@ class Scaler:
 
     @classmethod
     def fit(cls, X: np.ndarray) -> Scaler:
-        """Column means and population standard deviations; a constant column gets scale 1 (as scikit-learn)."""
-        X = np.asarray(X, dtype=np.float64)
-        std = X.std(axis=0)
-        return cls(X.mean(axis=0), np.where(std == 0.0, 1.0, std))
+        """scikit-learn's StandardScaler fitted to X, so that ``tinygmm fit`` makes the model a Pipeline makes."""
+        from sklearn.preprocessing import StandardScaler
+
+        return cls.from_sklearn(StandardScaler().fit(np.asarray(X, dtype=np.float64)))
+
+    @classmethod
+    def from_sklearn(cls, scaler: Any) -> Scaler:
+        """A fitted StandardScaler, duck-typed (``mean_``, ``scale_``), honouring ``with_mean``/``with_std``."""
+        if not (hasattr(scaler, "mean_") and hasattr(scaler, "scale_")):
+            raise TinyGMMError(f"expected a fitted StandardScaler, but {type(scaler).__name__} has no mean_/scale_")
+        D = int(scaler.n_features_in_) if hasattr(scaler, "n_features_in_") else len(scaler.mean_ if scaler.mean_ is not None else scaler.scale_)
+        # StandardScaler(with_mean=False) still computes mean_ but does not subtract it.
+        use_mean = getattr(scaler, "with_mean", True) and scaler.mean_ is not None
+        use_std = getattr(scaler, "with_std", True) and scaler.scale_ is not None
+        return cls(scaler.mean_ if use_mean else np.zeros(D), scaler.scale_ if use_std else np.ones(D))
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         return (np.asarray(X, dtype=np.float64) - self.mean) / self.scale
@@ -145,7 +160,7 @@ class Model:
         X_train: np.ndarray | None = None,
         threshold_percentile: float = 1.0,
     ) -> Model:
-        """Wrap a fitted GaussianMixture (tinygmm's or scikit-learn's, duck-typed).
+        """Wrap a fitted GaussianMixture or BayesianGaussianMixture (tinygmm's or scikit-learn's, duck-typed).
 
         ``X_train`` is the raw (unscaled) training data; when given, the anomaly threshold
         is the ``threshold_percentile`` percentile of its ``score_samples``.
@@ -155,7 +170,7 @@ class Model:
             raise TinyGMMError(
                 f"expected a fitted GaussianMixture, but {type(gmm).__name__} has no {', '.join(missing)}; call fit() first"
             )
-        means = np.asarray(gmm.means_, dtype=np.float64)
+        weights, means, covariances = _float64_parameters(gmm)
         D = means.shape[1] if means.ndim == 2 else 0
         metadata: dict[str, Any] = {
             "tool": f"tinygmm {__version__}",
@@ -163,13 +178,13 @@ class Model:
             "source": f"{type(gmm).__module__}.{type(gmm).__name__}",
         }
         for attr, key, conv in (("converged_", "converged", bool), ("n_iter_", "n_iter", int), ("lower_bound_", "lower_bound", float)):
-            if hasattr(gmm, attr):
-                metadata[key] = conv(getattr(gmm, attr))
+            if hasattr(gmm, attr):  # .item(): a tied BayesianGaussianMixture's lower_bound_ is a 1-element array
+                metadata[key] = conv(np.asarray(getattr(gmm, attr)).item())
         model = cls(
             covariance_type=str(gmm.covariance_type),
-            weights=gmm.weights_,
+            weights=weights,
             means=means,
-            covariances=gmm.covariances_,
+            covariances=covariances,
             scaler=scaler,
             feature_names=list(feature_names) if feature_names is not None else [f"x{j}" for j in range(D)],
             metadata=metadata,
@@ -219,6 +234,19 @@ class Model:
         return self.score_samples(X) < self.anomaly_threshold
 
 
+def _float64_parameters(gmm: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A mixture's weights, means and covariances in float64. A float32 fit's weights sum to 1, and its
+    covariances are symmetric, only to float32's precision (scikit-learn's tied one can be 1e-4 off),
+    coarser than the model's tolerances: the weights are renormalised, the covariances symmetrised."""
+    weights, means, covariances = (np.asarray(getattr(gmm, a), dtype=np.float64)
+                                   for a in ("weights_", "means_", "covariances_"))
+    if np.asarray(gmm.weights_).dtype != np.float64:
+        weights = weights / weights.sum()
+        if gmm.covariance_type in ("full", "tied"):
+            covariances = 0.5 * (covariances + np.swapaxes(covariances, -1, -2))
+    return weights, means, covariances
+
+
 def from_sklearn(
     estimator: Any,
     scaler: Any = None,
@@ -226,24 +254,36 @@ def from_sklearn(
     X_train: np.ndarray | None = None,
     threshold_percentile: float = 1.0,
 ) -> Model:
-    """Import a fitted scikit-learn GaussianMixture (and StandardScaler) without loss.
+    """Import a fitted mixture with its scaler, without loss.
 
-    Duck-typed: reads ``weights_``, ``means_``, ``covariances_``, ``covariance_type`` and the
-    scaler's ``mean_``/``scale_`` (honouring ``with_mean``/``with_std``).  ``X_train``
-    (raw data) sets the anomaly threshold as in ``Model.from_gmm``.
+    ``estimator``: a fitted GaussianMixture or BayesianGaussianMixture (scikit-learn's or tinygmm's),
+    with a fitted StandardScaler as ``scaler`` or none; or a fitted Pipeline of a StandardScaler and
+    such a mixture, which brings its scaler. Read duck-typed (``weights_``, ``means_``,
+    ``covariances_``, ``covariance_type``; ``mean_``, ``scale_``). Of a BayesianGaussianMixture the
+    model is the point estimate those attributes describe (its own predict takes expectations over
+    the variational posterior, which can differ near boundaries). Feature names default to
+    ``feature_names_in_``; ``X_train`` (raw data) sets the anomaly threshold as in ``Model.from_gmm``.
     """
-    own_scaler = None
-    if scaler is not None:
-        if not (hasattr(scaler, "mean_") and hasattr(scaler, "scale_")):
-            raise TinyGMMError(f"expected a fitted StandardScaler, but {type(scaler).__name__} has no mean_/scale_")
-        D = int(scaler.n_features_in_) if hasattr(scaler, "n_features_in_") else len(scaler.mean_ if scaler.mean_ is not None else scaler.scale_)
-        # StandardScaler(with_mean=False) still computes mean_ but does not subtract it.
-        use_mean = getattr(scaler, "with_mean", True) and scaler.mean_ is not None
-        use_std = getattr(scaler, "with_std", True) and scaler.scale_ is not None
-        own_scaler = Scaler(scaler.mean_ if use_mean else np.zeros(D), scaler.scale_ if use_std else np.ones(D))
+    from sklearn.pipeline import Pipeline
+
     if feature_names is None and hasattr(estimator, "feature_names_in_"):
         feature_names = [str(n) for n in estimator.feature_names_in_]
+    if isinstance(estimator, Pipeline):
+        estimator, scaler = _pipeline_mixture_and_scaler(estimator, scaler)
+    own_scaler = None if scaler is None else Scaler.from_sklearn(scaler)
     return Model.from_gmm(estimator, own_scaler, feature_names, X_train, threshold_percentile)
+
+
+def _pipeline_mixture_and_scaler(pipeline: Any, scaler: Any) -> tuple[Any, Any]:
+    """(mixture, scaler) of a Pipeline(StandardScaler, mixture), or of a Pipeline(mixture) beside ``scaler``."""
+    steps = [step for _, step in pipeline.steps if step is not None and not (isinstance(step, str) and step == "passthrough")]
+    if len(steps) == 1:
+        return steps[0], scaler
+    if len(steps) == 2 and scaler is None:
+        return steps[1], steps[0]
+    names = ", ".join(type(step).__name__ for step in steps) or "no steps"
+    beside = " and a scaler= beside it" if scaler is not None else ""
+    raise TinyGMMError(f"expected a Pipeline of a StandardScaler and a mixture, got one of {names}{beside}")
 
 
 # -- id -------------------------------------------------------------------------------

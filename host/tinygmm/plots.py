@@ -318,7 +318,7 @@ def cluster_figure(model: Model, X: np.ndarray, features: Sequence[str | int] | 
 def selection_figure(selection: Any, alpha: float = 0.05, title: str | None = None) -> Any:
     """BIC and AIC against k with the chosen k marked, and each step's likelihood-ratio statistic
     against its chi-square critical value at ``alpha``."""
-    from .fit.selection import chi2_isf
+    from scipy.stats import chi2
 
     rows = selection.rows
     ks = [r.k for r in rows]
@@ -347,7 +347,7 @@ def selection_figure(selection: Any, alpha: float = 0.05, title: str | None = No
         ax = axes[1]
         x = [r.k for r in steps]
         stat = np.array([r.lrt_statistic for r in steps])
-        critical = np.array([chi2_isf(alpha, r.lrt_df) for r in steps])
+        critical = chi2.isf(alpha, [r.lrt_df for r in steps])
         significant = stat > critical
         ax.plot(x, stat, "-", color="C2", zorder=2)
         ax.scatter(np.array(x)[significant], stat[significant], s=45, color="C2", zorder=3,

@@ -54,11 +54,11 @@ void tp_cmd_single(tinygmm_proto *p, uint16_t seq, uint8_t op, uint8_t *cur, uin
         tp_out_u32(p, (uint32_t)r.flag);
         break;
     case OP_SCORE:
-        tp_out_float(p, r.score);
+        tp_out_float(p, r.score, seq == TP_UNSOLICITED_SEQ);
         break;
     default:
         for (k = 0; k < tp_model_components(); ++k) {
-            tp_out_float(p, r.vec[k]);
+            tp_out_float(p, r.vec[k], seq == TP_UNSOLICITED_SEQ);
         }
     }
     tp_out_end(p);

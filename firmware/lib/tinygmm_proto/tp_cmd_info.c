@@ -127,8 +127,46 @@ void tp_cmd_ping(tinygmm_proto *p, uint16_t seq, uint8_t *cur, uint8_t *end)
     tp_out_end(p);
 }
 
+/* The commands and their arguments ('#': the vector x1..xD), '|' between commands; after ';' a note
+ * for people. */
+static const char tp_help[] TP_FLASH = "hello|ping NONCE|predict #|log_joint #|score #|proba #|anomaly #|"
+                                       "batch OP N BASE64|bench OP N #; # alone: predict";
+
+/* "x1..xD" ("x1" when D = 1) */
+static void out_vector_args(tinygmm_proto *p)
+{
+    const int d = tp_model_features();
+    tp_out_pstr(p, TP_STR("x1"));
+    if (d > 1) {
+        tp_out_pstr(p, TP_STR("..x"));
+        tp_out_u32(p, (uint32_t)d);
+    }
+}
+
+/* To a framed request the command names, as before; to a person their arguments and the note too. */
 void tp_cmd_help(tinygmm_proto *p, uint16_t seq)
 {
-    tp_ok_begin(p, seq, TP_STR("help hello ping predict log_joint score proba anomaly batch bench"));
+    const int human = seq == TP_UNSOLICITED_SEQ;
+    const char *s = tp_help;
+    int in_args = 0;
+    char c;
+    tp_ok_begin(p, seq, TP_STR("help "));
+    while ((c = TP_CHAR(s++)) != '\0' && (human || c != ';')) {
+        if (c == '|') {
+            in_args = 0;
+            if (human) {
+                tp_out_char(p, ',');
+            }
+            c = ' ';
+        } else if (!human && (in_args || c == ' ')) {
+            in_args = 1;
+            continue;
+        }
+        if (c == '#') {
+            out_vector_args(p);
+        } else {
+            tp_out_char(p, c);
+        }
+    }
     tp_out_end(p);
 }

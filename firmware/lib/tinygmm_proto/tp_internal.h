@@ -27,6 +27,9 @@
 #endif
 
 #define TP_CRC_INIT 0xFFFFu
+/* The seq of lines the host did not ask for: the banner and the replies to human requests (typed
+ * without SEQ and CRC). A request answered with it is a person's: decimal floats, help with arguments. */
+#define TP_UNSOLICITED_SEQ 0u
 /* Lets the glue drain its receive hardware during long work on a line (see tinygmm_proto_poll_fn):
  * at 115200 baud a byte arrives every ~1400 AVR cycles, and the Uno's ring holds 63. */
 #define TP_POLL_EVERY 32u
@@ -67,13 +70,18 @@ void tp_out_cstr(tinygmm_proto *p, const char *s);
 void tp_out_echo(tinygmm_proto *p, const uint8_t *s, size_t n);
 void tp_out_u32(tinygmm_proto *p, uint32_t v);
 void tp_out_hex(tinygmm_proto *p, uint32_t v, int n_digits, int upper);
-void tp_out_float(tinygmm_proto *p, float v);
+void tp_out_float(tinygmm_proto *p, float v, int human);
 void tp_out_key(tinygmm_proto *p, const char *key_flash);
 void tp_out_begin(tinygmm_proto *p, uint16_t seq, const char *kind_flash);
 void tp_out_end(tinygmm_proto *p);
 void tp_ok_begin(tinygmm_proto *p, uint16_t seq, const char *command_flash);
 void tp_err_begin(tinygmm_proto *p, uint16_t seq, const char *code_flash);
 void tp_reply_err(tinygmm_proto *p, uint16_t seq, const char *code_flash, const char *detail_flash);
+
+/* tp_decimal.c: v as printf's "%.6g" writes it ("-4.53125", "1e-30", "inf"), no NUL; returns its
+ * length, at most TP_FLOAT_TEXT_MAX. */
+#define TP_FLOAT_TEXT_MAX 12
+size_t tp_format_float(float v, char *buf);
 
 /* tp_base64.c */
 void tp_b64_put(tinygmm_proto *p, uint8_t byte);
@@ -89,6 +97,7 @@ int tp_tok_is(const tp_tok *t, const char *name_flash);
 int tp_parse_u16(const uint8_t *s, size_t n, uint16_t *out);
 int tp_parse_hex(const uint8_t *s, size_t n, uint32_t *out);
 int tp_parse_vector(uint8_t *cur, uint8_t *end, float *x, int x_max, int *n);
+int tp_all_numbers(uint8_t *cur, uint8_t *end);
 
 /* tp_model.c (the parts that need no model types; the rest is in tp_model.h) */
 const char *tp_model_id(void);

@@ -1,5 +1,5 @@
 /* tp_line.c -- the public entry points: received bytes into lines, the frame check of a line
- * (SEQ ... *CRC) and the dispatch to its command; the boot banner.
+ * (SEQ ... *CRC) and the dispatch to its command, human lines (no frame) among them; the boot banner.
  *
  * Every line is executed as soon as its line end arrives; nothing is kept between lines, so
  * after any garbage the next line is served. The line buffer is written only below its size.
@@ -17,6 +17,10 @@ static void dispatch(tinygmm_proto *p, uint16_t seq, uint8_t *cur, uint8_t *end)
         return;
     }
     op = tp_parse_op(&cmd);
+    if (op == OP_NONE && seq == TP_UNSOLICITED_SEQ && tp_all_numbers(cmd.s, cmd.s + cmd.n)) {
+        op = OP_PREDICT; /* a person's line starting with a number: "25 80", "-1.5 2" */
+        cur = cmd.s;
+    }
     if (op != OP_NONE) {
         tp_cmd_single(p, seq, op, cur, end);
     } else if (tp_tok_is(&cmd, TP_STR("hello")) || tp_tok_is(&cmd, TP_STR("info"))) {
@@ -51,11 +55,17 @@ static uint16_t leading_seq(const uint8_t *s, size_t n)
     return tp_parse_u16(s, i, &seq) ? seq : 0;
 }
 
+/* 1 for a person's line of numbers ("25 80"): no '*' and every token a number. */
+static int numbers_alone(uint8_t *s, uint8_t *end)
+{
+    return memchr(s, '*', (size_t)(end - s)) == NULL && tp_all_numbers(s, end);
+}
+
 static void process_line(tinygmm_proto *p)
 {
     uint8_t *s = p->line;
     uint8_t *end = p->line + p->len;
-    uint16_t seq = 0;
+    uint16_t seq = TP_UNSOLICITED_SEQ;
     while (s < end && tp_is_blank(*s)) {
         ++s;
     }
@@ -65,7 +75,7 @@ static void process_line(tinygmm_proto *p)
     if (s == end) {
         return;
     }
-    if (tp_is_digit(*s)) { /* framed: SEQ ... *CRC */
+    if (tp_is_digit(*s) && !numbers_alone(s, end)) { /* framed: SEQ ... *CRC */
         const size_t n = (size_t)(end - s);
         uint32_t given;
         uint16_t crc = TP_CRC_INIT;
@@ -106,13 +116,14 @@ void tinygmm_proto_init(tinygmm_proto *p, const tinygmm_proto_config *cfg)
 
 void tinygmm_proto_banner(tinygmm_proto *p)
 {
-    tp_out_begin(p, 0, TP_STR("boot"));
+    tp_out_begin(p, TP_UNSOLICITED_SEQ, TP_STR("boot"));
     tp_out_key(p, TP_STR("proto"));
     tp_out_u32(p, TINYGMM_PROTO_VERSION);
     tp_out_key(p, TP_STR("model"));
     tp_out_pstr(p, tp_model_id());
     tp_out_key(p, TP_STR("target"));
     tp_out_cstr(p, p->cfg.target);
+    tp_out_pstr(p, TP_STR(" (type help)")); /* for people: hosts read key=value words only */
     tp_out_end(p);
 }
 

@@ -159,3 +159,11 @@ int tp_parse_vector(uint8_t *cur, uint8_t *end, float *x, int x_max, int *n)
     }
     return 0;
 }
+
+/* 1 when every token in [cur, end) is a number (a person's predict: "25 80"). */
+int tp_all_numbers(uint8_t *cur, uint8_t *end)
+{
+    float unused;
+    int n;
+    return tp_parse_vector(cur, end, &unused, 0, &n) == 0;
+}

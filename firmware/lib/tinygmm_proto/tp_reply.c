@@ -84,11 +84,24 @@ void tp_out_hex(tinygmm_proto *p, uint32_t v, int n_digits, int upper)
     }
 }
 
-/* " XXXXXXXX": the float's bit pattern. */
-void tp_out_float(tinygmm_proto *p, float v)
+/* " XXXXXXXX": the float's bit pattern; to a person " DECIMAL (XXXXXXXX)", the pattern kept for
+ * exactness. */
+void tp_out_float(tinygmm_proto *p, float v, int human)
 {
     tp_out_char(p, ' ');
+    if (human) {
+        char text[TP_FLOAT_TEXT_MAX];
+        const size_t n = tp_format_float(v, text);
+        size_t i;
+        for (i = 0; i < n; ++i) {
+            tp_out_char(p, text[i]);
+        }
+        tp_out_pstr(p, TP_STR(" ("));
+    }
     tp_out_hex(p, tp_float_bits(v), 8, 0);
+    if (human) {
+        tp_out_char(p, ')');
+    }
 }
 
 /* " key=" */

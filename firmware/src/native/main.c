@@ -1,9 +1,14 @@
 /* native/main.c -- the protocol over stdin/stdout for host runs (docs/protocol.md).
  *
  * Reads whatever bytes are available and feeds them one by one; every reply is written with
- * write(2) as soon as it is complete (no stdio buffering). Exits 0 at end of input. On a
- * terminal or pseudo-terminal, stdin is switched to raw mode first, so the line discipline
- * neither echoes requests nor rewrites line ends.
+ * write(2) as soon as it is complete (no stdio buffering). Exits 0 at end of input.
+ *
+ * A terminal in line mode (ICANON set when the program starts) is a person's: it is left as it is,
+ * so its line discipline echoes and edits what is typed, hands over whole lines, writes line ends
+ * as CR LF, and ends the program on Ctrl-D (end of input), Ctrl-C or Ctrl-\ (signals). Any other
+ * terminal or pseudo-terminal (a host's, which PtyTransport sets raw before starting the program,
+ * like a serial port) is switched to raw mode, so the line discipline neither echoes requests nor
+ * rewrites line ends. Pipes are used as they are.
  */
 #define _DEFAULT_SOURCE /* cfmakeraw */
 #define _POSIX_C_SOURCE 200809L
@@ -47,10 +52,11 @@ static uint32_t clock_ns(void)
     return (uint32_t)((uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec);
 }
 
-static void make_raw_if_terminal(int fd)
+/* Raw mode for a terminal that is not in line mode already (see the top of this file). */
+static void make_raw_unless_line_mode(int fd)
 {
     struct termios t;
-    if (isatty(fd) && tcgetattr(fd, &t) == 0) {
+    if (isatty(fd) && tcgetattr(fd, &t) == 0 && (t.c_lflag & ICANON) == 0) {
         cfmakeraw(&t);
         (void)tcsetattr(fd, TCSANOW, &t);
     }
@@ -68,7 +74,7 @@ int main(void)
     cfg.write = write_all;
     cfg.user = NULL;
     cfg.poll = NULL; /* the pipe or pty buffers far more than a batch line */
-    make_raw_if_terminal(STDIN_FILENO);
+    make_raw_unless_line_mode(STDIN_FILENO);
     tinygmm_proto_init(&proto, &cfg);
     tinygmm_proto_banner(&proto);
     for (;;) {

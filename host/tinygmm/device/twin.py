@@ -14,7 +14,9 @@ component and takes the argmax (lowest index on ties) -- the same answer. For ti
 ``-||w||^2`` dropped), mirrored by ``_linear_score``.
 
 ``log_joint_error_bound`` bounds the float32 log-joint's distance from the float64
-log-joint of the original model (the fidelity of the device, not just of the twin).
+log-joint of the original model (the fidelity of the device, not just of the twin);
+``score_error_bound``, ``proba_error_bound``, ``prediction_gaps`` and ``anomaly_margin``
+follow from it, each adding the rounding of its own float32 steps (docs/verify.md derives them).
 """
 from __future__ import annotations
 
@@ -289,17 +291,114 @@ def log_joint_error_bound(dev: DeviceModel, X: np.ndarray) -> np.ndarray:
     return BOUND_SAFETY * (U32 * bias + ds + U32 * (bias + s))
 
 
-def score_error_bound(lj_bound: np.ndarray, score64: np.ndarray, n_components: int) -> np.ndarray:
-    """Bound on |device score - float64 score| given the log-joint bounds (N, K).
+def _logsumexp(a: np.ndarray) -> np.ndarray:
+    """log sum_k exp(a_k) along the last axis, in float64 (-inf where every term is -inf)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        m = np.max(a, axis=-1)
+        m = np.where(np.isfinite(m), m, 0.0)
+        return m + np.log(np.sum(np.exp(a - m[..., None]), axis=-1))
 
-    log-sum-exp is 1-Lipschitz in the max norm, so log-joint errors contribute at most
-    max_k bound_k; the float32 log-sum-exp adds: dropped terms (each < 2^-24 of the sum,
-    at most K of them: Ku), the K additions (Ku), exp and its argument (2u + 17u per kept
-    term, relative to S), log (one ulp of log S <= u log K + u), and the final addition
-    (u |score|). Together: max_k bound_k + u (|score| + 2K + 24 + log K), doubled.
+
+def lse_error_bound(lj_bound: np.ndarray, log_joint64: np.ndarray) -> np.ndarray:
+    """(N,) bound on |LSE(lj32) - LSE(lj64)| where |lj32_k - lj64_k| <= lj_bound_k.
+
+    log-sum-exp increases with each argument, so over those errors it moves most at lj64 + bound:
+    by log sum_k p_k exp(bound_k) (p the float64 posteriors), exactly, and down by no more
+    (Jensen). This is <= max_k bound_k, and ~ sum_k p_k bound_k when the bounds are small: the loose
+    bound of a component with no posterior weight (far from the point) does not count.
+    """
+    return _logsumexp(log_joint64 + lj_bound) - _logsumexp(log_joint64)
+
+
+def score_error_bound(lj_bound: np.ndarray, log_joint64: np.ndarray, n_components: int) -> np.ndarray:
+    """(N,) bound on |device score - float64 score| given the log-joint bounds and the float64
+    log-joints (N, K).
+
+    The log-joint errors move log-sum-exp by at most ``lse_error_bound``; the float32 log-sum-exp
+    adds: dropped terms (each < 2^-24 of the sum, at most K of them: Ku), the K additions (Ku),
+    exp and its argument (2u + 17u per kept term, relative to S), log (one ulp of log S <=
+    u log K + u), and the final addition (u |score|). Together: lse_error_bound + u (|score| + 2K
+    + 24 + log K), the rounding part doubled.
     """
     K = n_components
-    return np.max(lj_bound, axis=1) + BOUND_SAFETY * U32 * (np.abs(score64) + 2 * K + 24 + np.log(K))
+    score64 = _logsumexp(log_joint64)
+    return lse_error_bound(lj_bound, log_joint64) + BOUND_SAFETY * U32 * (np.abs(score64) + 2 * K + 24 + np.log(K))
+
+
+# The smallest normal float32: a subnormal (or, on a libm that flushes them, zeroed) exp term or
+# quotient is off by less than this, absolutely.
+FLT_MIN = float(np.finfo(np.float32).tiny)
+
+
+def _logsumexp_without_each(a: np.ndarray) -> np.ndarray:
+    """(N, K): log sum_{j != k} exp(a_j) for each k (-inf for K = 1)."""
+    n = np.arange(a.shape[0])
+    top = np.argmax(a, axis=1)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        m = a[n, top]
+        m = np.where(np.isfinite(m), m, 0.0)
+        t = np.exp(a - m[:, None])
+        out = m[:, None] + np.log(np.sum(t, axis=1, keepdims=True) - t)  # >= the top's term 1: no cancellation
+        rest = a.copy()
+        rest[n, top] = -np.inf
+        out[n, top] = _logsumexp(rest)  # without the top: summed directly
+    return out
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))
+
+
+def proba_error_bound(lj_bound: np.ndarray, log_joint64: np.ndarray, n_components: int) -> np.ndarray:
+    """(N, K) bound on |device proba - float64 proba| given the log-joint bounds and the float64
+    log-joints (N, K).
+
+    The device computes e_k = expf(fl(lj32_k - best)), S = 1 + sum_{k != top} e_k and fl(e_k / S).
+    The rounding of the argument (u |d_k|, d_k = lj_k - best) and expf's (1 ulp: 2u) are errors of
+    lj_k, so the terms are exactly exp(lj'_k - best) with |lj'_k - lj64_k| <= B_k = bound_k +
+    u (|d_k| + 2) (doubled), and softmax(lj') lies in a box: its k-th entry increases with lj'_k
+    and decreases with every other, so its extremes are, exactly,
+      p+-_k = sigmoid(lj64_k +- B_k - log sum_{j != k} exp(lj64_j -+ B_j)),
+    around p_k = sigmoid(lj64_k - log sum_{j != k} exp(lj64_j)). Then the K - 1 additions of
+    positive terms (gamma_{K-1} relative to S) and the quotient (u) scale it by at most
+    1 + gamma_{K-1} + u (doubled), and a subnormal (or flushed) term or quotient is off by
+    < FLT_MIN absolutely, once in e_k and once in the quotient.
+    """
+    lj = np.asarray(log_joint64, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        d = np.where(np.isfinite(lj), np.max(lj, axis=1, keepdims=True) - lj, 0.0)
+        B = lj_bound + BOUND_SAFETY * U32 * (d + 2.0)
+        p = _sigmoid(lj - _logsumexp_without_each(lj))
+        hi = _sigmoid(lj + B - _logsumexp_without_each(lj - B))
+        lo = _sigmoid(lj - B - _logsumexp_without_each(lj + B))
+        bound = np.maximum(hi - p, p - lo) + BOUND_SAFETY * (_gamma(n_components - 1) + U32) * hi + 2 * FLT_MIN
+    return np.where(np.isnan(bound), np.inf, bound)
+
+
+def anomaly_margin(score_bound: np.ndarray, threshold: float) -> np.ndarray:
+    """How far the float64 score must lie from the float64 threshold for the device's flag
+    (float32 score < float32 threshold) to equal float64's: the score's bound plus the rounding
+    of the threshold to float32 (known exactly)."""
+    rounding = abs(float(np.float32(threshold)) - float(threshold))
+    return np.asarray(score_bound, dtype=np.float64) + rounding
+
+
+def _tied_exact(dev: DeviceModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z (N, D), w = A z (N, D), b = A m (K, D)) of a tied model in float64, from the exact parameters."""
+    ex = dev.exact
+    z = np.asarray(X, dtype=np.float32).astype(np.float64)[:, dev.order] - ex.centre
+    return z, z @ ex.factor.T, ex.means @ ex.factor.T
+
+
+def _tied_gaps(dev: DeviceModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(top (N,), gap (N, K)) of a tied model: lj_top - lj_k = 2 (T_top - T_k) with the float64 linear
+    scores T_k = (bias_k - ||b_k||^2) / 2 + b_k . w. Far out ||w||^2 dwarfs the gaps (at x = 1e30,
+    log-joints ~1e68 round to 1e52 in float64, gaps ~1e38); the linear scores keep them exact."""
+    z, w, b = _tied_exact(dev, X)
+    T = 0.5 * (dev.exact.bias - np.sum(b * b, axis=1)) + w @ b.T
+    top = np.argmax(T, axis=1)
+    return top, 2.0 * (T[np.arange(len(T)), top][:, None] - T)
 
 
 def _tied_linear_bound(dev: DeviceModel, X: np.ndarray, top: np.ndarray) -> np.ndarray:
@@ -314,41 +413,60 @@ def _tied_linear_bound(dev: DeviceModel, X: np.ndarray, top: np.ndarray) -> np.n
     with y_k = A z - b_k. ||A z||^2 drops out of the difference and b32 . dw leaves only
     (b32_k - b32_top) . dw, so far from the data, where |y| ~ |A z| is huge, the bound stays linear
     in |A z| like the true differences. Per component: |e_k . y_k| + ||e_k||^2 <= sum_i f_ki |y_ki| + f_ki^2,
-    c_k = fl((bias_k - ||b32_k||^2) / 2) by u |c_k|, and the D products and additions of t_k by
-    gamma_{D+1} (|c_k| + sum_i |b32_ki| (|A z|_i + c_i)). Doubled (lj = 2t) and times BOUND_SAFETY.
+    c_k = fl((bias_k - ||b32_k||^2) / 2) by u |c_k|, and t_k = c_k + b32_k0 w_0 + ... (left to right)
+    by u sum_i |b32_ki w_i| (the D products) + u sum_i |s_ki| (the D additions, s_ki the partial
+    sum after term i): near the data of a near-singular model |c_k| and b32_k . w are ~||w||^2 / 2
+    with opposite signs, so the partial sums, not gamma_{D+1} (|c_k| + sum_i |b32_ki w_i|), are the
+    scale of the roundings. Doubled (lj = 2t) and times BOUND_SAFETY.
     """
     ex = dev.exact
-    x = np.asarray(X, dtype=np.float32).astype(np.float64)[:, dev.order]
-    z = x - ex.centre
+    z, Az, b = _tied_exact(dev, X)
     D = dev.n_features
     A = ex.factor
     absA = np.abs(A)
     c = _gamma(np.arange(D) + 3) * (np.abs(z) @ absA.T)  # (N, D): |dw|, common to all components
-    b = ex.means @ A.T  # (K, D) exact
     b32 = dev.offset.astype(np.float64)  # what the device multiplies w by
-    Az = z @ A.T  # (N, D)
     y = Az[:, None, :] - b[None]  # (N, K, D)
     f = U32 * (np.abs(b) + np.abs(ex.means) @ absA.T)  # (K, D)
-    c32 = np.abs(dev.tied_bias.astype(np.float64))  # (K,)
+    c32 = dev.tied_bias.astype(np.float64)  # (K,)
+    terms = b32[None] * Az[:, None, :]  # (N, K, D): the products b32_ki w_i
+    partial = c32[None, :, None] + np.cumsum(terms, axis=2)  # the sums after each term
     g = (np.einsum("kd,nkd->nk", f, np.abs(y)) + np.sum(f * f, axis=1)[None]
-         + U32 * c32[None] + _gamma(D + 1) * (c32[None] + (np.abs(Az) + c) @ np.abs(b32).T))  # (N, K)
-    n = np.arange(x.shape[0])
+         + U32 * (np.abs(c32)[None] + np.sum(np.abs(terms) + np.abs(partial), axis=2)))  # (N, K)
+    n = np.arange(z.shape[0])
     common = np.einsum("nd,nkd->nk", c, np.abs(b32[None] - b32[top][:, None, :]))
     return BOUND_SAFETY * 2.0 * (common + g + g[n, top][:, None])
 
 
-def certified_argmax(dev: DeviceModel, X: np.ndarray, log_joint64: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(float64 argmax, certified) per point: certified where every rival lies further below the
-    top than the device's error bound on their difference, so the device must predict the same
-    (for tied models the difference of the linear scores predict compares, ``_tied_linear_bound``)."""
-    lj = np.asarray(log_joint64, dtype=np.float64)
-    n = np.arange(lj.shape[0])
-    top = np.argmax(lj, axis=1)
+def prediction_gaps(dev: DeviceModel, X: np.ndarray, log_joint64: np.ndarray,
+                    log_joint_bound: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(float64 top (N,), gap (N, K), bound (N, K)): the float64 gap lj_top - lj_k to each component,
+    and the bound within which the device may predict k (0 for the top itself).
+
+    The device predicts k only if its score for k is at least the top's; with the log-joints
+    each within its bound, that needs gap_k <= bound_top + bound_k. Tied models compare the
+    linear scores instead (``_tied_linear_bound`` bounds their difference's distance from the gap),
+    and their gaps come from float64 linear scores (``_tied_gaps``), exact far out where the
+    log-joints' rounding dwarfs them. ``log_joint_bound`` is ``log_joint_error_bound(dev, X)`` when
+    already computed."""
+    n = np.arange(len(X))
     if dev.covariance_type == "tied":  # predict compares the linear scores, not the log-joints
+        top, gap = _tied_gaps(dev, X)
         pair = _tied_linear_bound(dev, X, top)
     else:
-        bound = log_joint_error_bound(dev, X)
+        lj = np.asarray(log_joint64, dtype=np.float64)
+        top = np.argmax(lj, axis=1)
+        gap = lj[n, top][:, None] - lj
+        bound = log_joint_error_bound(dev, X) if log_joint_bound is None else log_joint_bound
         pair = bound[n, top][:, None] + bound
-    margin = lj[n, top][:, None] - lj - pair
-    margin[n, top] = np.inf
+    pair[n, top] = 0.0
+    return top, gap, pair
+
+
+def certified_argmax(dev: DeviceModel, X: np.ndarray, log_joint64: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 argmax, certified) per point: certified where every rival's gap exceeds its bound
+    (``prediction_gaps``), so the device must predict the same."""
+    top, gap, pair = prediction_gaps(dev, X, log_joint64)
+    margin = gap - pair
+    margin[np.arange(len(top)), top] = np.inf
     return top, np.all(margin > 0, axis=1)

@@ -1,68 +1,44 @@
-"""GaussianMixture: scikit-learn's estimator API, EM in the log domain, no scikit-learn needed."""
+"""GaussianMixture: a scikit-learn estimator (``BaseEstimator``, ``DensityMixin``) whose EM is tinygmm's own."""
 from __future__ import annotations
 
-import inspect
 import math
-import numbers
 import warnings
 from time import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as _SklearnGaussianMixture
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import covariance as cov
 from .em import Params, Workspace, em_pass, evaluate, log_sum_exp_inplace, m_step, params_from_labels, responsibilities
-from ..errors import ConvergenceWarning, NotFittedError
 from .kmeans import kmeans, kmeans_plusplus
 
-INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
-
-def check_random_state(seed: Any) -> np.random.RandomState:
-    """None -> NumPy's global RandomState, int -> a new one, a RandomState -> itself."""
-    if seed is None or seed is np.random:
-        return np.random.mtrand._rand
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        return np.random.RandomState(int(seed))
-    if isinstance(seed, np.random.RandomState):
-        return seed
-    raise ValueError(f"{seed!r} cannot be used to seed a numpy.random.RandomState instance")
-
-
-def _check_array(X: Any, name: str = "X") -> np.ndarray:
-    """A finite 2-D float64 array, with scikit-learn's messages for what is not."""
-    try:
-        X = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"Input {name} cannot be converted to an array of floats: {exc}") from None
-    if X.ndim != 2:
-        raise ValueError(
-            f"Expected 2D array, got {'scalar' if X.ndim == 0 else f'{X.ndim}D'} array instead. "
-            "Reshape your data either using array.reshape(-1, 1) if your data has a single "
-            "feature or array.reshape(1, -1) if it contains a single sample."
-        )
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"Found array with shape {X.shape}; a minimum of 1 sample and 1 feature is required.")
-    if not np.isfinite(X).all():
-        what = "NaN" if np.isnan(X).any() else "infinity or a value too large for dtype('float64')"
-        raise ValueError(f"Input {name} contains {what}.")
-    return X
-
-
-def _params_shape_check(value: Any, shape: tuple, name: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64)
+def _initial_array(value: Any, shape: tuple, name: str) -> np.ndarray:
+    """A user's initial parameter as scikit-learn reads it (float64 or float32, finite), of ``shape``."""
+    arr = check_array(value, dtype=[np.float64, np.float32], ensure_2d=False, allow_nd=True)
     if arr.shape != shape:
         raise ValueError(f"The parameter '{name}' should have the shape of {shape}, but got {arr.shape}")
     return arr
 
 
-class GaussianMixture:
+class GaussianMixture(DensityMixin, BaseEstimator):
     """Gaussian mixture model fitted by EM; a drop-in for ``sklearn.mixture.GaussianMixture``.
 
-    Parameters, attributes and methods are scikit-learn's (see its documentation). What
-    differs is inside: EM runs on centred data with every component evaluated by one
-    matrix product per chunk (see :mod:`tinygmm.fit.em`), and data are always float64.
+    Parameters, attributes, methods, parameter and input validation, ``NotFittedError`` and
+    ``ConvergenceWarning`` are scikit-learn's (see its documentation). What differs is inside: EM
+    runs on centred data with every component evaluated by one matrix product per chunk (see
+    :mod:`tinygmm.fit.em`), always in float64, since the expanded features cancel digits that
+    float32 does not have. Fitted attributes and outputs then take the input's float dtype, as
+    scikit-learn's do.
     """
+
+    # scikit-learn's rules for the very same parameters: its checks and its messages, word for word.
+    _parameter_constraints: dict = dict(_SklearnGaussianMixture._parameter_constraints)
 
     def __init__(self, n_components: int = 1, *, covariance_type: str = "full", tol: float = 1e-3,
                  reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1,
@@ -84,115 +60,41 @@ class GaussianMixture:
         self.verbose = verbose
         self.verbose_interval = verbose_interval
 
-    # -- scikit-learn's BaseEstimator protocol -------------------------------------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters as a dict."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> "GaussianMixture":
-        """Set constructor parameters; unknown names raise ValueError."""
-        valid = self._param_names()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(
-                    f"Invalid parameter {key!r} for estimator {self!r}. "
-                    f"Valid parameters are: {sorted(valid)!r}."
-                )
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
-        changed = []
-        for name in sorted(self._param_names()):  # alphabetical, as scikit-learn prints them
-            value = getattr(self, name)
-            default = defaults[name]
-            if isinstance(value, np.ndarray) or isinstance(default, np.ndarray) or value is not default and value != default:
-                changed.append(f"{name}={value!r}")
-        return f"{type(self).__name__}({', '.join(changed)})"
-
     # -- validation ----------------------------------------------------------------------
-    def _validate_params(self) -> None:
-        def bad(name: str, rule: str) -> ValueError:
-            return ValueError(
-                f"The '{name}' parameter of GaussianMixture must be {rule}. Got {getattr(self, name)!r} instead."
-            )
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-        def is_real(v: Any) -> bool:
-            return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-        for name, low in (("n_components", 1), ("max_iter", 0), ("n_init", 1), ("verbose_interval", 1)):
-            v = getattr(self, name)
-            if not is_int(v) or v < low:
-                raise bad(name, f"an int in the range [{low}, inf)")
-        for name in ("tol", "reg_covar"):
-            v = getattr(self, name)
-            if not is_real(v) or not v >= 0.0:
-                raise bad(name, "a float in the range [0.0, inf)")
-        if self.covariance_type not in cov.COVARIANCE_TYPES:
-            raise bad("covariance_type", f"a str among {set(sorted(cov.COVARIANCE_TYPES))}")
-        if self.init_params not in INIT_PARAMS:
-            raise bad("init_params", f"a str among {set(sorted(INIT_PARAMS))}")
-        if not isinstance(self.warm_start, (bool, np.bool_)):
-            raise bad("warm_start", "an instance of 'bool' or an instance of 'numpy.bool'")
-        if not (is_int(self.verbose) or isinstance(self.verbose, (bool, np.bool_))) or self.verbose < 0:
-            raise bad("verbose", "an int in the range [0, inf) or a bool")
-
     def _check_initial_parameters(self, n_features: int) -> tuple:
+        """weights_init, means_init and precisions_init checked as scikit-learn checks them, as float64."""
         K, D, ct = self.n_components, n_features, self.covariance_type
         w = m = p = None
         if self.weights_init is not None:
-            w = _params_shape_check(self.weights_init, (K,), "weights")
+            w = _initial_array(self.weights_init, (K,), "weights")
             if np.any(w < 0.0) or np.any(w > 1.0):
                 raise ValueError(
                     "The parameter 'weights' should be in the range [0, 1], but got max value "
                     f"{w.min():.5f}, min value {w.max():.5f}"
                 )
-            if abs(1.0 - w.sum()) > 1e-8:
+            if not abs(1.0 - float(w.sum())) <= (1e-6 if w.dtype == np.float32 else 1e-8):
                 raise ValueError(f"The parameter 'weights' should be normalized, but got sum(weights) = {w.sum():.5f}")
         if self.means_init is not None:
-            m = _params_shape_check(self.means_init, (K, D), "means")
+            m = _initial_array(self.means_init, (K, D), "means")
         if self.precisions_init is not None:
             shape = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[ct]
-            p = _params_shape_check(self.precisions_init, shape, f"{ct} precision")
+            p = _initial_array(self.precisions_init, shape, f"{ct} precision")
             if ct in ("full", "tied"):
                 for mat in p.reshape(-1, D, D):
                     if not (np.allclose(mat, mat.T) and np.all(np.linalg.eigvalsh(mat) > 0.0)):
                         raise ValueError(f"'{ct} precision' should be symmetric, positive-definite")
             elif np.any(p <= 0.0):
                 raise ValueError(f"'{ct} precision' should be positive")
-        return w, m, p
-
-    def _check_is_fitted(self) -> None:
-        if not hasattr(self, "means_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
-                "appropriate arguments before using this estimator."
-            )
-
-    def _check_X(self, X: Any) -> np.ndarray:
-        self._check_is_fitted()
-        X = _check_array(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        return X
+        return tuple(None if a is None else a.astype(np.float64) for a in (w, m, p))
 
     # -- fitting -------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any = None) -> "GaussianMixture":
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: Any = None) -> GaussianMixture:
         """Estimate the parameters with EM, keeping the best of ``n_init`` initialisations."""
         self._fit(X)
         return self
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
         """Fit, then return the most probable component of each row of X."""
         X = self._fit(X)
@@ -201,24 +103,19 @@ class GaussianMixture:
 
     def _fit(self, X: Any) -> np.ndarray:
         """EM with restarts; returns X as validated."""
-        self._validate_params()
-        X = _check_array(X)
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, reset=do_init)
         n, D = X.shape
-        if n < 2:
-            raise ValueError(f"Found array with {n} sample(s) (shape={X.shape}) while a minimum of 2 is required by GaussianMixture.")
         if n < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {self.n_components}, n_samples = {n}"
             )
         init = self._check_initial_parameters(D)
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
-        if not do_init and D != self.n_features_in_:
-            raise ValueError(f"X has {D} features, but GaussianMixture is expecting {self.n_features_in_} features as input.")
         n_init = self.n_init if do_init else 1
-        self.n_features_in_ = D
 
-        center = X.mean(axis=0)
-        xt = np.ascontiguousarray((X - center).T)  # feature-major: (D, N)
+        X64 = np.asarray(X, dtype=np.float64)
+        center = X64.mean(axis=0)
+        xt = np.ascontiguousarray((X64 - center).T)  # feature-major: (D, N)
         scatter = xt @ xt.T if self.covariance_type == "tied" else None
         rng = check_random_state(self.random_state)
         ws = Workspace(xt, self.covariance_type, self.n_components)
@@ -229,11 +126,11 @@ class GaussianMixture:
         for i_init in range(n_init):
             self._verbose_init_begin(i_init)
             if do_init:
-                params = self._initial_params(X, xt, center, rng, init)
+                params = self._initial_params(X64, xt, center, rng, init)
                 lower_bound = -np.inf
             else:
                 params = self._centred_params(center)
-                lower_bound = self.lower_bound_
+                lower_bound = float(self.lower_bound_)
             lower_bounds: list[float] = []
             n_iter = 0
             converged = False
@@ -261,11 +158,12 @@ class GaussianMixture:
                 "Best performing initialization did not converge. Try different init parameters, "
                 "or increase max_iter, tol, or check for degenerate data.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=4,  # the caller of fit or fit_predict (through _fit and the _fit_context wrapper)
             )
-        params, self.n_iter_, self.lower_bounds_ = best
-        self._set_from_centred(params, center)
-        self.lower_bound_ = max_lower_bound
+        params, self.n_iter_, lower_bounds = best
+        self._set_from_centred(params, center, X.dtype)
+        self.lower_bound_ = X.dtype.type(max_lower_bound)
+        self.lower_bounds_ = list(np.asarray(lower_bounds, dtype=X.dtype))
         return X
 
     def _initial_params(self, X: np.ndarray, xt: np.ndarray, center: np.ndarray,
@@ -302,43 +200,52 @@ class GaussianMixture:
         return Params(ct, weights, means_c, covariances, prec_chol)
 
     def _centred_params(self, center: np.ndarray) -> Params:
-        return Params(self.covariance_type, self.weights_, self.means_ - center,
-                      self.covariances_, self.precisions_cholesky_)
+        """The fitted parameters in float64, means relative to ``center``."""
+        def f64(a: np.ndarray) -> np.ndarray:
+            return np.asarray(a, dtype=np.float64)
 
-    def _set_from_centred(self, p: Params, center: np.ndarray) -> None:
-        self.weights_ = p.weights
-        self.means_ = p.means_c + center
-        self.covariances_ = p.covariances
-        self.precisions_cholesky_ = p.prec_chol
-        self.precisions_ = cov.precisions_from_cholesky(p.prec_chol, self.covariance_type)
+        return Params(self.covariance_type, f64(self.weights_), f64(self.means_) - center,
+                      f64(self.covariances_), f64(self.precisions_cholesky_))
+
+    def _set_from_centred(self, p: Params, center: np.ndarray, dtype: np.dtype) -> None:
+        fitted = {"weights_": p.weights, "means_": p.means_c + center, "covariances_": p.covariances,
+                  "precisions_cholesky_": p.prec_chol,
+                  "precisions_": cov.precisions_from_cholesky(p.prec_chol, self.covariance_type)}
+        for name, value in fitted.items():
+            setattr(self, name, np.asarray(value, dtype=dtype))
 
     # -- inference -----------------------------------------------------------------------
-    def _evaluate(self, X: Any, reduce) -> np.ndarray:
-        """``reduce`` over the (K, n) log-joints of chunks of X, about the mean of the means."""
-        X = self._check_X(X)
-        center = self.means_.mean(axis=0)
+    def _evaluate(self, X: Any, reduce: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.dtype]:
+        """``reduce`` over the float64 (K, n) log-joints of chunks of X, about the mean of the means; and the
+        dtype of the outputs, NumPy's promotion of X's and the model's (what scikit-learn's computes in)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        means = np.asarray(self.means_, dtype=np.float64)
+        center = means.mean(axis=0)
         xt = np.ascontiguousarray((X - center).T)
-        return evaluate(xt, self._centred_params(center), reduce)
+        return evaluate(xt, self._centred_params(center), reduce), np.result_type(X.dtype, self.means_.dtype)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-likelihood of each sample."""
-        return self._evaluate(X, log_sum_exp_inplace)
+        log_likelihoods, dtype = self._evaluate(X, log_sum_exp_inplace)
+        return log_likelihoods.astype(dtype, copy=False)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean log-likelihood of the samples."""
-        return float(self.score_samples(X).mean())
+        return float(self._evaluate(X, log_sum_exp_inplace)[0].mean())
 
     def predict(self, X: Any) -> np.ndarray:
         """Index of the most probable component of each sample."""
-        return self._evaluate(X, lambda a: np.argmax(a, axis=0))
+        return self._evaluate(X, lambda a: np.argmax(a, axis=0))[0]
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Posterior probability of each component, shape (n_samples, n_components)."""
-        return self._evaluate(X, responsibilities).T.copy()
+        resp, dtype = self._evaluate(X, responsibilities)
+        return np.ascontiguousarray(resp.T, dtype=dtype)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw samples and their component labels (same draws as scikit-learn for a seed)."""
-        self._check_is_fitted()
+        check_is_fitted(self)
         if n_samples < 1:
             raise ValueError(
                 f"Invalid value for 'n_samples': {n_samples} . The sampling requires at least one sample."
@@ -360,15 +267,21 @@ class GaussianMixture:
     def _n_parameters(self) -> int:
         return cov.n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
 
+    def _total_log_likelihood(self, X: Any) -> tuple[float, int]:
+        """(score(X) * n, n): the criteria's likelihood term, from float64 log-likelihoods."""
+        log_likelihoods = self._evaluate(X, log_sum_exp_inplace)[0]
+        n = log_likelihoods.shape[0]
+        return float(log_likelihoods.mean()) * n, n
+
     def bic(self, X: Any) -> float:
         """Bayesian information criterion on X (lower is better)."""
-        X = _check_array(X)
-        return -2.0 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
+        ll, n = self._total_log_likelihood(X)
+        return -2.0 * ll + self._n_parameters() * math.log(n)
 
     def aic(self, X: Any) -> float:
         """Akaike information criterion on X (lower is better)."""
-        X = _check_array(X)
-        return -2.0 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+        ll, _ = self._total_log_likelihood(X)
+        return -2.0 * ll + 2 * self._n_parameters()
 
     # -- verbose output, as scikit-learn prints it -----------------------------------------
     def _verbose_init_begin(self, i_init: int) -> None:

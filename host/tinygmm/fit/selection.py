@@ -7,18 +7,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import numpy as np
+from scipy.stats import chi2
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
 
-from ..errors import ConvergenceWarning, TinyGMMError
-from .mixture import GaussianMixture, check_random_state
+from ..errors import TinyGMMError
+from .mixture import GaussianMixture
 
 CRITERIA = ("bic", "aic", "lrt")
-
-# Convergence of the incomplete-gamma series / continued fraction: relative size of the
-# last term (about one ulp), an iteration cap well above the ~sqrt(a) terms large
-# degrees of freedom need, and Lentz's guard against division by zero (Numerical Recipes 6.2).
-_GAMMA_EPS = 1e-16
-_GAMMA_MAX_ITER = 100_000
-_LENTZ_TINY = 1e-300
 
 
 @dataclass(frozen=True)
@@ -118,7 +114,7 @@ def select_n_components(
             _, _, ll_next, p_next = fits[i + 1]
             stat = 2.0 * (ll_next - ll)
             df = p_next - p
-            lrt = {"lrt_statistic": stat, "lrt_df": df, "lrt_p_value": chi2_sf(max(stat, 0.0), df)}
+            lrt = {"lrt_statistic": stat, "lrt_df": df, "lrt_p_value": float(chi2.sf(stat, df))}
         rows.append(
             Row(k, ll, p, -2.0 * ll + p * math.log(n), -2.0 * ll + 2.0 * p, bool(gmm.converged_), **lrt)
         )
@@ -192,92 +188,3 @@ def _choose(rows: list[Row], criterion: str, alpha: float, consecutive: bool) ->
         f"every step was significant at alpha={alpha:g} (chi-square LRT), so the largest candidate; "
         "try a wider k range"
     )
-
-
-# -- chi-square tail without SciPy ----------------------------------------------------
-
-
-def chi2_sf(x: float, df: float) -> float:
-    """P(chi2_df > x): the regularised upper incomplete gamma Q(df/2, x/2)."""
-    if not df > 0:
-        raise ValueError(f"degrees of freedom must be positive, got {df}")
-    if math.isnan(x):
-        return math.nan
-    return gammaincc(0.5 * df, 0.5 * x)
-
-
-def chi2_isf(p: float, df: float) -> float:
-    """The x with P(chi2_df > x) = p: the chi-square critical value at level p, by bisection on chi2_sf.
-
-    chi2_sf falls strictly in x, so doubling brackets the root and bisection keeps it; the
-    loop stops when the bracket no longer shrinks in float64 (at most about 1100 steps).
-    """
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"p must be between 0 and 1, got {p}")
-    if not df > 0:
-        raise ValueError(f"degrees of freedom must be positive, got {df}")
-    lo, hi = 0.0, max(1.0, float(df))
-    while chi2_sf(hi, df) > p:
-        lo, hi = hi, 2.0 * hi
-    while True:
-        mid = 0.5 * (lo + hi)
-        if not lo < mid < hi:
-            return mid
-        if chi2_sf(mid, df) > p:
-            lo = mid
-        else:
-            hi = mid
-
-
-def gammaincc(a: float, x: float) -> float:
-    """Regularised upper incomplete gamma Q(a, x) = Gamma(a, x) / Gamma(a), for a > 0.
-
-    Series for P when x < a + 1 (where it converges fast and Q is not small), Lentz's
-    continued fraction for Q otherwise (so tiny tails keep their relative accuracy).
-    """
-    if x <= 0.0:
-        return 1.0
-    if math.isinf(x):
-        return 0.0
-    if x < a + 1.0:
-        return max(0.0, 1.0 - _gamma_p_series(a, x))
-    return _gamma_q_continued_fraction(a, x)
-
-
-def _log_prefactor(a: float, x: float) -> float:
-    # log(x^a e^-x / Gamma(a)), common to both expansions.
-    return a * math.log(x) - x - math.lgamma(a)
-
-
-def _gamma_p_series(a: float, x: float) -> float:
-    term = total = 1.0 / a
-    ap = a
-    for _ in range(_GAMMA_MAX_ITER):
-        ap += 1.0
-        term *= x / ap
-        total += term
-        if abs(term) < abs(total) * _GAMMA_EPS:
-            break
-    return total * math.exp(_log_prefactor(a, x))
-
-
-def _gamma_q_continued_fraction(a: float, x: float) -> float:
-    b = x + 1.0 - a
-    c = 1.0 / _LENTZ_TINY
-    d = 1.0 / b
-    h = d
-    for i in range(1, _GAMMA_MAX_ITER):
-        an = -i * (i - a)
-        b += 2.0
-        d = an * d + b
-        if abs(d) < _LENTZ_TINY:
-            d = _LENTZ_TINY
-        c = b + an / c
-        if abs(c) < _LENTZ_TINY:
-            c = _LENTZ_TINY
-        d = 1.0 / d
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < _GAMMA_EPS:
-            break
-    return math.exp(_log_prefactor(a, x)) * h

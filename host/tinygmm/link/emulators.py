@@ -7,11 +7,15 @@ built by project/build.py and handed in.
 - :class:`SimavrTransport`: ``firmware/emulator/simavr_bridge.c``, a small runner linking libsimavr.
   UART0 is bridged to a pty; the firmware starts only once the pty is opened (the boot banner is
   not lost); wall-clock and cycle limits; optional real-time throttling; exact cycle counts on exit.
+- :class:`SimavrBoard`: the same runner as a board that outlives its clients: its bootloader in
+  flash, reset on request (the DTR pulse a pty cannot carry), its pty handed in turn to an uploader
+  (avrdude) and to :meth:`SimavrBoard.connect`'s links.
 - :class:`QemuAvrTransport`: ``qemu-system-avr -machine uno`` with UART0 on a TCP chardev
   (``server=on,wait=on,nodelay=on``: the guest starts when we connect), TCP_NODELAY on our side.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shutil
@@ -20,7 +24,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..errors import TinyGMMError
 from .child import EXIT_CODE_WAIT, WRITE_TIMEOUT, ChildTransport, FdTransport, PtyTransport, _open_pty_slave, _spawn
@@ -41,7 +45,99 @@ QEMU_BAUD = 19200
 BITS_PER_BYTE = 10
 PACE_BURST = 16
 
-class SimavrTransport(FdTransport):
+def _runner_argv(runner: str | os.PathLike, mcu: str, frequency: int, *, wall_limit: float | None = None,
+                 cycle_limit: int | None = None, realtime: float | None = None,
+                 service_interval: int | None = None) -> list[str]:
+    argv = [str(runner), "-m", mcu, "-f", str(int(frequency))]
+    if wall_limit is not None:
+        argv += ["-t", repr(float(wall_limit))]
+    if cycle_limit is not None:
+        argv += ["-c", str(int(cycle_limit))]
+    if realtime is not None:
+        argv += ["-r", repr(float(realtime))]
+    if service_interval is not None:
+        argv += ["-i", str(int(service_interval))]
+    return argv
+
+
+class _SimavrRunner(ChildTransport):
+    """simavr_bridge as a child: its stdout lines (the pty path first, the exit report last)."""
+
+    report: dict[str, str]
+    _stdout_rest = b""
+
+    def _start(self, argv: list[str], install_hint: str, start_timeout: float, stdin: Any) -> None:
+        self.argv = argv
+        self.report = {}
+        self._stderr = tempfile.TemporaryFile()
+        self._proc = _spawn(argv, "simavr", install_hint, stdin=stdin, stdout=subprocess.PIPE, stderr=self._stderr)
+        self.pty_path = self._read_line(start_timeout, "printed no pty path")
+
+    def _read_line(self, timeout: float, missing: str) -> str:
+        """The runner's next stdout line (TinyGMMError saying ``missing`` when none comes in time)."""
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        buf = self._stdout_rest
+        deadline = time.monotonic() + timeout
+        while b"\n" not in buf:
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(remaining, 0.0))
+            if not ready:
+                raise TinyGMMError(f"simavr_bridge {missing} within {timeout} s")
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                self._proc.wait()
+                raise TinyGMMError(f"simavr_bridge stopped (exit code {self._proc.returncode}"
+                                   f"{', ' + RUNNER_EXIT[self._proc.returncode] if self._proc.returncode in RUNNER_EXIT else ''}"
+                                   f"): {self._stderr_text()}")
+            buf += chunk
+        line, _, self._stdout_rest = buf.partition(b"\n")
+        return line.decode().strip()
+
+    def _after_exit(self) -> None:
+        out = self._proc.stdout if self._proc is not None else None
+        if out is None:
+            return
+        rest = self._stdout_rest + out.read()
+        out.close()
+        for line in rest.decode(errors="replace").splitlines():
+            if line.startswith("exit "):
+                self.report = dict(w.split("=", 1) for w in line.split()[1:] if "=" in w)
+
+    def _exit_detail(self) -> str:
+        if self._proc is not None:
+            try:  # the runner exits right after closing its side: give it a moment for its message
+                self._proc.wait(timeout=EXIT_CODE_WAIT)
+            except subprocess.TimeoutExpired:
+                pass
+        code = self.returncode
+        return RUNNER_EXIT[code] if code is not None and code in RUNNER_EXIT and code != 0 else ""
+
+    @property
+    def cycles(self) -> int | None:
+        """Emulated cycles from reset to the end of the run (after close), exact."""
+        return int(self.report["cycles"]) if "cycles" in self.report else None
+
+    @property
+    def exit_reason(self) -> str | None:
+        """hangup, closed, crashed, cycle_limit, wall_limit, halted or signal (after close)."""
+        return self.report.get("reason")
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.returncode
+
+    @property
+    def emulated_mhz(self) -> float | None:
+        """Emulated cycles per wall-clock microsecond over the run (after close)."""
+        return float(self.report["mhz"]) if "mhz" in self.report else None
+
+    @property
+    def wall_seconds(self) -> float | None:
+        return float(self.report["seconds"]) if "seconds" in self.report else None
+
+
+class SimavrTransport(_SimavrRunner, FdTransport):
     """An AVR firmware ELF (the Uno's, by default) in simavr, UART0 bridged to a pty by simavr_bridge.
 
     The firmware starts when this transport opens the pty, so the boot banner is the first line
@@ -58,27 +154,13 @@ class SimavrTransport(FdTransport):
                  start_timeout: float = START_TIMEOUT, install_hint: str = ""):
         self.elf = Path(elf)
         self.what = f"simavr running {self.elf.name}"
-        self.report: dict[str, str] = {}
+        self.report = {}
         if not self.elf.is_file():
             raise TinyGMMError(f"{self.elf}: no firmware ELF here (build it with `tinygmm build DIR -e uno`)")
-        exe = Path(runner)
-        argv = [str(exe), "-m", mcu, "-f", str(int(frequency))]
-        if wall_limit is not None:
-            argv += ["-t", repr(float(wall_limit))]
-        if cycle_limit is not None:
-            argv += ["-c", str(int(cycle_limit))]
-        if realtime is not None:
-            argv += ["-r", repr(float(realtime))]
-        if service_interval is not None:
-            argv += ["-i", str(int(service_interval))]
-        argv.append(str(self.elf))
-        self.argv = argv
-        self._stderr = tempfile.TemporaryFile()
-        self._stdout_rest = b""
+        argv = _runner_argv(runner, mcu, frequency, wall_limit=wall_limit, cycle_limit=cycle_limit,
+                            realtime=realtime, service_interval=service_interval) + [str(self.elf)]
         try:
-            self._proc = _spawn(argv, "simavr", install_hint, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=self._stderr)
-            self.pty_path = self._read_pty_path(start_timeout)
+            self._start(argv, install_hint, start_timeout, subprocess.DEVNULL)
             try:
                 fd = _open_pty_slave(self.pty_path)
                 self._set_fds(fd, fd)
@@ -88,68 +170,89 @@ class SimavrTransport(FdTransport):
             self.close()
             raise
 
-    def _read_pty_path(self, timeout: float) -> str:
-        assert self._proc is not None and self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
-        buf = b""
-        deadline = time.monotonic() + timeout
-        while b"\n" not in buf:
-            remaining = deadline - time.monotonic()
-            ready, _, _ = select.select([fd], [], [], max(remaining, 0.0))
-            if not ready:
-                raise TinyGMMError(f"simavr_bridge printed no pty path within {timeout} s")
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                self._proc.wait()
-                raise TinyGMMError(f"simavr_bridge failed to start (exit code {self._proc.returncode}): "
-                                   f"{self._stderr_text()}")
-            buf += chunk
-        line, _, self._stdout_rest = buf.partition(b"\n")
-        return line.decode().strip()
+    def _gone(self, detail: str = "") -> LinkClosed:
+        return super()._gone(self._exit_detail() or detail)
 
-    def _after_exit(self) -> None:
-        out = self._proc.stdout if self._proc is not None else None
-        if out is None:
-            return
-        rest = self._stdout_rest + out.read()
-        out.close()
-        for line in rest.decode(errors="replace").splitlines():
-            if line.startswith("exit "):
-                self.report = dict(w.split("=", 1) for w in line.split()[1:] if "=" in w)
+
+class SimavrBoard(_SimavrRunner):
+    """A board emulated in simavr that outlives its clients, as a board on a serial port does.
+
+    Its flash holds ``bootloader`` (Intel hex, burned at its own addresses; the chip resets to
+    ``boot_address``) and, if given, the application ``elf``; without one the application flash is
+    empty (erased). The board's UART0 is the pty :attr:`port`, which an uploader (avrdude) and the
+    links of :meth:`connect` take in turn: while nobody holds it the board pauses, so the next
+    client finds it as the last one left it. :meth:`reset` is an external reset (the reset button,
+    or the DTR pulse with which a USB Uno resets itself when its port opens, which a pty cannot
+    carry): the bootloader then waits for its uploader. Code in the boot section runs at most at
+    real time (its timeouts are the uploader's seconds); the application as ``realtime`` says.
+    :meth:`close` stops the board.
+    """
+
+    def __init__(self, *, runner: str | os.PathLike, mcu: str, frequency: int, bootloader: str | os.PathLike | None,
+                 boot_address: int = 0, elf: str | os.PathLike | None = None, realtime: float | None = None,
+                 service_interval: int | None = None, start_timeout: float = START_TIMEOUT, install_hint: str = "",
+                 title: str = "board"):
+        argv = _runner_argv(runner, mcu, frequency, realtime=realtime, service_interval=service_interval) + ["-k"]
+        if bootloader is not None:
+            argv += ["-b", str(bootloader), "-B", hex(boot_address)]
+        if elf is not None:
+            argv.append(str(elf))
+        self.what = f"the emulated {title} (simavr)"
+        try:
+            self._start(argv, install_hint, start_timeout, subprocess.PIPE)
+        except BaseException:
+            self.close()
+            raise
+        self.what += f" on {self.pty_path}"
+
+    @property
+    def port(self) -> str:
+        """The board's serial port: what avrdude's -P and a link open."""
+        return self.pty_path
+
+    def reset(self, timeout: float = START_TIMEOUT) -> None:
+        """Reset the board as its reset pin would; returns once the runner has done it."""
+        self._command("reset", timeout)
+
+    def _command(self, command: str, timeout: float) -> str:
+        if self._proc is None or self._proc.stdin is None or self._closed:
+            raise TinyGMMError(f"{self.what} is stopped")
+        try:
+            self._proc.stdin.write(command.encode() + b"\n")
+            self._proc.stdin.flush()
+        except OSError:
+            raise TinyGMMError(f"{self.what} stopped ({self._exit_detail() or 'exited'}): {self._stderr_text()}") from None
+        return self._read_line(timeout, f"did not acknowledge `{command}`")
+
+    def connect(self) -> BoardLink:
+        """A link to the board's UART (closing it leaves the board running, paused)."""
+        return BoardLink(self)
+
+    def _hang_up(self) -> None:
+        # End of input stops the runner ("closed"); PDEATHSIG covers a Python that dies first.
+        if self._proc is not None and self._proc.stdin is not None and not self._proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+
+
+class BoardLink(FdTransport):
+    """One client's link to a :class:`SimavrBoard`'s pty; closing it leaves the board be."""
+
+    def __init__(self, board: SimavrBoard):
+        self.board = board
+        self.what = board.what
+        if not board.alive():
+            raise TinyGMMError(f"{board.what} is stopped ({board._exit_detail() or 'exited'}): {board._stderr_text()}")
+        try:
+            fd = _open_pty_slave(board.port)
+        except OSError as e:
+            raise TinyGMMError(f"cannot open {board.what}'s pty: {e.strerror or e}") from None
+        self._set_fds(fd, fd)
 
     def _gone(self, detail: str = "") -> LinkClosed:
-        if self._proc is not None:
-            try:  # the runner exits right after closing its side: give it a moment for its message
-                self._proc.wait(timeout=EXIT_CODE_WAIT)
-            except subprocess.TimeoutExpired:
-                pass
-        code = self.returncode
-        if code is not None and code in RUNNER_EXIT and code != 0:
-            detail = RUNNER_EXIT[code]
-        return super()._gone(detail)
-
-    @property
-    def cycles(self) -> int | None:
-        """Emulated cycles from reset to the end of the run (after close), exact."""
-        return int(self.report["cycles"]) if "cycles" in self.report else None
-
-    @property
-    def exit_reason(self) -> str | None:
-        """hangup, crashed, cycle_limit, wall_limit, halted or signal (after close)."""
-        return self.report.get("reason")
-
-    @property
-    def exit_code(self) -> int | None:
-        return self.returncode
-
-    @property
-    def emulated_mhz(self) -> float | None:
-        """Emulated cycles per wall-clock microsecond over the run (after close)."""
-        return float(self.report["mhz"]) if "mhz" in self.report else None
-
-    @property
-    def wall_seconds(self) -> float | None:
-        return float(self.report["seconds"]) if "seconds" in self.report else None
+        err = self.board._stderr_text()
+        return LinkClosed(f"{self.what} closed the link ({self.board._exit_detail() or detail or 'hung up'})"
+                          + (f": {err}" if err else ""))
 
 
 class QemuAvrTransport(ChildTransport):

@@ -2,8 +2,9 @@
 
 An entry says how PlatformIO builds for the board (platform, board id, framework, glue sources and
 flags, the build artifact), what a program may use (flash, RAM) and what the core costs there, its
-serial link (receive buffer, baud, USB ids), the emulators that run its firmware, the offline
-toolchain that builds it from Debian packages, its pointer size and the clock its bench reads.
+serial link (receive buffer, baud, USB ids), its bootloader (how an uploader talks to it, and how
+an emulator gets it), the emulators that run its firmware, the offline toolchain that builds and
+uploads it from Debian packages, its pointer size and the clock its bench reads.
 No other module names a board or an emulator: adding a board is adding an entry (a test does so
 in-process and sees export, the memory check, build and connect take it up).
 """
@@ -49,6 +50,7 @@ class Emulator:
     packages: tuple[str, ...]  # Debian packages it needs
     timed: bool  # the device's own clock is exact there, so on-device timings mean something
     options: Mapping[str, object] = field(default_factory=dict)  # passed to the transport (CPU, clock)
+    flashable: bool = False  # runs the board's bootloader, so firmware is uploaded into it (simavr only)
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,11 @@ class LinkedPackage:
 
     name: str  # PlatformIO package name (toolchain-atmelavr)
     source: Path  # the Debian folder linked from
-    entries: tuple[str, ...]  # names in ``source`` to link (glob patterns allowed)
+    entries: tuple[str, ...]  # names in ``source`` to link (glob patterns; an absolute path: that file)
     into: str = ""  # sub-folder of the package the links go in ("bin")
-    version_from: str = ""  # "gcc:PROGRAM" (gcc -dumpversion) or "platform.txt" (Arduino core version)
+    # "gcc:PROGRAM" (gcc -dumpversion), "avrdude:PROGRAM" (its "Version X.Y") or "platform.txt"
+    # (the Arduino core's version)
+    version_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,15 +74,45 @@ class Toolchain:
     needs: tuple[tuple[str, str], ...] = ()  # (program on PATH or absolute file, Debian package providing it)
     platform: str = ""  # the offline platform in firmware/pio-offline/platforms ("" : none needed)
     linked: tuple[LinkedPackage, ...] = ()
+    uploader: tuple[tuple[str, str], ...] = ()  # as ``needs``, for uploads only (a build does without)
 
     def missing(self) -> list[str]:
-        """Debian packages this toolchain needs that are not installed here (each named once)."""
-        out: list[str] = []
-        for need, package in self.needs:
-            present = Path(need).is_file() if need.startswith("/") else shutil.which(need) is not None
-            if not present and package not in out:
-                out.append(package)
-        return out
+        """Debian packages this toolchain needs to build that are not installed here (each named once)."""
+        return _missing(self.needs)
+
+    def missing_uploader(self) -> list[str]:
+        """Debian packages an upload needs that are not installed here."""
+        return _missing(self.uploader)
+
+
+def _missing(needs: tuple[tuple[str, str], ...]) -> list[str]:
+    out: list[str] = []
+    for need, package in needs:
+        present = Path(need).is_file() if need.startswith("/") else shutil.which(need) is not None
+        if not present and package not in out:
+            out.append(package)
+    return out
+
+
+@dataclass(frozen=True)
+class Bootloader:
+    """The serial bootloader a board comes with: how its uploader talks to it (PlatformIO's
+    upload_protocol and upload_speed, avrdude's part), where it sits, and how an emulator gets it.
+
+    An emulated board is given the image built from ``source`` (project/build.py bootloader_image),
+    checked to fit the boot section as a chip would."""
+
+    name: str
+    protocol: str  # avrdude -c
+    part: str  # avrdude -p
+    speed: int  # avrdude -b: the bootloader's baud, which is not the firmware's
+    address: int  # start of the boot section in bytes: the reset vector (BOOTRST fuse)
+    size: int  # bytes of the boot section; the program gets the flash below ``address``
+    source: Path  # its C source, from a Debian package
+    package: str  # the Debian package holding ``source``
+    cflags: tuple[str, ...]  # compiler flags for this board (avr-gcc)
+    ldflags: tuple[str, ...]  # linker flags (section addresses)
+    objcopy: tuple[str, ...]  # avr-objcopy flags that make its Intel hex
 
 
 @dataclass(frozen=True)
@@ -100,6 +134,7 @@ class Board:
     baud: int = DEFAULT_BAUD
     emulators: tuple[Emulator, ...] = ()
     toolchain: Toolchain | None = None  # None: cannot be built offline here (``offline`` says why)
+    bootloader: Bootloader | None = None  # None: uploads go another way (or it is no board)
     offline: str = ""  # why it cannot be built from Debian/PyPI alone ("" when it can)
     clock_hz: int | None = None  # CPU clock the device's cycle counts are in (None: it reports time)
 
@@ -141,6 +176,7 @@ class Board:
 # -- the entries ------------------------------------------------------------------------------
 
 ARDUINO_AVR_DIR = Path("/usr/share/arduino/hardware/arduino/avr")
+OPTIBOOT_DIR = ARDUINO_AVR_DIR / "bootloaders" / "optiboot"
 AVR_TOOLCHAIN = Toolchain(
     packages=("gcc-avr", "avr-libc", "binutils-avr", "arduino-core-avr"),
     needs=(("avr-gcc", "gcc-avr"), ("avr-objcopy", "binutils-avr"), ("/usr/lib/avr/include/avr/io.h", "avr-libc"),
@@ -155,13 +191,33 @@ AVR_TOOLCHAIN = Toolchain(
                       into="bin", version_from="gcc:avr-gcc"),
         LinkedPackage("framework-arduino-avr", ARDUINO_AVR_DIR,
                       ("cores", "variants", "libraries", "platform.txt", "boards.txt"), version_from="platform.txt"),
+        # PlatformIO's tool-avrdude holds the program and its configuration side by side.
+        LinkedPackage("tool-avrdude", Path("/usr/bin"), ("avrdude", "/etc/avrdude.conf"), version_from="avrdude:avrdude"),
     ),
+    uploader=(("avrdude", "avrdude"),),
+)
+# The Uno's Optiboot 4.4, as the Makefile in its folder builds it ("atmega328": LED_START_FLASHES=3,
+# BAUD_RATE=115200, .text at 0x7e00, .version at 0x7ffe) with two flags more. Debian 12's gcc-avr
+# 5.4 makes it 532 bytes, and Debian's optiboot_atmega328.hex is that build: code runs past the end
+# of the 32 KB flash (0x8000-0x8013: appStart, which disarms the watchdog and starts the program)
+# and the version word at 0x7ffe overwrites an instruction. A chip cannot hold it (avrdude refuses
+# addresses past the flash; the emulator refuses the image). -fno-tree-scev-cprop
+# -fno-move-loop-invariants bring the same source to 500 bytes, the size of Arduino's own build.
+UNO_OPTIBOOT = Bootloader(
+    name="Optiboot 4.4", protocol="arduino", part="atmega328p", speed=115200, address=0x7E00, size=512,
+    source=OPTIBOOT_DIR / "optiboot.c", package="arduino-core-avr",
+    cflags=("-Os", "-fno-inline-small-functions", "-fno-split-wide-types", "-mrelax", "-fno-tree-scev-cprop",
+            "-fno-move-loop-invariants", "-mmcu=atmega328p", "-DF_CPU=16000000L", "-DLED_START_FLASHES=3",
+            "-DBAUD_RATE=115200"),
+    ldflags=("-Wl,--section-start=.text=0x7e00", "-Wl,--section-start=.version=0x7ffe", "-Wl,--relax",
+             "-Wl,--gc-sections", "-nostartfiles", "-nostdlib"),
+    objcopy=("-j", ".text", "-j", ".data", "-j", ".version", "--set-section-flags", ".version=alloc,load"),
 )
 HOST_TOOLCHAIN = Toolchain(packages=("gcc", "g++"), needs=(("gcc", "gcc"), ("g++", "g++")), platform="native")
 # The Uno's ATmega328P: simavr counts its cycles exactly; QEMU's AVR has no cycle-accurate timers.
 UNO_EMULATORS = (
     Emulator("simavr", "simavr", ("simavr", "libsimavr-dev"), timed=True,
-             options=MappingProxyType({"mcu": "atmega328p", "frequency": 16_000_000})),
+             options=MappingProxyType({"mcu": "atmega328p", "frequency": 16_000_000}), flashable=True),
     Emulator("qemu", "qemu", ("qemu-system-misc",), timed=False, options=MappingProxyType({"machine": "uno"})),
 )
 
@@ -174,7 +230,7 @@ UNO_EMULATORS = (
 UNO_RX_RING = 512
 
 # Sources of the numbers:
-# uno: 32768 B flash less the 512-byte Optiboot bootloader, 2 KB SRAM (Arduino's boards.txt:
+# uno: 32768 B flash less the 512-byte Optiboot bootloader (UNO_OPTIBOOT), 2 KB SRAM (Arduino's boards.txt:
 #   uno.upload.maximum_size=32256, maximum_data_size=2048); the ring keeps one slot empty to tell
 #   full from empty: UNO_RX_RING - 1 bytes may be in flight (one more is dropped).
 #   Core cost: avr-gcc 5.4 -Os, device.memory.measure_avr's core (avr_probe.c around the model):
@@ -182,10 +238,11 @@ UNO_RX_RING = 512
 #   own out-of-line copies for speed, and tied predict its linear score, ~350 B), so 7650 covers
 #   them; stack from -fstack-usage along score -> argmax -> rows, 3 return addresses and
 #   expf/logf: 198-200 B beyond the 4*D + 8*K buffers. Firmware around the core: the exported uno
-#   project of the demo model built with the offline core (avr-gcc 5.4, LTO) takes 17272 B flash
-#   and 1203 B static RAM (protocol line buffer 512, receive ring 512, transmit ring), against
-#   model + core = 7751 B and no static RAM: 9521 B more flash (9700 kept as margin), and 1203 B
-#   of RAM plus ~100 B of protocol stack.
+#   project of the demo model built with the offline core (avr-gcc 5.4, LTO) takes 19018 B flash
+#   and 1219 B static RAM (protocol line buffer 512, receive ring 512, transmit ring), against
+#   model + core = 7751 B and no static RAM: 11267 B more flash (11400 kept as margin; 1334 B of
+#   it human mode, ~770 B of that the exact decimal writer), and 1219 B of RAM plus ~100 B of
+#   protocol stack (~175 B writing a decimal for a person, after the core's stack is released).
 # esp32dev: the default partition table's 1.25 MB app slot and 320 KB DRAM (PlatformIO's
 #   esp32dev.json maximum_size/maximum_ram_size); arduino-esp32 HardwareSerial's default 256-byte
 #   RX buffer. No Xtensa toolchain here: Xtensa code is about as dense as AVR's on this code and
@@ -204,11 +261,11 @@ BOARDS: dict[str, Board] = {
         Board(
             env="uno", title="Arduino Uno (ATmega328P, 16 MHz)", platform="atmelavr @ 5.1.0", board="uno",
             framework="arduino", glue="arduino", flash=32256, ram=2048,
-            core=CoreCost(7650, 200, True, firmware_flash=9_700, firmware_ram=1300),
+            core=CoreCost(7650, 200, True, firmware_flash=11_400, firmware_ram=1300),
             rx_buffer=UNO_RX_RING - 1, build_flags=(f"-DSERIAL_RX_BUFFER_SIZE={UNO_RX_RING}",),
             pointer_bytes=2, artifact=".pio/build/uno/firmware.elf",
             usb_ids={**USB_ARDUINO_UNO, **USB_CH340, **USB_FTDI},
-            emulators=UNO_EMULATORS, toolchain=AVR_TOOLCHAIN, clock_hz=16_000_000,
+            emulators=UNO_EMULATORS, toolchain=AVR_TOOLCHAIN, bootloader=UNO_OPTIBOOT, clock_hz=16_000_000,
         ),
         Board(
             env="esp32dev", title="Espressif ESP32 Dev Module", platform="espressif32 @ 6.12.0", board="esp32dev",

@@ -44,6 +44,8 @@ class PioResult:
     seconds: float
 
 
+_SMALLER = ("fit a smaller model (fewer components or features; diag or spherical covariance) or choose a board "
+            "with more flash")
 # Recognised failures in PlatformIO's output -> what to do about them.
 _DIAGNOSES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^Error: (\S+ not found: apt-get install .*)$", re.M), r"\1"),
@@ -57,6 +59,10 @@ _DIAGNOSES: list[tuple[re.Pattern[str], str]] = [
      "no host C/C++ compiler for the native build: apt-get install gcc g++"),
     (re.compile(r"Error: (Please specify `upload_port`|.*[Uu]pload port.*not found.*)"),
      "no board found to upload to: plug it in, or pass --port"),
+    (re.compile(r"The program size \((\d+) bytes\) is greater than maximum allowed \((\d+) bytes\)"),
+     r"the firmware is \1 bytes, more than the \2 bytes of flash the board has for programs: " + _SMALLER),
+    (re.compile(r"region .text' overflowed by (\d+) bytes"),  # larger than the chip's whole flash: the linker says so
+     r"the firmware is \1 bytes larger than the board's flash: " + _SMALLER),
 ]
 
 

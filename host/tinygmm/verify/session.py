@@ -2,9 +2,11 @@
 the target, build the firmware when stale, open and sync the device, send every test vector, compare,
 report. The project is an export or a user's own project using a model library (project/firmware.py).
 
-:class:`VerifySession` reads the project and checks the target once; :meth:`VerifySession.device`
-opens a synced :class:`Device` whose model id has been checked (the run's byte log is kept even
-when that fails); :meth:`VerifySession.run` sends the vectors and returns the VerifyReport.
+:class:`VerifySession` reads the project and checks the target once; :meth:`VerifySession.flash`
+uploads the firmware (to a board on a port, or into the emulated board it starts and keeps for the
+session); :meth:`VerifySession.device` opens a synced :class:`Device` whose model id has been
+checked (the run's byte log is kept even when that fails); :meth:`VerifySession.run` sends the
+vectors and returns the VerifyReport; :meth:`VerifySession.close` stops an emulated board.
 The model is folded once per session and the reference computed once per run.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ..errors import TinyGMMError
 from ..link.client import Device
 from ..model import Model, load
 from ..project.boards import Board, Emulator, get_board, get_emulator
-from ..project.build import check_buildable, core_dir_for, ensure_built, flash, simavr_runner
+from ..project.build import bootloader_image, check_buildable, core_dir_for, ensure_built, flash, simavr_runner
 from ..project.firmware import MODEL_FILE, VECTORS_FILE, Firmware, read_firmware_project
 from ..status import OPS
 from .compare import Reference, compare, compare_by_kind
@@ -73,6 +75,13 @@ class Target:
     def timed(self) -> bool:
         """Whether the device's own clock means something (a board's does; an emulator's if exact)."""
         return self.emulator is None or self.emulator.timed
+
+    @property
+    def link_kind(self) -> str:
+        """What carries the bytes: a board's serial line, an emulator's UART, or a pseudo-terminal."""
+        if self.emulator is None:
+            return "serial"
+        return "pseudo-terminal" if self.emulator.transport == "pty" else "emulated serial"
 
     @property
     def link_baud(self) -> int | None:
@@ -124,9 +133,13 @@ def resolve_target(env: str | None, port: str | None, emulator: str | None, *, b
     return Target(board, port, emu, baud, reset, build_env=env)
 
 
-def open_transport(fw: Firmware, target: Target, core_dir: Path | None = None, build: bool = True) -> Any:
+def open_transport(fw: Firmware, target: Target, core_dir: Path | None = None, build: bool = True,
+                   board: Any = None) -> Any:
     """The transport to the target (a context manager; closing it reaps any child process); an
-    emulator runs the firmware built when stale, or (``build`` false) as built before."""
+    emulator runs the firmware built when stale, or (``build`` false) as built before. With ``board``,
+    a link to the emulated board the firmware was flashed into (closing it leaves the board)."""
+    if board is not None:
+        return board.connect()
     if target.port is not None:
         from ..link.transports import SerialTransport
         from ..project.ports import resolve_port
@@ -135,6 +148,20 @@ def open_transport(fw: Firmware, target: Target, core_dir: Path | None = None, b
                                reset=target.reset)
     assert target.emulator is not None
     return emulator_transport(target.emulator, ensure_built(fw, core_dir, build=build))
+
+
+def emulated_board(board: Board, emulator: Emulator, **options: Any) -> Any:
+    """``board`` emulated with its bootloader and an empty application flash, as it comes from the
+    factory; kept across clients until closed (:class:`~tinygmm.link.emulators.SimavrBoard`)."""
+    from ..link.emulators import SimavrBoard
+
+    if not emulator.flashable or board.bootloader is None:
+        able = [e.name for e in board.emulators if e.flashable and board.bootloader is not None]
+        raise TinyGMMError(f"the {emulator.name} emulator loads the firmware itself: it has no bootloader to flash "
+                           "through" + (f" (--emulator {able[0]} has)" if able else ""))
+    merged = {**emulator.options, **options}
+    return SimavrBoard(runner=simavr_runner(), bootloader=bootloader_image(board), boot_address=board.bootloader.address,
+                       install_hint=f"apt-get install {' '.join(emulator.packages)}", title=board.env, **merged)
 
 
 def emulator_transport(emulator: Emulator, program: Path, **options: Any) -> Any:
@@ -181,11 +208,12 @@ def save_run_log(project: Path, env: str, device: Device, where: Path | None = N
 @contextlib.contextmanager
 def open_device(fw: Firmware, target: Target, model_id: str, core_dir: Path | None = None,
                 log: Path | None = None, on_log: Callable[[Path], None] | None = None,
-                build: bool = True) -> Iterator[Device]:
-    """A Device for the target, synced by ping and checked to run ``model_id`` (StaleFirmware
-    otherwise). The run's byte log is kept (``log``, else under the project) even when syncing
-    fails, and its path handed to ``on_log``; the transport is closed, any child reaped."""
-    with open_transport(fw, target, core_dir, build) as transport:
+                build: bool = True, board: Any = None) -> Iterator[Device]:
+    """A Device for the target (or the emulated ``board`` it was flashed into), synced by ping and
+    checked to run ``model_id`` (StaleFirmware otherwise). The run's byte log is kept (``log``, else
+    under the project) even when syncing fails, and its path handed to ``on_log``; the transport is
+    closed, any child reaped."""
+    with open_transport(fw, target, core_dir, build, board) as transport:
         dev = Device(transport)
         try:
             dev.sync()
@@ -203,7 +231,8 @@ def open_device(fw: Firmware, target: Target, model_id: str, core_dir: Path | No
 
 
 def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str = "", transport: str = "",
-              bench: bool = True, baud: int | None = None) -> VerifyReport:
+              bench: bool = True, baud: int | None = None, untimed: str = "no cycle-accurate clock",
+              clock_hz: float | None = None, link_kind: str = "serial") -> VerifyReport:
     """Send every test vector through the batch form of each output, compare with the folded model's
     twin and float64 reference, time the device."""
     start = time.perf_counter()
@@ -230,7 +259,9 @@ def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str
                         f"corrupted replies {lost.corrupted_lines}, retried requests {lost.retried_requests}, "
                         f"resent batch lines {lost.resent_lines}: bytes were lost or corrupted on the way"))
     cycles = {}
-    if bench and info.clock_unit != "none":  # a user's firmware may give the protocol no clock
+    if bench and info.clock_unit == "none":  # a user's firmware may give the protocol no clock
+        untimed = "no clock in the firmware"
+    elif bench:
         sample = vectors.of_kind("sample")[:BENCH_VECTORS]
         for op in ("predict", "score"):
             cycles[op] = float(np.median([dev.bench(op, x, BENCH_CALLS).per_call for x in sample]))
@@ -241,18 +272,22 @@ def run_suite(dev: Device, folded: DeviceModel, vectors: Vectors, *, target: str
                         n_vectors=len(vectors.X), kinds=kinds, checks=checks, cycles=cycles,
                         clock_unit=info.clock_unit, vectors_per_second=rate, bytes_per_vector=per_vector,
                         link_limit=limit, device=dict(info.fields), seconds=time.perf_counter() - start,
-                        by_kind=by_kind, link=dataclasses.asdict(lost), model=folded.source, **figures)
+                        by_kind=by_kind, link=dataclasses.asdict(lost), model=folded.source, clock_hz=clock_hz,
+                        untimed="" if cycles else untimed, link_kind=link_kind, **figures)
 
 
 @dataclass
 class VerifySession:
-    """A project's firmware and a target, read and checked once; :meth:`device` and :meth:`run` do the rest."""
+    """A project's firmware and a target, read and checked once; :meth:`flash`, :meth:`device` and
+    :meth:`run` do the rest. The emulated board the first :meth:`flash` starts serves every later flash
+    and device of the session; :meth:`close` (or the end of a ``with`` block) stops it."""
 
     firmware: Firmware
     model: Model
     vectors: Vectors
     target: Target
     core_dir: Path | None
+    board: Any = None  # the emulated board flash() started (link.emulators.SimavrBoard)
     folded: DeviceModel = field(init=False)
 
     def __post_init__(self) -> None:
@@ -288,25 +323,49 @@ class VerifySession:
         check_buildable(self.target.board, self.core_dir is not None)
         return ensure_built(self.firmware, self.core_dir)
 
-    def flash(self, build: bool = True) -> None:
-        """Upload the firmware to the target's board, built first unless ``build`` is false (emulators
-        load the firmware themselves)."""
-        if self.target.port is None:
-            raise TinyGMMError("--flash needs --port: emulators load the firmware themselves")
+    def flash(self, build: bool = True) -> str:
+        """Upload the firmware (its test build in a user's project) through the board's bootloader, built
+        first unless ``build`` is false: to the board on the target's port, or into the emulated board
+        (started in its bootloader with an empty application flash on the first flash, reset into its
+        bootloader before each, as DTR resets a USB Uno). Returns the port."""
         check_buildable(self.target.board, self.core_dir is not None)
-        port = flash(self.firmware, self.target.port, self.core_dir, build=build)
-        self.target = dataclasses.replace(self.target, port=port)
+        if self.target.port is not None:
+            port = flash(self.firmware, self.target.port, self.core_dir, build=build)
+            self.target = dataclasses.replace(self.target, port=port)
+            return port
+        assert self.target.emulator is not None
+        if self.board is None:
+            # built before the board waits in its bootloader
+            ensure_built(self.firmware, self.core_dir, build=build)
+            self.board = emulated_board(self.target.board, self.target.emulator)
+        self.board.reset()
+        return flash(self.firmware, self.board.port, self.core_dir, build=build)
 
     def device(self, log: Path | None = None, on_log: Callable[[Path], None] | None = None, build: bool = True
                ) -> contextlib.AbstractContextManager[Device]:
-        """A synced device checked to run the model; an emulated one runs the firmware built when
-        stale, or (``build`` false) as built before."""
-        return open_device(self.firmware, self.target, self.model.model_id, self.core_dir, log, on_log, build)
+        """A synced device checked to run the model: the emulated board the firmware was flashed into,
+        or one that runs the firmware built when stale, or (``build`` false) as built before."""
+        return open_device(self.firmware, self.target, self.model.model_id, self.core_dir, log, on_log, build,
+                           self.board)
 
     def run(self, dev: Device, bench: bool = True) -> VerifyReport:
-        return run_suite(dev, self.folded, self.vectors, target=self.target.env,
-                         transport=self.target.transport_name, bench=bench and self.target.timed,
-                         baud=self.target.link_baud)
+        target = self.target
+        untimed = ("--no-bench" if not bench else
+                   f"{target.emulator.name} has no cycle-accurate clock" if target.emulator else "")
+        return run_suite(dev, self.folded, self.vectors, target=target.env, transport=target.transport_name,
+                         bench=bench and target.timed, baud=target.link_baud, untimed=untimed,
+                         clock_hz=target.board.clock_hz, link_kind=target.link_kind)
+
+    def close(self) -> None:
+        """Stop the emulated board this session started, if any."""
+        if self.board is not None:
+            self.board.close()
+
+    def __enter__(self) -> VerifySession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def verify_project(project: str | os.PathLike, env: str | None = None, *, port: str | None = None,
@@ -315,9 +374,9 @@ def verify_project(project: str | os.PathLike, env: str | None = None, *, port: 
                    on_log: Callable[[Path], None] | None = None) -> VerifyReport:
     """The whole session: build or flash as needed, open, run every vector, return the VerifyReport."""
     with deadline(timeout, f"verifying {project} ({env or emulator})"):
-        session = VerifySession.open(project, env, port=port, emulator=emulator, baud=baud, reset=reset,
-                                     offline=offline)
-        if flash:
-            session.flash()
-        with session.device(log, on_log) as dev:
-            return session.run(dev, bench)
+        with VerifySession.open(project, env, port=port, emulator=emulator, baud=baud, reset=reset,
+                                offline=offline) as session:
+            if flash:
+                session.flash()
+            with session.device(log, on_log) as dev:
+                return session.run(dev, bench)
