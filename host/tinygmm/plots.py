@@ -31,9 +31,9 @@ GRID_PANEL = 2.6  # inches per panel of a pair grid
 SELECTION_SIZE = (12.0, 4.8)
 VERIFY_SIZE = (12.0, 4.8)
 # Negative log-likelihood contours: N_LEVELS levels whose excess over the lowest value on the grid is
-# spaced geometrically from LOWEST_EXCESS up, each rounded to one significant digit of its excess (so
-# the labels read 7.3, 7.4, 7.7, 8.1, 9, 11, ...). For one Gaussian the excess is r^2/2 (r the
-# Mahalanobis radius), so 0.125 is r = 0.5 and equal ratios of excess are equal ratios of radius.
+# spaced geometrically from LOWEST_EXCESS up, each rounded to one significant digit of its gap from the
+# level below (so the labels read 7.3, 7.4, 7.6, 7.9, 8.6, 10, 12, ...). For one Gaussian the excess is
+# r^2/2 (r the Mahalanobis radius), so 0.125 is r = 0.5 and equal ratios of excess are equal ratios of radius.
 N_LEVELS = 10
 LOWEST_EXCESS = 0.125
 CONTOUR_COLOURS = ("#111111", "#5a5a5a")  # innermost to outermost level: dark greys, over a white halo
@@ -203,16 +203,19 @@ def _ellipse(mean: np.ndarray, cov: np.ndarray, radius: float, **kwargs: Any) ->
 
 def contour_levels(low: float, high: float) -> np.ndarray:
     """N_LEVELS negative log-likelihood levels above ``low``: excesses geometric from LOWEST_EXCESS to
-    ``high - low``, each level rounded to one significant digit of its excess (distinct, increasing)."""
-    excess_max = max(high - low, 4.0 * LOWEST_EXCESS)
+    ``high - low``, each level rounded to one significant digit of its gap from the one below (so it
+    moves by at most half that gap and the order holds; the labels read 7.3, 7.4, 7.6, 7.9, 8.6, 10, ...)."""
+    excess = np.geomspace(LOWEST_EXCESS, max(high - low, 4.0 * LOWEST_EXCESS), N_LEVELS)
+    gaps = np.diff(excess, prepend=0.0)
+    gaps[0] = min(gaps[0], gaps[1:].min(initial=gaps[0]))  # the lowest level must stay below the next one too
     levels: list[float] = []
-    for excess in np.geomspace(LOWEST_EXCESS, excess_max, N_LEVELS):
-        digits = -math.floor(math.log10(excess))
-        level = round(low + excess, digits)
-        if level <= low or (levels and level <= levels[-1]):  # rounding must not merge or reorder levels
-            level = round(low + excess, digits + 1)
-        if level > low and (not levels or level > levels[-1]):
-            levels.append(level)
+    for e, gap in zip(excess, gaps):
+        digits = -math.floor(math.log10(gap))
+        level = round(low + e, digits)
+        while (level <= low or (levels and level <= levels[-1])) and digits < 17:  # a tie at a half
+            digits += 1
+            level = round(low + e, digits)
+        levels.append(level)
     return np.array(levels)
 
 
