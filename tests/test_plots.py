@@ -140,6 +140,9 @@ def test_cluster_figure_labels_and_artists(mpl, blobs_csv: Path) -> None:
     title = fig._suptitle.get_text()
     assert "k=3" in title and "full covariance" in title
     assert "fitted to blobs.csv" in title and f"the {len(data.X)} rows of other.csv" in title
+    model.metadata["data"] = "Mall_Customers.csv"  # the tutorial's title: one line more, nothing clipped
+    assert_inside_the_picture(mpl.cluster_figure(model, data.X, data="Mall_Customers.csv"))
+    model.metadata["data"] = "blobs.csv"
     assert "negative log-likelihood (nats)" in title
     assert len(ellipses(ax, 1)) == len(ellipses(ax, 2)) == 3
     assert np.allclose(means_markers(ax), model.means * model.scaler.scale + model.scaler.mean)

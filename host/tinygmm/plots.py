@@ -424,15 +424,21 @@ def cluster_figure(model: Model, X: np.ndarray, features: Sequence[str | int] | 
 
 
 def _wrap_notes(notes: list[str], fig: Any) -> list[str]:
-    """The notes joined by "; " into lines that fit the figure's width (medium text: ~6.2 px a character,
-    6.5 allowed)."""
-    width = int(fig.get_figwidth() * DPI / 6.5)
+    """The notes joined by "; " into lines that fit the figure's width, as the title's font measures them."""
+    renderer = fig.canvas.get_renderer()
+    probe = fig.text(0.0, 0.0, "", fontsize="medium")
+
+    def fits(line: str) -> bool:
+        probe.set_text(line)
+        return probe.get_window_extent(renderer).width <= 0.97 * fig.bbox.width
+
     lines: list[str] = []
     for note in notes:
-        if lines and len(lines[-1]) + 2 + len(note) <= width:
+        if lines and fits(lines[-1] + "; " + note):
             lines[-1] += "; " + note
         else:
             lines.append(note)
+    probe.remove()
     return lines
 
 
