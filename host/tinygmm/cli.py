@@ -348,7 +348,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.units:
         from .plots import parse_units
 
-        metadata["units"] = parse_units(args.units, names)
+        metadata["units"] = parse_units(args.units, names, "the data")
     model = fitted.to_model(args.anomaly_percentile, metadata)
     save(model, args.output)
     print(f"saved {args.output}: k={model.n_components}, {model.covariance_type} covariance, "

@@ -114,6 +114,18 @@ def mixture_nll(points: np.ndarray, weights: np.ndarray, means: np.ndarray, covs
     return -(top + np.log(np.sum(np.exp(log_comp - top), axis=0)))
 
 
+def feature_index(names: Sequence[str], token: str | int, where: str = "the model") -> int:
+    """The index of the feature named ``token`` (its name or 0-based index); an unknown one is an error
+    listing the features of ``where``."""
+    text = str(token).strip()
+    if text in names:
+        return list(names).index(text)
+    if text.isdigit() and int(text) < len(names):
+        return int(text)
+    available = ", ".join(f"{i}: {n!r}" for i, n in enumerate(names))
+    raise TinyGMMError(f"{where} has no feature {text!r}; its features: {available}")
+
+
 def resolve_features(model: Model, features: Sequence[str | int] | None) -> list[int]:
     """Indices of the model features named (by name or 0-based index); all of them by default."""
     names = list(model.feature_names)
@@ -124,16 +136,9 @@ def resolve_features(model: Model, features: Sequence[str | int] | None) -> list
         return list(range(model.n_features))
     out: list[int] = []
     for token in features:
-        text = str(token).strip()
-        if text in names:
-            j = names.index(text)
-        elif text.isdigit() and int(text) < len(names):
-            j = int(text)
-        else:
-            available = ", ".join(f"{i}: {n!r}" for i, n in enumerate(names))
-            raise TinyGMMError(f"the model has no feature {text!r}; its features: {available}")
+        j = feature_index(names, token)
         if j in out:
-            raise TinyGMMError(f"feature {text!r} is named twice")
+            raise TinyGMMError(f"feature {str(token).strip()!r} is named twice")
         out.append(j)
     if not out:
         raise TinyGMMError("name at least one feature to plot")
@@ -145,9 +150,9 @@ def resolve_features(model: Model, features: Sequence[str | int] | None) -> list
 # -- units ----------------------------------------------------------------------------------
 
 
-def parse_units(text: str, names: Sequence[str]) -> dict[str, str]:
+def parse_units(text: str, names: Sequence[str], where: str = "the model") -> dict[str, str]:
     """``"Age=years,Annual Income (k$)=thousand dollars"`` -> {feature name: unit}, each name one of
-    ``names`` (or its 0-based index)."""
+    ``names`` (or its 0-based index) and the unit after the last "=" of its item."""
     units: dict[str, str] = {}
     for item in (part.strip() for part in text.split(",")):
         if not item:
@@ -155,12 +160,7 @@ def parse_units(text: str, names: Sequence[str]) -> dict[str, str]:
         name, eq, unit = (s.strip() for s in item.rpartition("="))
         if not eq or not name or not unit:
             raise TinyGMMError(f"--units: {item!r} is not NAME=UNIT, as in \"Age=years\"")
-        if name not in names and name.isdigit() and int(name) < len(names):
-            name = names[int(name)]
-        if name not in names:
-            available = ", ".join(f"{i}: {n!r}" for i, n in enumerate(names))
-            raise TinyGMMError(f"--units: there is no feature {name!r}; the features: {available}")
-        units[name] = unit
+        units[names[feature_index(names, name, f"--units: {where}")]] = unit
     return units
 
 
