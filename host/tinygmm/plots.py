@@ -629,7 +629,7 @@ def verify_figure(report: Any, model: Model | None = None) -> Any:
 
     rows, columns, worst, texts = _check_table(report)
     cmap = ListedColormap(["#e5f5e0", "#c7e9c0", "#a1d99b", "#fdd49e", "#e34a33"])
-    norm = BoundaryNorm([0.0, 0.01, 0.1, 0.5, 1.0, np.inf], cmap.N)
+    norm = BoundaryNorm([0.0, 0.01, 0.1, 0.5, np.nextafter(1.0, 2.0), np.inf], cmap.N)  # 1 itself passes
     table.imshow(np.ma.masked_invalid(worst), cmap=cmap, norm=norm, aspect="auto", gid="worst")
     for r in range(len(rows)):
         for c in range(len(columns)):
