@@ -1,5 +1,8 @@
 """Pictures: a model's clusters over its data, the choice of k, and a device's errors against their bounds.
 
+It is longer than 500 lines because the three pictures share their figure, units, contour and
+legend helpers, and each says in full what it shows (units, levels, threshold, bounds).
+
 matplotlib is an optional extra (``pip install 'tinygmm[plot]'``), imported only when a figure is
 made. Figures are ``matplotlib.figure.Figure`` objects on an Agg canvas, never made through pyplot:
 they render headless, whatever the display, and leave the caller's pyplot backend alone. Each
