@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection_args(p)
     p.add_argument("--anomaly-percentile", type=percentile, default=1.0, metavar="P",
                    help="anomaly threshold: this percentile of the training log-likelihoods (default: 1)")
+    p.add_argument("--units", metavar="NAME=UNIT,...",
+                   help='units of columns, kept in the model for its pictures: "Age=years" (a name that ends with '
+                   "its unit, as \"Annual Income (k$)\", needs none)")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="model.json", help="where to write the model")
     p.set_defaults(func=cmd_fit)
 
@@ -142,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-missing", action="store_true", help="skip rows with empty/NA/nan cells instead of failing")
     p.add_argument("--features", metavar="A,B",
                    help="model features to draw, by name or 0-based index (default: all of them)")
+    p.add_argument("--units", metavar="NAME=UNIT,...",
+                   help='units for the axes: "Age=years" (default: those `tinygmm fit --units` kept in the model; '
+                   "the column name alone where none is known)")
     p.add_argument("-o", "--output", "--plot", dest="output", required=True, type=Path, metavar="clusters.png",
                    help="where to write the picture (.png, .svg or .pdf); --plot as in select and verify")
     p.set_defaults(func=cmd_plot)
@@ -245,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"stop the whole run after this long (default: {DEFAULT_OVERALL_TIMEOUT:g}; "
                    "each request has its own timeout too)")
     p.add_argument("--plot", type=Path, metavar="verify.png",
-                   help="also draw device against host score per vector and the error distribution "
-                   "(needs tinygmm[plot])")
+                   help="also draw each vector's score error against its bound, and each check's worst "
+                   "error/bound per kind of vector (needs tinygmm[plot])")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("ports", help="list serial ports and the boards they probably are",
@@ -358,8 +364,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.k_range is not None:
         print(format_selection(fitted.selection))
         print()
-    model = fitted.to_model(args.anomaly_percentile, {"data": Path(args.data).name, "seed": args.seed,
-                                                       "n_init": args.n_init, "scale": args.scale})
+    metadata: dict[str, Any] = {"data": Path(args.data).name, "seed": args.seed, "n_init": args.n_init,
+                                "scale": args.scale}
+    if args.units:
+        from .plots import parse_units
+
+        metadata["units"] = parse_units(args.units, names, "the data")
+    model = fitted.to_model(args.anomaly_percentile, metadata)
     save(model, args.output)
     print(f"saved {args.output}: k={model.n_components}, {model.covariance_type} covariance, "
           f"{model.n_features} feature(s), id {model.model_id}")
@@ -381,7 +392,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     if args.plot:
         from .plots import save_figure, selection_figure
 
-        save_figure(selection_figure(fitted.selection, alpha=args.alpha), args.plot)
+        save_figure(selection_figure(fitted.selection, alpha=args.alpha, data=Path(args.data).name, columns=names),
+                    args.plot)
         print(f"plot written to {args.plot}")
     return 0
 
@@ -409,13 +421,14 @@ def _read_model_columns(args: argparse.Namespace, model: Any) -> np.ndarray:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from .model import load
-    from .plots import cluster_figure, require_matplotlib, save_figure
+    from .plots import cluster_figure, parse_units, require_matplotlib, save_figure
 
     require_matplotlib()
     model = load(args.model)
+    units = parse_units(args.units, model.feature_names) if args.units else None
     X = _read_model_columns(args, model)
     features = args.features.split(",") if args.features is not None else None
-    save_figure(cluster_figure(model, X, features), args.output)
+    save_figure(cluster_figure(model, X, features, units=units, data=Path(args.data).name), args.output)
     print(f"plot written to {args.output}")
     return 0
 
