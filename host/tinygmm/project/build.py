@@ -109,7 +109,8 @@ def flash(fw: Firmware, port: str, core_dir: Path | None = None, *, build: bool 
     """Upload the firmware (its test build) through the board's bootloader on ``port`` ('auto'
     resolves), built first unless ``build`` is false (then what was built before); returns the port
     used. Failures a user meets are named with what to do (see :func:`upload_failure`)."""
-    from .ports import port_holders, resolve_port
+    from ..link.transports import holders
+    from .ports import resolve_port
 
     board = fw.board
     if not board.embedded:
@@ -120,9 +121,9 @@ def flash(fw: Firmware, port: str, core_dir: Path | None = None, *, build: bool 
     if core_dir is not None and board.toolchain is not None and board.toolchain.missing_uploader():
         raise TinyGMMError(f"flashing the {board.env} needs its uploader: apt-get install "
                            + " ".join(board.toolchain.missing_uploader()))
-    holders = port_holders(port)
-    if holders:
-        raise TinyGMMError(f"{port} is busy: " + ", ".join(f"{name} (pid {pid})" for pid, name in holders)
+    others = holders(port)
+    if others:
+        raise TinyGMMError(f"{port} is busy: " + ", ".join(f"{name} (pid {pid})" for pid, name in others)
                            + " has it open; close that (a serial monitor, a running tinygmm verify, another upload) "
                            "and flash again")
     targets = ["-t", "upload"] if build else ["-t", "nobuild", "-t", "upload"]

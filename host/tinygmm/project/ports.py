@@ -60,29 +60,6 @@ def resolve_port(port: str | None, env: str | None = None, ports: list[Port] | N
                        + ", ".join(f"{p.device} ({p.guess()})" for p in matching) + "; name one with --port")
 
 
-def port_holders(port: str) -> list[tuple[int, str]]:
-    """The processes that hold the device ``port`` open, as (pid, program name), read from Linux's /proc
-    (nothing found elsewhere, nor among processes this user may not look into). Two programs on one
-    serial port steal each other's bytes: an upload beside a serial monitor fails at random."""
-    try:
-        device = os.path.realpath(port)
-        entries = list(os.scandir("/proc")) if os.path.exists(device) else []
-    except OSError:
-        return []
-    found = []
-    for entry in entries:
-        if not entry.name.isdigit():
-            continue
-        try:
-            fds = os.listdir(f"/proc/{entry.name}/fd")
-            if any(os.readlink(f"/proc/{entry.name}/fd/{fd}") == device for fd in fds):
-                with open(f"/proc/{entry.name}/comm") as comm:
-                    found.append((int(entry.name), comm.read().strip()))
-        except OSError:  # gone meanwhile, or not ours to look into
-            continue
-    return found
-
-
 def format_ports(ports: list[Port]) -> list[str]:
     if not ports:
         return ["no serial ports found (is the board plugged in, and may this user open it?)"]
