@@ -524,6 +524,21 @@ def offline_toolchains() -> list[Toolchain]:
     return out
 
 
+def boards_of_class(emulator: str) -> list[Board]:
+    """The boards (not CPU classes) whose CPU class the emulator ``emulator`` runs."""
+    return [b for b in BOARDS.values() if not b.stand_in and b.class_emulator == emulator]
+
+
+def run_scope(board: Board) -> str:
+    """What a verify run of a CPU class proves and what it does not ("" for a board's own firmware)."""
+    if not board.stand_in:
+        return ""
+    names = ", ".join(b.env for b in boards_of_class(board.class_emulator)) or "none in the table"
+    return (f"{board.title}: the instruction set, float ABI and compiler, bit for bit against the float32 twin; "
+            f"not a board's peripherals, Arduino core, serial link or clock. Boards of this class ({names}) "
+            "prove the rest on a port")
+
+
 def format_boards() -> list[str]:
     """The table `tinygmm boards` prints: a header, then one line per board (its own emulators, the
     emulator that runs its CPU class, and whether it builds offline here)."""

@@ -75,10 +75,12 @@ def project_files(dev: DeviceModel, boards: Sequence[Board], X_train: np.ndarray
     model = dev.source
     files: dict[str, bytes] = {}
     fw = firmware_dir()
+    glues = {b.glue for b in (get_board("native"), *boards)}  # src/: only the glue folders its envs build
     for tree in FIRMWARE_TREES:
         for src in sorted((fw / tree).rglob("*")):
-            if src.is_file() and "__pycache__" not in src.parts:
-                files[src.relative_to(fw).as_posix()] = src.read_bytes()
+            rel = src.relative_to(fw)
+            if src.is_file() and "__pycache__" not in src.parts and not (tree == "src" and rel.parts[1] not in glues):
+                files[rel.as_posix()] = src.read_bytes()
     files["hil/test_device.py"] = SUITE.read_bytes()
     files[TEST_RUNNER] = render_test_runner().encode()
     files[MODEL_HEADER.as_posix()] = render_header(dev).encode()

@@ -28,7 +28,7 @@ from ..device.fold import DeviceModel, fold
 from ..errors import TinyGMMError
 from ..link.client import Device
 from ..model import Model, load
-from ..project.boards import BOARDS, Board, Emulator, get_board, get_emulator
+from ..project.boards import BOARDS, Board, Emulator, get_board, get_emulator, run_scope
 from ..project.build import bootloader_image, check_buildable, core_dir_for, ensure_built, flash, simavr_runner
 from ..project.firmware import MODEL_FILE, VECTORS_FILE, Firmware, read_firmware_project
 from ..status import OPS
@@ -358,9 +358,11 @@ class VerifySession:
         target = self.target
         untimed = ("--no-bench" if not bench else
                    f"{target.emulator.name} has no cycle-accurate clock" if target.emulator else "")
-        return run_suite(dev, self.folded, self.vectors, target=target.env, transport=target.transport_name,
-                         bench=bench and target.timed, baud=target.link_baud, untimed=untimed,
-                         clock_hz=target.board.clock_hz, link_kind=target.link_kind)
+        report = run_suite(dev, self.folded, self.vectors, target=target.env, transport=target.transport_name,
+                           bench=bench and target.timed, baud=target.link_baud, untimed=untimed,
+                           clock_hz=target.board.clock_hz, link_kind=target.link_kind)
+        report.scope = run_scope(target.board)
+        return report
 
     def close(self) -> None:
         """Stop the emulated board this session started, if any."""
