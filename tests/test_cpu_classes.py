@@ -4,8 +4,6 @@ twin; exact instruction counts; a CPU class is no board (no port, nothing to fla
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +14,10 @@ from tinygmm.cli import main
 from tinygmm.data import demo_data
 from tinygmm.errors import TinyGMMError
 from tinygmm.fit.mixture import GaussianMixture
-from tinygmm.link.emulators import QemuTransport
 from tinygmm.model import Model, Scaler, load
 from tinygmm.project.boards import BOARDS, get_board
 from tinygmm.project.build import SIMAVR_HEADER
 from tinygmm.project.export import export_project
-from tinygmm.project.offline import offline_data_dir
 from tinygmm.project.pio import parse_memory_use, run_pio
 from tinygmm.resources import firmware_dir
 from tinygmm.verify.session import verify_project
@@ -114,7 +110,7 @@ def test_a_cpu_class_build_reports_its_size_against_the_machine(cpu_projects, pi
     project = cpu_projects("demo")
     for env in CPU_CLASSES:
         require_target(env)
-        result = run_pio(["run", "-e", env, "-t", "size"], project, pio_core.core_dir, echo=False)
+        result = run_pio(["run", "-e", env], project, pio_core.core_dir, echo=False)
         use = parse_memory_use(result.output)
         assert use is not None and use.flash_max == get_board(env).flash, result.output[-400:]
         estimate = memory_report(fold(load(project / "model.json")), env, firmware=True)
@@ -123,62 +119,17 @@ def test_a_cpu_class_build_reports_its_size_against_the_machine(cpu_projects, pi
 
 # -- exact instruction counts --------------------------------------------------------------------
 
-CALIBRATE = r"""
-#include "bare.h"
-/* Instructions of blocks of 1000 and 3000 nops, as decimal lines on the UART. */
-#define NOP10 "nop\n\tnop\n\tnop\n\tnop\n\tnop\n\tnop\n\tnop\n\tnop\n\tnop\n\tnop\n\t"
-#define NOP100 NOP10 NOP10 NOP10 NOP10 NOP10 NOP10 NOP10 NOP10 NOP10 NOP10
-#define NOP1000 NOP100 NOP100 NOP100 NOP100 NOP100 NOP100 NOP100 NOP100 NOP100 NOP100
-static void put_number(uint32_t v)
-{
-    char digits[12];
-    int n = 0;
-    do { digits[n++] = (char)('0' + v % 10u); v /= 10u; } while (v != 0u);
-    while (n > 0) { bare_uart_write((uint8_t)digits[--n]); }
-    bare_uart_write('\n');
-}
-int main(void)
-{
-    uint32_t t0, t1, t2, t3;
-    bare_uart_init();
-    bare_clock_init();
-    t0 = bare_instructions();
-    __asm volatile(NOP1000);
-    t1 = bare_instructions();
-    t2 = bare_instructions();
-    __asm volatile(NOP1000 NOP1000 NOP1000);
-    t3 = bare_instructions();
-    put_number(t1 - t0);
-    put_number(t3 - t2);
-    for (;;) {
-    }
-}
-"""
-
 
 @pytest.mark.parametrize("env", CPU_CLASSES)
 def test_the_glue_counts_instructions_exactly(env: str, tmp_path: Path) -> None:
-    """2000 more nops read as exactly 2000 more instructions: the glue's counter and the emulator's
-    -icount shift agree, whatever the host's speed."""
+    """2000 more nops read as exactly 2000 more instructions (firmware/dev/bare_bench.c, BENCH_CALIBRATE):
+    the glue's counter and the emulator's -icount shift agree, whatever the host's speed."""
+    from bare_build import build_bare, run_bare
+
     require_target(env)
-    board = get_board(env)
-    manifest = json.loads((offline_data_dir() / "platforms" / board.platform_name / "boards"
-                           / f"{board.board}.json").read_text())["build"]
-    bare = firmware_dir() / "src" / "bare"
-    (tmp_path / "calibrate.c").write_text(CALIBRATE)
-    sources = [str(p) for p in bare.glob("*.c") if p.name != "main.c"] + [str(tmp_path / "calibrate.c")]
-    cmd = [f"{manifest['toolchain']}-gcc", *manifest["cpu_flags"], *manifest["specs"], *manifest["link_flags"],
-           "-Os", "-Wall", "-Wextra", "-Werror", manifest["extra_flags"], f"-I{bare}", f"-L{bare}",
-           "-T", manifest["ldscript"], *sources, "-o", str(tmp_path / "calibrate.elf")]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    emulator = board.emulators[0]
-    with QemuTransport(tmp_path / "calibrate.elf", **emulator.options) as transport:
-        data = b""
-        deadline = time.monotonic() + 20
-        while data.count(b"\n") < 2 and time.monotonic() < deadline:
-            data += transport.read(64, 0.5)
-    one, three = (int(v) for v in data.split())
+    elf = build_bare(env, [firmware_dir() / "dev" / "bare_bench.c"], tmp_path / "calibrate.elf", ["BENCH_CALIBRATE"])
+    (line,) = run_bare(env, elf, timeout=30)
+    one, three = (int(v) for v in line.split())
     assert three - one == 2000, (one, three)
     assert 1000 <= one < 1100  # the counter's own reading adds a few dozen instructions
 
