@@ -377,6 +377,16 @@ RV32_CORE_FLASH, RV32_FIRMWARE_FLASH = 10_500, 12_500
 MEGA_CORE_FLASH, MEGA_FIRMWARE_FLASH = 7800, 11_600
 
 
+def _arduino32(env: str, title: str, platform: str, board: str, flash: int, ram: int, core: CoreCost,
+               rx_buffer: int, usb_ids: Mapping[str, str], clock_hz: int, cpu_class: str,
+               offline: str = NO_ARDUINO_CORE, build_flags: tuple[str, ...] = ()) -> Board:
+    """A 32-bit Arduino board built only where PlatformIO reaches its registry; its CPU class runs here."""
+    return Board(env=env, title=title, platform=platform, board=board, framework="arduino", glue="arduino",
+                 flash=flash, ram=ram, core=core, rx_buffer=rx_buffer, build_flags=build_flags, pointer_bytes=4,
+                 artifact=f".pio/build/{env}/firmware.elf", usb_ids=usb_ids, offline=offline, clock_hz=clock_hz,
+                 cpu_class=cpu_class)
+
+
 def _cpu_class(env: str, title: str, board: str, flash: int, ram: int, core_flash: int, firmware_flash: int,
                toolchain: Toolchain, emulator: Emulator) -> Board:
     """A CPU class: the bare-metal glue on a QEMU machine, built by the offline core, run in its emulator."""
@@ -423,52 +433,28 @@ BOARDS: dict[str, Board] = {
             usb_ids={**USB_CP210X, **USB_CH340, **USB_FTDI, **USB_ESPRESSIF},
             offline=NO_XTENSA, clock_hz=240_000_000, cpu_class="cortex-m4f",
         ),
-        Board(
-            env="esp32-s3", title="Espressif ESP32-S3-DevKitC-1 (Xtensa LX7, 240 MHz)", platform=ESPRESSIF32,
-            board="esp32-s3-devkitc-1", framework="arduino", glue="arduino", flash=3342336, ram=327680,
-            core=CoreCost(M4F_CORE_FLASH, 256, False, firmware_flash=280_000, firmware_ram=24_000),
-            rx_buffer=256, pointer_bytes=4, artifact=".pio/build/esp32-s3/firmware.elf",
-            usb_ids={**USB_CP210X, **USB_ESPRESSIF, **USB_CH340}, offline=NO_XTENSA, clock_hz=240_000_000,
-            cpu_class="cortex-m4f",
-        ),
-        Board(
-            env="esp32-c3", title="Espressif ESP32-C3-DevKitM-1 (RV32IMC, 160 MHz)", platform=ESPRESSIF32,
-            board="esp32-c3-devkitm-1", framework="arduino", glue="arduino", flash=1310720, ram=327680,
-            core=CoreCost(RV32_CORE_FLASH, 256, False, firmware_flash=280_000, firmware_ram=24_000),
-            rx_buffer=256, pointer_bytes=4, artifact=".pio/build/esp32-c3/firmware.elf",
-            usb_ids={**USB_CP210X, **USB_ESPRESSIF, **USB_CH340},
-            offline="no ESP32-C3 toolchain or arduino-esp32 in Debian or on PyPI: needs PlatformIO's registry",
-            clock_hz=160_000_000, cpu_class="rv32imc",
-        ),
-        Board(
-            env="nano33ble", title="Arduino Nano 33 BLE (nRF52840, Cortex-M4F, 64 MHz)", platform="nordicnrf52 @ 10.11.0",
-            board="nano33ble", framework="arduino", glue="arduino", flash=983040, ram=262144,
-            core=CoreCost(M4F_CORE_FLASH, 256, False, firmware_flash=90_000, firmware_ram=48_000),
-            rx_buffer=256, pointer_bytes=4, artifact=".pio/build/nano33ble/firmware.elf", usb_ids=USB_NANO33BLE,
-            offline=NO_ARDUINO_CORE, clock_hz=64_000_000, cpu_class="cortex-m4f",
-        ),
-        Board(
-            env="pico", title="Raspberry Pi Pico (RP2040, Cortex-M0+, 133 MHz)", platform="raspberrypi @ 1.19.0",
-            board="pico", framework="arduino", glue="arduino", flash=2097152, ram=270336,
-            core=CoreCost(M0_CORE_FLASH, 256, False, firmware_flash=90_000, firmware_ram=48_000),
-            rx_buffer=256, pointer_bytes=4, artifact=".pio/build/pico/firmware.elf", usb_ids=USB_PICO,
-            offline=NO_ARDUINO_CORE, clock_hz=133_000_000, cpu_class="cortex-m0",
-        ),
-        Board(
-            env="teensy41", title="Teensy 4.1 (i.MX RT1062, Cortex-M7, 600 MHz)", platform="teensy @ 5.2.0",
-            board="teensy41", framework="arduino", glue="arduino", flash=8126464, ram=524288,
-            core=CoreCost(M7_CORE_FLASH, 256, False, firmware_flash=30_000, firmware_ram=16_000),
-            rx_buffer=256, pointer_bytes=4, artifact=".pio/build/teensy41/firmware.elf", usb_ids=USB_TEENSY,
-            offline=NO_ARDUINO_CORE, clock_hz=600_000_000, cpu_class="cortex-m7",
-        ),
-        Board(
-            env="nucleo_f401re", title="ST Nucleo-F401RE (STM32F401, Cortex-M4F, 84 MHz)", platform="ststm32 @ 19.6.0",
-            board="nucleo_f401re", framework="arduino", glue="arduino", flash=524288, ram=98304,
-            core=CoreCost(M4F_CORE_FLASH, 256, False, firmware_flash=25_000, firmware_ram=4_000),
-            rx_buffer=UNO_RX_RING - 1, build_flags=(f"-DSERIAL_RX_BUFFER_SIZE={UNO_RX_RING}",), pointer_bytes=4,
-            artifact=".pio/build/nucleo_f401re/firmware.elf", usb_ids=USB_STLINK,
-            offline=NO_ARDUINO_CORE, clock_hz=84_000_000, cpu_class="cortex-m4f",
-        ),
+        _arduino32("esp32-s3", "Espressif ESP32-S3-DevKitC-1 (Xtensa LX7, 240 MHz)", ESPRESSIF32, "esp32-s3-devkitc-1",
+                   3342336, 327680, CoreCost(M4F_CORE_FLASH, 256, False, firmware_flash=280_000, firmware_ram=24_000),
+                   256, {**USB_CP210X, **USB_ESPRESSIF, **USB_CH340}, 240_000_000, "cortex-m4f", NO_XTENSA),
+        _arduino32("esp32-c3", "Espressif ESP32-C3-DevKitM-1 (RV32IMC, 160 MHz)", ESPRESSIF32, "esp32-c3-devkitm-1",
+                   1310720, 327680, CoreCost(RV32_CORE_FLASH, 256, False, firmware_flash=280_000, firmware_ram=24_000),
+                   256, {**USB_CP210X, **USB_ESPRESSIF, **USB_CH340}, 160_000_000, "rv32imc",
+                   "no ESP32-C3 toolchain or arduino-esp32 in Debian or on PyPI: needs PlatformIO's registry"),
+        _arduino32("nano33ble", "Arduino Nano 33 BLE (nRF52840, Cortex-M4F, 64 MHz)", "nordicnrf52 @ 10.11.0",
+                   "nano33ble", 983040, 262144,
+                   CoreCost(M4F_CORE_FLASH, 256, False, firmware_flash=90_000, firmware_ram=48_000),
+                   256, USB_NANO33BLE, 64_000_000, "cortex-m4f"),
+        _arduino32("pico", "Raspberry Pi Pico (RP2040, Cortex-M0+, 133 MHz)", "raspberrypi @ 1.19.0", "pico",
+                   2097152, 270336, CoreCost(M0_CORE_FLASH, 256, False, firmware_flash=90_000, firmware_ram=48_000),
+                   256, USB_PICO, 133_000_000, "cortex-m0"),
+        _arduino32("teensy41", "Teensy 4.1 (i.MX RT1062, Cortex-M7, 600 MHz)", "teensy @ 5.2.0", "teensy41",
+                   8126464, 524288, CoreCost(M7_CORE_FLASH, 256, False, firmware_flash=30_000, firmware_ram=16_000),
+                   256, USB_TEENSY, 600_000_000, "cortex-m7"),
+        _arduino32("nucleo_f401re", "ST Nucleo-F401RE (STM32F401, Cortex-M4F, 84 MHz)", "ststm32 @ 19.6.0",
+                   "nucleo_f401re", 524288, 98304,
+                   CoreCost(M4F_CORE_FLASH, 256, False, firmware_flash=25_000, firmware_ram=4_000),
+                   UNO_RX_RING - 1, USB_STLINK, 84_000_000, "cortex-m4f",
+                   build_flags=(f"-DSERIAL_RX_BUFFER_SIZE={UNO_RX_RING}",)),
         _cpu_class("cortex-m4f", "Cortex-M4F class: hardware single float (QEMU mps2-an386)", "mps2-an386",
                    4 * MB, 4 * MB, M4F_CORE_FLASH, M4F_FIRMWARE_FLASH, ARM_TOOLCHAIN,
                    _qemu("cortex-m4f", "qemu-system-arm", "mps2-an386", 10)),
