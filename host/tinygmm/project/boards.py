@@ -1,4 +1,5 @@
-"""The board table: everything tinygmm knows about a board is its one entry here.
+"""The board table: everything tinygmm knows about a board is its one entry here (longer than 500
+lines because the table is data: one entry per board, beside them the sources of their numbers).
 
 An entry says how PlatformIO builds for the board (platform, board id, framework, glue sources and
 flags, the build artifact), what a program may use (flash, RAM) and what the core costs there, its

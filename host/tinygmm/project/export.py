@@ -21,7 +21,7 @@ from ..device.render import render_header
 from ..model import Model, model_to_dict
 from ..resources import firmware_dir, render_template
 from ..verify.vectors import dumps_vectors, make_vectors
-from .boards import DEFAULT_BAUD, Board, emulators, get_board
+from .boards import DEFAULT_BAUD, Board, get_board
 from .generated import MANIFEST, ExportResult, write_generated  # noqa: F401 (MANIFEST: where callers look for it)
 
 MODEL_HEADER = Path("include") / "tinygmm_model.h"
@@ -93,7 +93,7 @@ def project_files(dev: DeviceModel, boards: Sequence[Board], X_train: np.ndarray
         n_components=model.n_components, covariance_type=model.covariance_type,
         boards=[_board_context(b) for b in boards], memory=memory,
         offline_envs=list(dict.fromkeys(b.env for b in [get_board("native"), *boards] if b.toolchain is not None)),
-        emulators="|".join(emulators()),
+        emulators="|".join(dict.fromkeys(e.name for b in [get_board("native"), *boards] for e in b.emulators)),
         **own_firmware_context(model, OWN_LIBRARY_NAME, f"/path/to/your/project/lib/{OWN_LIBRARY_NAME}")).encode()
     return files
 
