@@ -51,7 +51,8 @@ def own_firmware_context(model: Model, name: str, library: str) -> dict:
 
 def _board_context(b: Board) -> dict:
     return dict(env=b.env, title=b.title, platform=b.platform, board=b.board, framework=b.framework,
-                flash=b.flash, ram=b.ram, embedded=b.embedded, src=b.glue, flags=list(b.build_flags),
+                flash=b.flash, ram=b.ram, embedded=b.embedded, on_a_port=b.on_a_port, src=b.glue,
+                flags=list(b.build_flags),
                 emulators=[{"name": e.name} for e in b.emulators])
 
 
