@@ -107,5 +107,5 @@ def test_device_cycles_are_also_shown_in_time_at_the_boards_clock() -> None:
 def test_the_projects_readme_names_the_offline_options(demo_project: Path) -> None:
     readme = (demo_project / "README.md").read_text()
     assert "`--offline`" in readme and "`--tinygmm-offline`" in readme and "builds native, uno\n" in readme
-    listed = re.search(r"`--tinygmm-emulator ([a-z|]+)`", readme).group(1).split("|")
+    listed = re.search(r"`--tinygmm-emulator ([a-z0-9|-]+)`", readme).group(1).split("|")  # the project's envs
     assert sorted(listed) == ["native", "qemu", "simavr"]

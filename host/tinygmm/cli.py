@@ -15,7 +15,7 @@ import numpy as np
 
 from . import __version__
 from .errors import TinyGMMError
-from .project.boards import DEFAULT_BAUD, emulators
+from .project.boards import DEFAULT_BAUD, Board, emulators
 
 COVARIANCE_CHOICES = ("full", "tied", "diag", "spherical")
 CRITERION_CHOICES = ("bic", "aic", "lrt")
@@ -234,7 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a board on a serial port (device path or pyserial URL; default with a board's -e: auto, "
                             "as for flash)")
     where.add_argument("--emulator", choices=list(emulators()),
-                       help="run the firmware here: the native build, or the uno firmware in simavr or qemu")
+                       help="run the firmware here: the native build, an AVR board's firmware in simavr (or the "
+                       "uno's in qemu), or a CPU class's in QEMU (its instruction set, float ABI and compiler, not "
+                       "a board's peripherals; `tinygmm boards` shows which class runs which board)")
     p.add_argument("--baud", type=positive_int, default=0,
                    help=f"serial speed for --port (default: the board's, {DEFAULT_BAUD} for every board tinygmm knows)")
     p.add_argument("--flash", action="store_true",
@@ -508,10 +510,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _core_dir(args: argparse.Namespace) -> Path | None:
+def _core_dir(args: argparse.Namespace, board: Board | None = None) -> Path | None:
     from .project.build import core_dir_for
 
-    return core_dir_for(args.offline)
+    return core_dir_for(args.offline, board)
 
 
 def _firmware_project(project: Path) -> Any:
@@ -530,16 +532,16 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise TinyGMMError(f"{args.project} has no env {args.env!r}; it has {', '.join(envs)} "
                            "(add a board with `tinygmm export --board`)")
     targets = [args.env] if args.env else envs
-    if args.env is None and args.offline:  # every env the offline core can build; the others named
-        for env in [e for e in envs if found.envs[e].why_not_buildable()]:
+    if args.env is None:  # every env the offline core can build; the others named (CPU classes: always offline)
+        for env in [e for e in envs if (args.offline or found.envs[e].stand_in) and found.envs[e].why_not_buildable()]:
             _print_notes([f"skipping {env}: it cannot be built offline here ({found.envs[env].why_not_buildable()})"])
             targets.remove(env)
     for env in targets:
         check_buildable(found.envs[env], args.offline)
-    core = _core_dir(args)
     for env in targets:
         fw = found.firmware(env)
-        result = run_pio(["run", "-e", env], args.project, core, extra_env=fw.build_env_vars())
+        result = run_pio(["run", "-e", env], args.project, _core_dir(args, found.envs[env]),
+                         extra_env=fw.build_env_vars())
         use = parse_memory_use(result.output)
         if use is not None:
             print(f"tinygmm: {env}: flash {use.flash} B of {use.flash_max}, RAM {use.ram} B of {use.ram_max}")
@@ -550,8 +552,8 @@ def cmd_flash(args: argparse.Namespace) -> int:
     from .project.build import flash
 
     found = _firmware_project(args.project)
-    if args.env not in found.envs or not found.envs[args.env].embedded:
-        boards = [e for e, b in found.envs.items() if b.embedded] or ["none: add one with `tinygmm export --board`"]
+    if args.env not in found.envs or not found.envs[args.env].on_a_port:
+        boards = [e for e, b in found.envs.items() if b.on_a_port] or ["none: add one with `tinygmm export --board`"]
         raise TinyGMMError(f"cannot flash env {args.env!r}; the project's boards: {', '.join(boards)}")
     if args.emulator is not None:
         return _flash_emulated(args)
@@ -563,7 +565,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
     fw = found.firmware(args.env)
     port = resolve_port(args.port, fw.board.env)  # a missing board is the first thing to say
     check_buildable(fw.board, args.offline)
-    port = flash(fw, port, _core_dir(args))
+    port = flash(fw, port, _core_dir(args, fw.board))
     print(f"tinygmm: {args.env} flashed on {port}")
     return 0
 

@@ -25,6 +25,10 @@
 #ifndef TINYGMM_RX_BUFFER_BYTES
 #if defined(ARDUINO_ARCH_ESP32)
 #define TINYGMM_RX_BUFFER_BYTES 256
+#elif defined(ARDUINO_ARCH_MBED) || defined(TEENSYDUINO)
+/* USB CDC (Nano 33 BLE, Pico on the mbed core; Teensy): the core's ring (ArduinoCore-mbed's
+ * RingBufferN<256>) is refilled from the USB endpoint, which holds the host back when it is full. */
+#define TINYGMM_RX_BUFFER_BYTES 256
 #elif defined(SERIAL_RX_BUFFER_SIZE)
 #define TINYGMM_RX_BUFFER_BYTES (SERIAL_RX_BUFFER_SIZE - 1)
 #else

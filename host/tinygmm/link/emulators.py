@@ -1,4 +1,5 @@
-"""Emulators as transports: an AVR firmware ELF in simavr (through our runner) or in qemu-system-avr.
+"""Emulators as transports: an AVR firmware ELF in simavr (through our runner) or in qemu-system-avr,
+and a CPU class's bare-metal firmware in qemu-system-arm or qemu-system-riscv32.
 
 Both build on :class:`~tinygmm.link.child.ChildTransport` (always reaped). Which emulator runs which
 board, with which CPU and clock, is the board table's (project/boards.py); the runner executable is
@@ -10,8 +11,11 @@ built by project/build.py and handed in.
 - :class:`SimavrBoard`: the same runner as a board that outlives its clients: its bootloader in
   flash, reset on request (the DTR pulse a pty cannot carry), its pty handed in turn to an uploader
   (avrdude) and to :meth:`SimavrBoard.connect`'s links.
-- :class:`QemuAvrTransport`: ``qemu-system-avr -machine uno`` with UART0 on a TCP chardev
-  (``server=on,wait=on,nodelay=on``: the guest starts when we connect), TCP_NODELAY on our side.
+- :class:`QemuTransport`: a firmware ELF in ``qemu-system-ARCH -machine M`` with UART0 on a TCP
+  chardev (``server=on,wait=on,nodelay=on``: the guest starts when we connect), TCP_NODELAY on our
+  side; with ``icount_shift`` QEMU counts instructions exactly (``-icount shift=N,align=off,sleep=off``:
+  each instruction lasts 2**N ns of virtual time, whatever the host's speed).
+- :class:`QemuAvrTransport`: the Uno's firmware in ``qemu-system-avr -machine uno``, writes paced.
 """
 from __future__ import annotations
 
@@ -255,39 +259,36 @@ class BoardLink(FdTransport):
                           + (f": {err}" if err else ""))
 
 
-class QemuAvrTransport(ChildTransport):
-    """An Uno firmware ELF in qemu-system-avr (``-machine uno``), UART0 on a TCP socket.
+class QemuTransport(ChildTransport):
+    """A firmware ELF in ``qemu`` (``-machine machine``), UART0 on a TCP socket.
 
-    QEMU waits for our connection before starting the guest (``wait=on``), so the boot banner
-    is not lost; both sides set TCP_NODELAY. QEMU has no cycle counts and runs its timers on
-    the host clock.
-
-    QEMU's USART has no baud rate: it hands the guest the next byte as soon as the previous one
-    is read, and the sketch's loop then falls behind the receive interrupt, overflowing the
-    Arduino's 64-byte ring even with the device idle. Measured here (150 pairs of 499-byte batch
-    lines each): unpaced and 115200-paced writes lost bytes in 5-25% of lines, 38400 and 19200
-    none. So writes are paced to ``baud`` (8N1, bursts of at most ``PACE_BURST`` bytes), by
-    default QEMU_BAUD = 19200; ``baud=None`` sends at once. Use simavr for link-speed figures.
+    QEMU waits for our connection before starting the guest (``wait=on``), so the boot banner is not
+    lost; both sides set TCP_NODELAY. ``firmware_option`` is how the machine loads the ELF
+    (``-kernel`` for Cortex-M and RISC-V virt, ``-bios`` for the AVR); ``icount_shift`` turns on
+    exact instruction counting; ``baud`` paces writes like a serial line (None: sent at once, right
+    for UART models that take a byte only once the firmware has read the last).
     """
 
-    def __init__(self, elf: str | os.PathLike, *, machine: str = "uno", qemu: str = "qemu-system-avr",
-                 baud: int | None = QEMU_BAUD, start_timeout: float = START_TIMEOUT,
+    def __init__(self, elf: str | os.PathLike, *, qemu: str, machine: str, firmware_option: str = "-kernel",
+                 icount_shift: int | None = None, baud: int | None = None, start_timeout: float = START_TIMEOUT,
                  extra_args: Sequence[str] = (), install_hint: str = ""):
         self.elf = Path(elf)
         self.baud = baud
         self._line_free = 0.0  # time.monotonic() when the paced line has sent everything given so far
-        self.what = f"qemu-system-avr running {self.elf.name}"
+        self.what = f"{qemu} running {self.elf.name}"
         self._sock: socket.socket | None = None
         if not self.elf.is_file():
-            raise TinyGMMError(f"{self.elf}: no firmware ELF here (build it with `tinygmm build DIR -e uno`)")
+            raise TinyGMMError(f"{self.elf}: no firmware ELF here (build it with `tinygmm build DIR -e ENV`)")
         exe = shutil.which(qemu)
         if exe is None:
             raise TinyGMMError(f"{qemu} not found" + (f" ({install_hint})" if install_hint else ""))
+        icount = ["-icount", f"shift={icount_shift},align=off,sleep=off"] if icount_shift is not None else []
         failure = ""
         for _ in range(QEMU_PORT_ATTEMPTS):
             port = _free_port()
-            self.argv = [exe, "-machine", machine, "-bios", str(self.elf), "-display", "none", "-monitor", "none",
-                         "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on", *extra_args]
+            self.argv = [exe, "-machine", machine, *icount, *extra_args, firmware_option, str(self.elf),
+                         "-display", "none", "-monitor", "none",
+                         "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"]
             self._stderr = tempfile.TemporaryFile()
             self._closed = False
             try:
@@ -304,7 +305,7 @@ class QemuAvrTransport(ChildTransport):
             self.close()
             if "in use" not in failure.lower():
                 break
-        raise TinyGMMError(f"qemu-system-avr did not start: {failure or 'no output'}")
+        raise TinyGMMError(f"{qemu} did not start: {failure or 'no output'}")
 
     def _connect(self, port: int, timeout: float) -> socket.socket | None:
         """Connected socket, or None if QEMU exited (its stderr says why)."""
@@ -317,7 +318,7 @@ class QemuAvrTransport(ChildTransport):
                 sock = socket.create_connection(("127.0.0.1", port), timeout=0.5)
             except (ConnectionRefusedError, socket.timeout):
                 if time.monotonic() > deadline:
-                    raise TinyGMMError(f"qemu-system-avr did not listen on 127.0.0.1:{port} within {timeout} s: "
+                    raise TinyGMMError(f"{self.argv[0]} did not listen on 127.0.0.1:{port} within {timeout} s: "
                                        f"{self._stderr_text()}") from None
                 time.sleep(0.02)
                 continue
@@ -383,6 +384,26 @@ class QemuAvrTransport(ChildTransport):
             self._sock = None
 
 
+class QemuAvrTransport(QemuTransport):
+    """An Uno firmware ELF in qemu-system-avr (``-machine uno``), UART0 on a TCP socket.
+
+    QEMU has no cycle counts for the AVR and runs its timers on the host clock.
+
+    QEMU's USART has no baud rate: it hands the guest the next byte as soon as the previous one
+    is read, and the sketch's loop then falls behind the receive interrupt, overflowing the
+    Arduino's 64-byte ring even with the device idle. Measured here (150 pairs of 499-byte batch
+    lines each): unpaced and 115200-paced writes lost bytes in 5-25% of lines, 38400 and 19200
+    none. So writes are paced to ``baud`` (8N1, bursts of at most ``PACE_BURST`` bytes), by
+    default QEMU_BAUD = 19200; ``baud=None`` sends at once. Use simavr for link-speed figures.
+    """
+
+    def __init__(self, elf: str | os.PathLike, *, machine: str = "uno", qemu: str = "qemu-system-avr",
+                 baud: int | None = QEMU_BAUD, start_timeout: float = START_TIMEOUT,
+                 extra_args: Sequence[str] = (), install_hint: str = ""):
+        super().__init__(elf, qemu=qemu, machine=machine, firmware_option="-bios", baud=baud,
+                         start_timeout=start_timeout, extra_args=extra_args, install_hint=install_hint)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -392,4 +413,5 @@ def _free_port() -> int:
 # -- by kind ------------------------------------------------------------------------------
 
 # The transports an emulator entry of the board table may name (Emulator.transport).
-TRANSPORTS: dict[str, type[ChildTransport]] = {"pty": PtyTransport, "simavr": SimavrTransport, "qemu": QemuAvrTransport}
+TRANSPORTS: dict[str, type[ChildTransport]] = {"pty": PtyTransport, "simavr": SimavrTransport, "qemu": QemuAvrTransport,
+                                               "qemu-system": QemuTransport}

@@ -39,10 +39,10 @@ REGISTRY_HOST = "api.registry.platformio.org"
 REGISTRY_TIMEOUT = 3.0
 
 
-def core_dir_for(offline: bool) -> Path | None:
-    """tinygmm's offline PlatformIO core when asked for (or when $TINYGMM_PIO_CORE names one), else
-    None: PlatformIO's own core."""
-    if not offline and not os.environ.get(CORE_ENV_VAR):
+def core_dir_for(offline: bool, board: Board | None = None) -> Path | None:
+    """tinygmm's offline PlatformIO core when asked for (or when $TINYGMM_PIO_CORE names one, or the
+    board is a CPU class, whose platform only that core has), else None: PlatformIO's own core."""
+    if not offline and not os.environ.get(CORE_ENV_VAR) and not (board is not None and board.stand_in):
         return None
     return provision_offline().core_dir
 
@@ -51,7 +51,7 @@ def check_buildable(board: Board, offline: bool) -> None:
     """Fail at once, naming the board and the reason, when a build cannot happen here: the offline core
     lacks the board's toolchain, or (online) PlatformIO's core lacks the board's platform and its
     registry is out of reach (PlatformIO itself would spend a minute on retries before failing)."""
-    if offline or os.environ.get(CORE_ENV_VAR):
+    if offline or os.environ.get(CORE_ENV_VAR) or board.stand_in:
         why = board.why_not_buildable()
         if why:
             raise TinyGMMError(f"{board.env} cannot be built offline here: {why}"
@@ -113,8 +113,10 @@ def flash(fw: Firmware, port: str, core_dir: Path | None = None, *, build: bool 
     from .ports import resolve_port
 
     board = fw.board
-    if not board.embedded:
-        raise TinyGMMError(f"env {fw.env!r} is not a board; nothing to flash")
+    if not board.on_a_port:
+        where = f"it runs in QEMU: tinygmm verify DIR --emulator {board.emulators[0].name}" if board.stand_in else \
+            "it runs on this computer"
+        raise TinyGMMError(f"env {fw.env!r} is not a board; nothing to flash ({where})")
     if fw.artifact is None:
         raise TinyGMMError(f"{fw.project} is a model library: flash your sketch's test build with its own tools")
     port = resolve_port(port, board.env)

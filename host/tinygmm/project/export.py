@@ -21,7 +21,7 @@ from ..device.render import render_header
 from ..model import Model, model_to_dict
 from ..resources import firmware_dir, render_template
 from ..verify.vectors import dumps_vectors, make_vectors
-from .boards import DEFAULT_BAUD, Board, emulators, get_board
+from .boards import DEFAULT_BAUD, Board, get_board
 from .generated import MANIFEST, ExportResult, write_generated  # noqa: F401 (MANIFEST: where callers look for it)
 
 MODEL_HEADER = Path("include") / "tinygmm_model.h"
@@ -51,7 +51,8 @@ def own_firmware_context(model: Model, name: str, library: str) -> dict:
 
 def _board_context(b: Board) -> dict:
     return dict(env=b.env, title=b.title, platform=b.platform, board=b.board, framework=b.framework,
-                flash=b.flash, ram=b.ram, embedded=b.embedded, src=b.glue, flags=list(b.build_flags),
+                flash=b.flash, ram=b.ram, embedded=b.embedded, on_a_port=b.on_a_port, src=b.glue,
+                flags=list(b.build_flags),
                 emulators=[{"name": e.name} for e in b.emulators])
 
 
@@ -75,10 +76,12 @@ def project_files(dev: DeviceModel, boards: Sequence[Board], X_train: np.ndarray
     model = dev.source
     files: dict[str, bytes] = {}
     fw = firmware_dir()
+    glues = {b.glue for b in (get_board("native"), *boards)}  # src/: only the glue folders its envs build
     for tree in FIRMWARE_TREES:
         for src in sorted((fw / tree).rglob("*")):
-            if src.is_file() and "__pycache__" not in src.parts:
-                files[src.relative_to(fw).as_posix()] = src.read_bytes()
+            rel = src.relative_to(fw)
+            if src.is_file() and "__pycache__" not in src.parts and not (tree == "src" and rel.parts[1] not in glues):
+                files[rel.as_posix()] = src.read_bytes()
     files["hil/test_device.py"] = SUITE.read_bytes()
     files[TEST_RUNNER] = render_test_runner().encode()
     files[MODEL_HEADER.as_posix()] = render_header(dev).encode()
@@ -91,7 +94,7 @@ def project_files(dev: DeviceModel, boards: Sequence[Board], X_train: np.ndarray
         n_components=model.n_components, covariance_type=model.covariance_type,
         boards=[_board_context(b) for b in boards], memory=memory,
         offline_envs=list(dict.fromkeys(b.env for b in [get_board("native"), *boards] if b.toolchain is not None)),
-        emulators="|".join(emulators()),
+        emulators="|".join(dict.fromkeys(e.name for b in [get_board("native"), *boards] for e in b.emulators)),
         **own_firmware_context(model, OWN_LIBRARY_NAME, f"/path/to/your/project/lib/{OWN_LIBRARY_NAME}")).encode()
     return files
 

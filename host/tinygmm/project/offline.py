@@ -5,8 +5,8 @@ The offline core is an isolated PLATFORMIO_CORE_DIR (never ~/.platformio) holdin
 * packages/tool-scons: the `SCons` package from the PyPI wheel scons==4.11.1 and a launcher;
 * for each offline toolchain of the board table (boards.py), the packages it links to Debian's
   files (for the Uno: toolchain-atmelavr -> gcc-avr/binutils-avr, framework-arduino-avr ->
-  arduino-core-avr, tool-avrdude -> avrdude), and its platform, installed by PlatformIO itself
-  from firmware/pio-offline/.
+  arduino-core-avr, tool-avrdude -> avrdude; for the CPU classes: toolchain-gccarmnoneeabi,
+  toolchain-riscv), and its platform, installed once by PlatformIO itself from firmware/pio-offline/.
 
 An offline platform's version is the board table's pin plus "+tinygmm.offline", so an exported
 project's `platform = atmelavr @ 5.1.0` resolves to it with no network, and the same ini fetches
@@ -246,8 +246,8 @@ def provision_offline(core_dir: Path | str | None = None, *, cache: Path | None 
         for tc in offline_toolchains():
             for pkg in tc.linked:
                 _make_linked(packages, pkg)
-            if tc.platform:
-                _install_platform(tmp, offline_data_dir() / "platforms" / tc.platform)
+        for platform in dict.fromkeys(tc.platform for tc in offline_toolchains() if tc.platform):  # each once
+            _install_platform(tmp, offline_data_dir() / "platforms" / platform)
         (tmp / STAMP_FILE).write_text(json.dumps(
             {"made_by": f"tinygmm {__version__} pio-offline", "fingerprint": fingerprint}, indent=2) + "\n")
         _swap_into_place(tmp, core)

@@ -75,6 +75,7 @@ class VerifyReport:
     by_kind: dict[str, list[Check]] = field(default_factory=dict)  # the same checks on each kind of vector
     per_vector: PerVector | None = field(default=None, repr=False)  # for plots; not saved
     model: Any = field(default=None, repr=False)  # the Model verified, for plots; not saved
+    scope: str = ""  # what the run proves and what not, where the target is a stand-in (a CPU class)
 
 
     @property
@@ -137,7 +138,7 @@ def format_report(r: VerifyReport) -> str:
         def per_call(op: str, v: float) -> str:
             when = f" = {v / r.clock_hz * 1e6:,.0f} us at {r.clock_hz / 1e6:g} MHz" if r.clock_hz and r.clock_unit == "cycles" else ""
             return f"{op} {v:,.0f} {r.clock_unit}{when}"
-        source = " (exact cycles of the emulated CPU)" if r.link_kind == "emulated serial" else ""
+        source = f" (exact {r.clock_unit} of the emulated CPU)" if r.link_kind == "emulated serial" else ""
         lines.append("  on the device per call: " + ", ".join(per_call(op, v) for op, v in r.cycles.items()) + source)
     if r.vectors_per_second:  # not measured where no link was used
         link = ", ".join(f"{op} {r.vectors_per_second[op]:,.0f}/s ({r.bytes_per_vector[op]:.1f} B/vector)"
@@ -147,5 +148,7 @@ def format_report(r: VerifyReport) -> str:
                  "pseudo-terminal": "; over a pseudo-terminal, no serial line: not a board's speed"}.get(
             r.link_kind, f" against a raw-payload limit of {r.link_limit:,.0f}/s" if r.link_limit else "")
         lines.append(f"  link, batch requests: {link}{where}")
+    if r.scope:
+        lines.append(f"  proves: {r.scope}")
     lines.append(("PASS" if r.passed else "FAIL") + f" in {r.seconds:.2f} s")
     return "\n".join(lines)

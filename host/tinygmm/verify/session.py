@@ -28,7 +28,7 @@ from ..device.fold import DeviceModel, fold
 from ..errors import TinyGMMError
 from ..link.client import Device
 from ..model import Model, load
-from ..project.boards import Board, Emulator, get_board, get_emulator
+from ..project.boards import BOARDS, Board, Emulator, get_board, get_emulator, run_scope
 from ..project.build import bootloader_image, check_buildable, core_dir_for, ensure_built, flash, simavr_runner
 from ..project.firmware import MODEL_FILE, VECTORS_FILE, Firmware, read_firmware_project
 from ..status import OPS
@@ -112,7 +112,7 @@ def resolve_target(env: str | None, port: str | None, emulator: str | None, *, b
             raise TinyGMMError("say where the firmware runs: -e ENV for a board on the only port that looks like it, "
                                "--port PORT, or --emulator " + "|".join(emulators()))
         board = board_of(env)  # a board is found on its port, as `tinygmm flash` finds it; native runs here
-        port, emulator = ("auto", None) if board.embedded else (None, board.emulators[0].name)
+        port, emulator = ("auto", None) if board.on_a_port else (None, board.emulators[0].name)
     emu = None
     if emulator is not None:
         emu, runs = get_emulator(emulator)
@@ -123,13 +123,19 @@ def resolve_target(env: str | None, port: str | None, emulator: str | None, *, b
                                    f"(the project's {runs.env} envs: {', '.join(matching) or 'none'})")
             env = matching[0]
         elif (envs[env].env if envs is not None and env in envs else env) != runs.env:
-            raise TinyGMMError(f"the {emulator} emulator runs the {runs.env} env, not {env!r}")
+            claimed = envs[env] if envs is not None and env in envs else BOARDS.get(env)
+            hint = ""
+            if claimed is not None and claimed.class_emulator == emulator:  # a board of the class it runs
+                hint = (f"; it runs {env}'s CPU class: export the project with --board {runs.env} and "
+                        f"verify that env (the instruction set, float ABI and compiler, not the board)")
+            raise TinyGMMError(f"the {emulator} emulator runs the {runs.env} env, not {env!r}{hint}")
     if env is None:
         raise TinyGMMError("name the board's env with -e (e.g. -e uno): a serial port can hold any board")
     board = board_of(env)
-    if port is not None and not board.embedded:
+    if port is not None and not board.on_a_port:
         native = ", ".join(e.name for e in board.emulators)
-        raise TinyGMMError(f"the {env} env runs on this computer: use --emulator {native}, not --port")
+        where = "in QEMU (a CPU class, no board)" if board.stand_in else "on this computer"
+        raise TinyGMMError(f"the {env} env runs {where}: use --emulator {native}, not --port")
     return Target(board, port, emu, baud, reset, build_env=env)
 
 
@@ -316,7 +322,7 @@ class VerifySession:
             raise TinyGMMError(f"{fw.model_dir / VECTORS_FILE} holds vectors of model {vectors.model_id} "
                                f"({vectors.X.shape[1]} features), but the model beside it is {model.model_id} "
                                f"({model.n_features} features): export it again (`tinygmm export`)")
-        return cls(fw, model, vectors, target, core_dir_for(offline))
+        return cls(fw, model, vectors, target, core_dir_for(offline, target.board))
 
     def build(self) -> Path:
         """The firmware's build (its test build in a user's project), made when needed."""
@@ -352,9 +358,11 @@ class VerifySession:
         target = self.target
         untimed = ("--no-bench" if not bench else
                    f"{target.emulator.name} has no cycle-accurate clock" if target.emulator else "")
-        return run_suite(dev, self.folded, self.vectors, target=target.env, transport=target.transport_name,
-                         bench=bench and target.timed, baud=target.link_baud, untimed=untimed,
-                         clock_hz=target.board.clock_hz, link_kind=target.link_kind)
+        report = run_suite(dev, self.folded, self.vectors, target=target.env, transport=target.transport_name,
+                           bench=bench and target.timed, baud=target.link_baud, untimed=untimed,
+                           clock_hz=target.board.clock_hz, link_kind=target.link_kind)
+        report.scope = run_scope(target.board)
+        return report
 
     def close(self) -> None:
         """Stop the emulated board this session started, if any."""
