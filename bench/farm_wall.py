@@ -27,6 +27,7 @@ def project(workdir: Path) -> Path:
     from tinygmm.model import Model
     from tinygmm.project.build import core_dir_for, ensure_built
     from tinygmm.project.export import export_project
+    from tinygmm.project.firmware import read_firmware_project
 
     out = workdir / "project"
     if not (out / ".pio" / "build" / "uno" / "firmware.elf").is_file():
@@ -34,7 +35,7 @@ def project(workdir: Path) -> Path:
         model = Model.from_gmm(GaussianMixture(16, covariance_type="full", random_state=0).fit(X), X_train=X)
         export_project(model, ["uno", "native"], out, X_train=X, force=True)
         for env in ("uno", "native"):
-            ensure_built(out, env, core_dir_for(True))
+            ensure_built(read_firmware_project(out).firmware(env), core_dir_for(True))
     return out
 
 

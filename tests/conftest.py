@@ -18,6 +18,19 @@ MALL_CSV = Path(os.environ.get("TINYGMM_MALL_CSV")
                 or Path(__file__).resolve().parents[2] / "shared" / "data" / "Mall_Customers.csv")
 
 
+def fit_demo_model(k: int = 3, seed: int = 0, shift: float = 0.0):
+    """A model of the built-in demo data (moved by ``shift``), standardised, fitted with k components."""
+    from tinygmm import GaussianMixture
+    from tinygmm.data import demo_data
+    from tinygmm.model import Model, Scaler
+
+    X, names = demo_data()
+    X = X + shift
+    scaler = Scaler.fit(X)
+    gmm = GaussianMixture(k, random_state=seed).fit(scaler.transform(X))
+    return Model.from_gmm(gmm, scaler=scaler, feature_names=names, X_train=scaler.transform(X))
+
+
 def require(condition: bool, what: str) -> None:
     """Skip the test saying ``what`` is missing; under CI=true a missing tool is a failure."""
     if not condition:

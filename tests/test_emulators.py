@@ -239,7 +239,14 @@ def test_runner_builds_warning_free_and_is_rebuilt_when_its_source_changes(tmp_p
     edited.write_text(source.read_text() + "\n/* edited */\n")
     monkeypatch.setattr(build, "runner_source", lambda: edited)
     second = simavr_runner(bin_dir=tmp_path)
-    assert second != first and second.is_file() and not first.exists()
+    assert second != first and second.is_file() and first.exists()  # another checkout may be running it
+    day_old = time.time() - build.STALE_BUILD_SECONDS - 60
+    os.utime(first, (day_old, day_old))
+    monkeypatch.setattr(build, "runner_source", lambda: source)
+    assert simavr_runner(bin_dir=tmp_path) == first  # a build of these sources is rebuilt...
+    os.utime(second, (day_old, day_old))
+    simavr_runner(bin_dir=tmp_path, rebuild=True)
+    assert not second.exists()  # ...and one of other sources a day old is removed
 
 
 def test_missing_tools_name_the_debian_packages(built: Built, tmp_path: Path, monkeypatch) -> None:

@@ -21,6 +21,7 @@ from tinygmm.errors import TinyGMMError
 from tinygmm.link import client
 from tinygmm.project.boards import get_emulator
 from tinygmm.project.build import SIMAVR_HEADER, ensure_built, simavr_runner
+from tinygmm.project.firmware import read_firmware_project
 from tinygmm.verify.compare import CHECK_NAMES
 from tinygmm.verify.farm import target_specs
 from tinygmm.verify.session import verify_project
@@ -49,7 +50,7 @@ def uno_project(demo_project: Path, pio_core, monkeypatch) -> Path:
     missing = get_board("uno").missing_tools()
     require(not missing, "the uno build needs apt-get install " + " ".join(missing))
     monkeypatch.setenv("TINYGMM_PIO_CORE", str(pio_core.core_dir))
-    ensure_built(demo_project, "uno", pio_core.core_dir)
+    ensure_built(read_firmware_project(demo_project).firmware("uno"), pio_core.core_dir)
     return demo_project
 
 

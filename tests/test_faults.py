@@ -20,11 +20,15 @@ from tinygmm.verify.vectors import load_vectors
 
 
 @pytest.fixture
-def native(demo_project: Path):
-    """(program, model, vectors) of the demo project built for native."""
+def native(demo_project: Path, pio_core):
+    """(program, model, vectors) of the demo project built for native (rebuilt if another test's
+    build of the shared project made PlatformIO clean its build folder)."""
+    from tinygmm.project.build import ensure_built
+    from tinygmm.project.firmware import read_firmware_project
+
     project = demo_project
-    return (project / ".pio" / "build" / "native" / "program", load(project / "model.json"),
-            load_vectors(project / "test_vectors.json"))
+    program = ensure_built(read_firmware_project(project).firmware("native"), pio_core.core_dir)
+    return program, load(project / "model.json"), load_vectors(project / "test_vectors.json")
 
 
 class ResettingTransport(PipeTransport):

@@ -2,6 +2,7 @@
 offline builds are discoverable, and the command line is consistent across subcommands."""
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -79,3 +80,32 @@ def test_the_readmes_python_runs_as_written(tmp_path: Path, monkeypatch) -> None
 
     model = load(tmp_path / "model.json")
     assert model.scaler is not None  # the saved model standardises, as the tutorial advises
+
+
+def test_verify_explains_its_terms(demo_project: Path, pio_core, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("TINYGMM_PIO_CORE", str(pio_core.core_dir))
+    assert main(["verify", str(demo_project), "--emulator", "native", "--no-bench"]) == 0
+    out = capsys.readouterr().out
+    assert "float32 twin (the host's exact model of the device's arithmetic)" in out
+    assert "error/bound: the largest error as a share of what float32 rounding can explain" in out
+    assert "certified float32 ties: 200 (boundary 200): inputs whose two best components" in out
+    assert "(shown, not required:" in out
+    assert "not timed (--no-bench)" in out and "over a pseudo-terminal, no serial line" in out
+
+
+def test_device_cycles_are_also_shown_in_time_at_the_boards_clock() -> None:
+    from tinygmm.verify.report import VerifyReport, format_report
+
+    r = VerifyReport(model_id="0" * 16, target="uno", transport="port /dev/ttyACM0", n_vectors=1, kinds={"sample": 1},
+                     checks=[], certified_ties=0, bit_exact={}, cycles={"predict": 6968.0}, clock_unit="cycles",
+                     clock_hz=16e6, vectors_per_second={"predict": 900.0, "score": 600.0},
+                     bytes_per_vector={"predict": 11.3, "score": 11.3}, link_limit=1440.0)
+    text = format_report(r)
+    assert "predict 6,968 cycles = 436 us at 16 MHz" in text and "against a raw-payload limit of 1,440/s" in text
+
+
+def test_the_projects_readme_names_the_offline_options(demo_project: Path) -> None:
+    readme = (demo_project / "README.md").read_text()
+    assert "`--offline`" in readme and "`--tinygmm-offline`" in readme and "builds native, uno\n" in readme
+    listed = re.search(r"`--tinygmm-emulator ([a-z0-9|-]+)`", readme).group(1).split("|")  # the project's envs
+    assert sorted(listed) == ["native", "qemu", "simavr"]

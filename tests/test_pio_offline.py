@@ -252,11 +252,14 @@ def test_failure_reaches_the_user_whole(offline_core, project):
 
 
 def _link_uno_package_to(monkeypatch, package: str, source: Path) -> None:
-    """The uno's offline toolchain with one linked package made from ``source`` instead of Debian's folder."""
+    """The uno's offline toolchain (and every board sharing it) with one linked package made from ``source``
+    instead of Debian's folder."""
     uno = boards.BOARDS["uno"]
     linked = tuple(dataclasses.replace(p, source=source) if p.name == package else p for p in uno.toolchain.linked)
-    monkeypatch.setitem(boards.BOARDS, "uno", dataclasses.replace(
-        uno, toolchain=dataclasses.replace(uno.toolchain, linked=linked)))
+    toolchain = dataclasses.replace(uno.toolchain, linked=linked)
+    for b in list(boards.BOARDS.values()):
+        if b.toolchain == uno.toolchain:
+            monkeypatch.setitem(boards.BOARDS, b.env, dataclasses.replace(b, toolchain=toolchain))
 
 
 def test_missing_avr_gcc_says_what_to_install(tmp_path, monkeypatch, project):

@@ -92,6 +92,30 @@ def contour_sets(ax) -> list:
     return [c for c in ax.collections if isinstance(c, ContourSet)]
 
 
+def legend_texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def assert_inside_the_picture(fig) -> None:
+    """The title, axis labels, tick labels and legends are drawn wholly inside the figure (none clipped)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.bbox.width, fig.bbox.height
+    artists = [fig._suptitle] + [a for ax in fig.axes for a in (ax.xaxis.label, ax.yaxis.label, ax.title,
+                                                               ax.get_legend()) if a is not None]
+    for ax in fig.axes:  # the tick labels drawn: those within the view
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            artists += [t.label1 for t in axis.get_major_ticks() if lo <= t.get_loc() <= hi and t.label1.get_visible()]
+    for artist in artists:
+        if not artist.get_visible() or (hasattr(artist, "get_text") and not artist.get_text()):
+            continue
+        box = artist.get_window_extent(renderer)
+        text = artist.get_text() if hasattr(artist, "get_text") else type(artist).__name__
+        assert box.x0 >= -0.5 and box.y0 >= -0.5 and box.x1 <= width + 0.5 and box.y1 <= height + 0.5, \
+            f"{text!r} is clipped: {box} in a {width}x{height} picture"
+
+
 # -- cluster plot ---------------------------------------------------------------------------
 
 
@@ -109,24 +133,78 @@ def test_cluster_figure_labels_and_artists(mpl, blobs_csv: Path) -> None:
 
     data = load_csv(blobs_csv)
     model = fitted(data.X, data.feature_names, 3, "full")
-    fig = mpl.cluster_figure(model, data.X)
+    model.metadata["data"] = "blobs.csv"
+    fig = mpl.cluster_figure(model, data.X, units={"Age": "years"}, data="other.csv")
     ax = fig.axes[0]
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("Age", "Spending Score (1-100)")
-    assert "k=3" in fig._suptitle.get_text() and "full covariance" in fig._suptitle.get_text()
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("Age (years)", "Spending Score (1-100)")
+    title = fig._suptitle.get_text()
+    assert "k=3" in title and "full covariance" in title
+    assert "fitted to blobs.csv" in title and f"the {len(data.X)} rows of other.csv" in title
+    model.metadata["data"] = "Mall_Customers.csv"  # the tutorial's title: one line more, nothing clipped
+    assert_inside_the_picture(mpl.cluster_figure(model, data.X, data="Mall_Customers.csv"))
+    model.metadata["data"] = "blobs.csv"
+    assert "negative log-likelihood (nats)" in title
     assert len(ellipses(ax, 1)) == len(ellipses(ax, 2)) == 3
     assert np.allclose(means_markers(ax), model.means * model.scaler.scale + model.scaler.mean)
     nll, threshold = contour_sets(ax)  # the log-spaced levels, then the anomaly threshold
-    assert len(nll.levels) == mpl.N_LEVELS
-    excess = np.diff(nll.levels - nll.levels[0] + mpl.LOWEST_EXCESS)
-    assert np.allclose(excess[1:] / excess[:-1], excess[1] / excess[0])  # geometric spacing
-    assert len(threshold.levels) == 1
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    low = float(mpl.mixture_nll(means_markers(ax), model.weights, *mpl.raw_components(model)).min())
+    assert len(nll.levels) == mpl.N_LEVELS and nll.levels[0] > low - 0.2
+    # dark lines over a white halo, whatever the component colours, each level labelled with its value
+    assert all(max(rgba[:3]) < 0.4 for rgba in nll.get_edgecolor())
+    assert nll.get_path_effects() and threshold.get_path_effects()
+    labels = {t.get_text() for t in ax.texts}
+    assert {mpl._format_level(v) for v in nll.levels[:3]} <= labels
+    # the threshold: the model's value, in the units it applies to, and where it lies on the contours' scale
+    shift = float(np.sum(np.log(model.scaler.scale)))
+    assert np.isclose(threshold.levels[0], -model.anomaly_threshold + shift)
+    legend = legend_texts(ax)
     assert legend[:3] == [f"component {k} (weight {model.weights[k]:.2f})" for k in range(3)]
-    assert {"component means", "1\u03c3 ellipse", "2\u03c3 ellipse", "anomaly threshold"} <= set(legend)
+    assert {"component means", "1\u03c3 ellipse", "2\u03c3 ellipse"} <= set(legend)
+    (entry,) = [t for t in legend if t.startswith("anomaly threshold")]
+    value = f"{round(model.anomaly_threshold, 3):.6g}".replace("-", "\u2212")
+    assert f"log-likelihood {value}\nof the scaled input" in entry
+    assert f"{round(threshold.levels[0], 2):.6g} on the contours' scale" in entry
+    assert any(t.startswith("negative log-likelihood (nats)") for t in legend)
     # every point is drawn once, in the colour of its predicted component
     labels = model.predict(data.X)
     points = [c for c in ax.collections if (c.get_label() or "").startswith("component ") and c.get_gid() != "means"]
     assert [len(c.get_offsets()) for c in points] == [int(np.sum(labels == k)) for k in range(3)]
+    assert_inside_the_picture(fig)
+
+
+@pytest.mark.parametrize("low,high", [(7.17, 36.4), (-1234.5678, -1100.0), (0.0, 0.1), (3.1415926, 3.44),
+                                      (1e6 + 0.03, 1e6 + 500.0), (-2.3456, 1e4)])
+def test_contour_levels_are_round_and_log_spaced(mpl, low: float, high: float) -> None:
+    levels = mpl.contour_levels(low, high)
+    assert len(levels) == mpl.N_LEVELS and levels[0] > low and np.all(np.diff(levels) > 0)
+    target = low + np.geomspace(mpl.LOWEST_EXCESS, max(high - low, 4 * mpl.LOWEST_EXCESS), mpl.N_LEVELS)
+    gaps = np.diff(target, prepend=low)
+    gaps[0] = min(gaps[0], gaps[1])
+    for level, aim, gap in zip(levels, target, gaps):  # the geometric level, to one digit of its gap
+        assert abs(level - aim) <= gap / 2 + 1e-9 * abs(aim)
+        assert len(mpl._format_level(level).lstrip("\u2212")) <= len(f"{abs(low):.0f}") + 4
+
+
+def test_units_come_from_the_model_or_the_command_line(mpl, blobs_csv: Path, tmp_path: Path, capsys) -> None:
+    model_path = tmp_path / "model.json"
+    assert main(["fit", str(blobs_csv), "-k", "2", "--units", "Age=years", "-o", str(model_path)]) == 0
+    model = load(model_path)
+    assert model.metadata["units"] == {"Age": "years"} and model.metadata["data"] == "blobs.csv"
+    fig = mpl.cluster_figure(model, model.means)  # the model's units
+    assert fig.axes[0].get_xlabel() == "Age (years)"
+    fig = mpl.cluster_figure(model, model.means, units={"Age": "yr", "Spending Score (1-100)": "1-100"})
+    assert (fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()) == ("Age (yr)", "Spending Score (1-100)")
+    assert mpl.parse_units("1=points, Age = years", model.feature_names) == {"Spending Score (1-100)": "points",
+                                                                              "Age": "years"}
+    assert mpl.axis_label("Annual Income (k$)", "k$") == "Annual Income (k$)"
+    out = tmp_path / "clusters.png"
+    assert main(["plot", str(model_path), str(blobs_csv), "--units", "Age=decades", "-o", str(out)]) == 0
+    capsys.readouterr()
+    for units, error in (("Age", "'Age' is not NAME=UNIT"), ("Income=k$", "no feature 'Income'")):
+        for argv in (["plot", str(model_path), str(blobs_csv), "--units", units, "-o", str(out)],
+                     ["fit", str(blobs_csv), "-k", "2", "--units", units, "-o", str(tmp_path / "m2.json")]):
+            assert main(argv) == 1
+            assert error in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("cov", ["full", "tied", "diag", "spherical"])
@@ -163,7 +241,11 @@ def test_more_features_make_a_pair_grid_or_the_two_named(mpl, tmp_path: Path) ->
                 assert not ax.axison
     assert [grid[2, c].get_xlabel() for c in range(3)] == names
     assert [grid[r, 0].get_ylabel() for r in (1, 2)] == names[1:]
-    assert len(grid[0, 2].get_legend().get_texts()) == 3 + 3  # components, means, 1 and 2 sigma
+    # components, means, 1 and 2 sigma, contours
+    assert len(grid[0, 2].get_legend().get_texts()) == 3 + 3 + 1
+    title = fig._suptitle.get_text()
+    assert "pairwise marginals" in title and "\n" in title
+    assert_inside_the_picture(fig)  # at the default size, nothing (the subtitle) clipped
 
     csv = write_csv(tmp_path / "three.csv", X, names)
     model_path = tmp_path / "model.json"
@@ -203,14 +285,24 @@ def test_select_plot_marks_k_and_the_critical_values(mpl, blobs_csv: Path, tmp_p
         fig = mpl.selection_figure(sel, alpha=0.01)
         ic, lrt = fig.axes
         assert ic.get_xlabel() == "number of components k"
-        assert [line.get_label() for line in ic.lines[:2]] == ["BIC", "AIC"]
+        assert [line.get_label().split(" ")[0] for line in ic.lines[:2]] == ["BIC", "AIC"]
         assert list(ic.lines[0].get_ydata()) == [r.bic for r in sel.rows]
         (chosen,) = [line for ax in fig.axes for line in ax.lines if line.get_gid() == "chosen"]
         assert chosen.get_xdata()[0] == sel.best_k
         (critical,) = [line for line in lrt.lines if line.get_gid() == "critical"]
         assert np.allclose(critical.get_ydata(), [chi2.isf(0.01, r.lrt_df) for r in sel.rows[:-1]])
         assert "\u03b1=0.01" in critical.get_label()
+        # the critical value printed on the panel (one df per step here: 2-D full covariance, 6)
+        value = chi2.isf(0.01, 6)
+        assert {r.lrt_df for r in sel.rows[:-1]} == {6} and f"{value:.2f}" in critical.get_label()
+        (printed,) = [t for t in lrt.texts if t.get_gid() == "critical-value"]
+        assert printed.get_text() == f"\u03c7\u00b2(6) at \u03b1=0.01: {value:.2f}"
         assert f"chosen k={sel.best_k}" in fig._suptitle.get_text()
+        assert_inside_the_picture(fig)
+    # the CLI's picture names its data and columns
+    sel = select_n_components(Scaler.fit(X).transform(X), range(1, 4), random_state=0)
+    title = mpl.selection_figure(sel, data="blobs.csv", columns=["Age", "Score"])._suptitle.get_text()
+    assert title.startswith("Choosing k for Age, Score of blobs.csv: k=1..3")
 
 
 # -- verify plot ----------------------------------------------------------------------------
@@ -235,7 +327,7 @@ def test_verify_plot_from_a_native_build(mpl, tmp_path: Path, pio_core, monkeypa
 def test_verify_figure_highlights_failures_and_ties(mpl, tmp_path: Path) -> None:
     from tinygmm.device.twin import DeviceTwin
     from tinygmm.verify.vectors import make_vectors
-    from tinygmm.verify.compare import compare
+    from tinygmm.verify.compare import VALUE_CHECKS, compare
     from tinygmm.verify.report import VerifyReport
 
     X, names = demo_data()
@@ -251,15 +343,36 @@ def test_verify_figure_highlights_failures_and_ties(mpl, tmp_path: Path) -> None
     report = VerifyReport(model_id=model.model_id, target="native", transport="test", n_vectors=len(vectors.X),
                           kinds={}, checks=checks, **figures)
     assert not report.passed and sorted(np.flatnonzero(report.per_vector.failed)) == sorted(wrong)
+    model.metadata["data"] = "blobs.csv"
     fig = mpl.verify_figure(report, model)
-    scatter, errors = fig.axes
-    by_gid = {c.get_gid(): c for c in scatter.collections}
-    assert len(by_gid["failures"].get_offsets()) == 7
-    assert len(by_gid["ties"].get_offsets()) == int(report.per_vector.certified_tie.sum()) > 0
-    assert scatter.get_xlabel().startswith("host score") and scatter.get_ylabel().startswith("device score")
-    assert errors.get_xlabel() == "|device \u2212 host| / error bound"
-    assert fig._suptitle.get_text().startswith("FAIL: model ") and "k=3, full covariance" in fig._suptitle.get_text()
-    assert errors.get_title().startswith("score error vs float64\nmax ")
+    errors, table = fig.axes
+    by_gid = {c.get_gid(): c for c in errors.collections}
+    # per vector: |device - host| / bound, with the bound at 1
+    pv = report.per_vector
+    share = np.abs(pv.device_score - pv.host_score) / pv.score_bound
+    failures = by_gid["failures"].get_offsets()
+    assert len(failures) == 7 and np.allclose(np.sort(failures[:, 1]), np.sort(share[wrong]))
+    assert np.all(failures[:, 1] > 1.0)
+    for n, kind in enumerate(dict.fromkeys(pv.kinds)):
+        mine = (np.asarray(pv.kinds) == kind) & np.isfinite(share) & ~pv.failed
+        drawn = by_gid[f"kind-{kind}"].get_offsets()
+        assert np.allclose(drawn[:, 1], np.maximum(share[mine], mpl.ERROR_FLOOR))
+        assert np.all((n < drawn[:, 0]) & (drawn[:, 0] < n + 1))  # each kind in its own slot
+    (bound,) = [line for line in errors.lines if line.get_gid() == "bound"]
+    assert list(bound.get_ydata()) == [1.0, 1.0] and errors.get_yscale() == "log"
+    assert len(by_gid["ties"].get_offsets()) == int(pv.certified_tie.sum()) > 0
+    assert errors.get_ylabel() == "score: |device \u2212 host| / error bound"
+    assert errors.get_title().startswith("score error against its bound per vector: max ")
+    # each check's worst error/bound: the score column of every vector shows its 7 failures
+    (cells,) = [im for im in table.images if im.get_gid() == "worst"]
+    columns = [t.get_text() for t in table.get_xticklabels()]
+    assert columns == ["statuses", "predict", "log_joint", "score", "proba", "anomaly"]
+    (score,) = [c for c in report.checks if c.name == VALUE_CHECKS["score"]]
+    assert np.isclose(cells.get_array()[0, columns.index("score")], score.worst) and score.worst > 1.0
+    assert f"7 fail\n{score.worst:.2g}" in [t.get_text() for t in table.texts]
+    title = fig._suptitle.get_text()
+    assert title.startswith("FAIL: model ") and "k=3, full covariance, fitted to blobs.csv" in title
+    assert_inside_the_picture(fig)
     # a report read back from JSON has no per-vector results: said plainly
     from tinygmm.errors import TinyGMMError
 

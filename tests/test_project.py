@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import require_programs
-from tinygmm import GaussianMixture
+from conftest import fit_demo_model, require_programs
 from tinygmm.device.fold import fold
 from tinygmm.project.boards import BOARDS
 from tinygmm.data import demo_data
 from tinygmm.errors import TinyGMMError
 from tinygmm.device.memory import memory_report
-from tinygmm.model import Model, Scaler, load
+from tinygmm.model import Model, load
 from tinygmm.project.pio import lint_ini, parse_memory_use, run_pio
 from tinygmm.project.export import MANIFEST, MODEL_HEADER, export_project
 from tinygmm.resources import firmware_dir
@@ -28,10 +27,7 @@ SHIM = Path(__file__).resolve().parent / "shims"
 
 @pytest.fixture(scope="module")
 def model() -> Model:
-    X, names = demo_data()
-    scaler = Scaler.fit(X)
-    gmm = GaussianMixture(3, random_state=0).fit(scaler.transform(X))
-    return Model.from_gmm(gmm, scaler=scaler, feature_names=names, X_train=scaler.transform(X))
+    return fit_demo_model()
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +144,8 @@ def test_esp32_glue_compiles_for_the_host_with_an_arduino_shim(tmp_path: Path, m
     export_project(model, ["esp32dev"], p)
     assert lint_ini(p / "platformio.ini") == []
     sources = [p / "src" / "arduino" / "main.cpp", *sorted((p / "lib").rglob("*.c")), *sorted((p / "lib").rglob("*.cpp"))]
-    cmd = ["g++", "-std=c++11", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-DARDUINO_ARCH_ESP32",
-           "-DTINYGMM_TARGET=\"esp32dev\"", "-DTINYGMM_BAUD=115200", f"-I{SHIM}", f"-I{p / 'include'}",
+    cmd = ["g++", "-std=c++11", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-DARDUINO=10819", "-DARDUINO_ARCH_ESP32",
+           "-DTINYGMM_PROTO", "-DTINYGMM_TARGET=\"esp32dev\"", "-DTINYGMM_BAUD=115200", f"-I{SHIM}", f"-I{p / 'include'}",
            *(f"-I{d}" for d in sorted((p / "lib").iterdir())), "-x", "c++", *map(str, sources),
            str(SHIM / "arduino_shim.cpp"), "-o", str(tmp_path / "esp32_glue")]
     proc = subprocess.run(cmd, capture_output=True, text=True)

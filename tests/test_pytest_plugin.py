@@ -77,3 +77,21 @@ def test_a_failing_device_test_carries_the_device_log(pytester, project) -> None
                                            "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*tinygmm device log*", "*hello*"])
+
+
+def test_the_suite_flashes_the_emulated_uno_first(pytester, project, pio_core, monkeypatch) -> None:
+    """--tinygmm-flash: the upload through avrdude and Optiboot, then the suite on that emulated board."""
+    from conftest import require
+    from tinygmm.project.boards import BOARDS
+    from tinygmm.project.build import SIMAVR_HEADER
+
+    missing = BOARDS["uno"].missing_tools() + BOARDS["uno"].toolchain.missing_uploader()
+    require(not missing and SIMAVR_HEADER.is_file(), "flashing the emulated uno needs avr-gcc, avrdude and simavr")
+    monkeypatch.setenv("TINYGMM_PIO_CORE", str(pio_core.core_dir))
+    result = run(pytester, project, "--tinygmm-emulator", "simavr", "--tinygmm-flash", "--tinygmm-offline", "-s")
+    result.assert_outcomes(passed=SUITE_TESTS)
+    result.stdout.fnmatch_lines(["*bytes of flash verified*"])
+    failed = pytester.runpytest_subprocess("hil", "--tinygmm-project", str(project), "-p", "no:cacheprovider",
+                                           "--tinygmm-emulator", "qemu", "--tinygmm-flash", "--tinygmm-offline")
+    failed.assert_outcomes(errors=1, skipped=SUITE_TESTS - 1)  # reported once
+    failed.stdout.fnmatch_lines(["*the upload failed: the qemu emulator loads the firmware itself*"])

@@ -118,6 +118,10 @@ def test_the_tutorial_runs_the_whole_path() -> None:
                    "--emulator simavr", "--emulator qemu"):
         assert needed in run, needed
     assert any(s.parse_only == "needs a board" and "flash" in s.argv for s in STEPS)
+    # the flashing section runs against the emulated Uno: an upload alone, and one verified
+    flashes = [s.argv for s in STEPS if not s.parse_only and s.kind == "sh"
+               and ("flash" in s.argv[1:2] or "--flash" in s.argv) and "simavr" in s.argv]
+    assert [a[1] for a in flashes] == ["flash", "verify"], flashes
 
 
 def test_the_readme_links_the_tutorial_and_shows_its_plots() -> None:
@@ -144,9 +148,12 @@ def _require_tools(argv: list[str]) -> None:
     from tinygmm.project.build import SIMAVR_HEADER
 
     env = argv[argv.index("-e") + 1] if "-e" in argv else None
-    if argv[1] in ("build", "verify") and env == "uno":
+    if argv[1] in ("build", "verify", "flash") and env == "uno":
         missing = BOARDS["uno"].missing_tools()
         require(not missing, "the uno build needs apt-get install " + " ".join(missing))
+    if argv[1] == "flash" or "--flash" in argv:
+        missing = BOARDS["uno"].toolchain.missing_uploader()
+        require(not missing, "uploads need apt-get install " + " ".join(missing))
     if argv[1] in ("build", "verify") and env == "native":
         require_programs("gcc", install="apt-get install gcc")
     if "simavr" in argv:

@@ -12,7 +12,7 @@
  *     gmm_model_bias: 12
  *     gmm_model_offset: 24
  *     gmm_model_factor: 36
- *   model struct 21 on uno, 36 on esp32dev, 64 on native (flash)
+ *   model struct 21 on uno/nano/mega2560, 36 on esp32dev/esp32-s3/esp32-c3/nano33ble/pico/teensy41/nucleo_f401re/cortex-m4f/cortex-m7/cortex-m0/rv32imc, 64 on native (flash)
  *   model id string 17 (flash); static RAM 0
  * Constants are float32 values written with 9 significant digits: each parses back to
  * the identical float32 the host twin uses.

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import __version__
 from .errors import TinyGMMError
-from .project.boards import DEFAULT_BAUD, emulators
+from .project.boards import DEFAULT_BAUD, Board, emulators
 
 COVARIANCE_CHOICES = ("full", "tied", "diag", "spherical")
 CRITERION_CHOICES = ("bic", "aic", "lrt")
@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection_args(p)
     p.add_argument("--anomaly-percentile", type=percentile, default=1.0, metavar="P",
                    help="anomaly threshold: this percentile of the training log-likelihoods (default: 1)")
+    p.add_argument("--units", metavar="NAME=UNIT,...",
+                   help='units of columns, kept in the model for its pictures: "Age=years" (a name that ends with '
+                   "its unit, as \"Annual Income (k$)\", needs none)")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="model.json", help="where to write the model")
     p.set_defaults(func=cmd_fit)
 
@@ -146,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-missing", action="store_true", help="skip rows with empty/NA/nan cells instead of failing")
     p.add_argument("--features", metavar="A,B",
                    help="model features to draw, by name or 0-based index (default: all of them)")
+    p.add_argument("--units", metavar="NAME=UNIT,...",
+                   help='units for the axes: "Age=years" (default: those `tinygmm fit --units` kept in the model; '
+                   "the column name alone where none is known)")
     p.add_argument("-o", "--output", "--plot", dest="output", required=True, type=Path, metavar="clusters.png",
                    help="where to write the picture (.png, .svg or .pdf); --plot as in select and verify")
     p.set_defaults(func=cmd_plot)
@@ -170,14 +176,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to make it (default: $TINYGMM_PIO_CORE or ~/.cache/tinygmm/pio-core)")
     p.set_defaults(func=cmd_pio_offline)
 
-    p = sub.add_parser("export", help="write a PlatformIO project for a model and boards",
+    p = sub.add_parser("export", help="write a PlatformIO project, or a library for your own firmware, for a model",
                        description="Render a PlatformIO project (firmware, model header, platformio.ini with one env "
-                       "per board plus native, test vectors, README). Re-exporting rewrites only the files tinygmm "
-                       "generated.")
+                       "per board plus native, test vectors, README), or with --library a library for your own "
+                       "firmware (PlatformIO and Arduino IDE: the core, the model header, the protocol for test "
+                       "builds, an example sketch, a .zip). Re-exporting rewrites only the files tinygmm generated.")
     p.add_argument("model", type=Path, metavar="model.json")
     p.add_argument("--board", action="append", default=[], metavar="BOARD", dest="boards",
-                   help="a board to build for (repeatable; see `tinygmm boards`); native is always included")
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="project folder")
+                   help="a board to build for (repeatable; see `tinygmm boards`); native is always included. "
+                   "With --library: boards to check the model fits")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", type=Path, metavar="DIR", help="project folder")
+    where.add_argument("--library", type=Path, metavar="DIR",
+                       help="library folder, e.g. your project's lib/NAME (its README says how to use it)")
+    p.add_argument("--name", metavar="NAME",
+                   help="with --library: the model's name in its C identifiers and the library's (default: DIR's name)")
     p.add_argument("--data", metavar="DATA.csv", help="training data: its rows become test vectors too")
     p.add_argument("--columns", help="columns of --data, as for `tinygmm fit` (default: the model's feature names)")
     p.add_argument("--drop-missing", action="store_true", help="skip rows of --data with empty/NA/nan cells")
@@ -185,19 +198,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("build", help="build an exported project with PlatformIO (pio run)",
-                       description="Run `pio run` for one env (default: every env that builds here).")
+                       description="Run `pio run` for one env (default: every env that builds here). A user's own "
+                       "project using a model library: its test build (-DTINYGMM_PROTO), the one verify runs.")
     p.add_argument("project", type=Path, metavar="DIR")
     p.add_argument("-e", "--env", metavar="ENV", help="PlatformIO env (board) to build")
     p.add_argument("--offline", action="store_true",
                    help="use tinygmm's offline PlatformIO core (made on first use; see `tinygmm pio-offline`)")
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("flash", help="build and upload an exported project to a board",
-                       description="Run `pio run -t upload` for a board env on a serial port.")
+    p = sub.add_parser("flash", help="build and upload an exported project to a board, or to the emulated Uno",
+                       description="Run `pio run -t upload` for a board env: avrdude uploads through the board's "
+                       "bootloader on a serial port, or (--emulator simavr) into an emulated Uno started in its "
+                       "bootloader with an empty flash; the firmware is then asked for its model id.")
     p.add_argument("project", type=Path, metavar="DIR")
     p.add_argument("-e", "--env", required=True, metavar="ENV", help="PlatformIO env (board) to upload")
-    p.add_argument("--port", default="auto", metavar="PORT|auto",
-                   help="serial port; auto picks the only port that looks like the board (default: auto)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--port", default="auto", metavar="PORT|auto",
+                       help="serial port; auto picks the only port that looks like the board (default: auto)")
+    where.add_argument("--emulator", choices=[name for name, (e, b) in emulators().items() if e.flashable and b.bootloader],
+                       help="upload into an emulated board with its bootloader instead (it lasts as long as this "
+                       "command: see --keep)")
+    p.add_argument("--keep", action="store_true",
+                   help="with --emulator: keep the emulated board on its port until Ctrl-C or end of input, for "
+                   "`tinygmm verify/flash --port PORT` from elsewhere; Enter resets it into its bootloader")
     p.add_argument("--offline", action="store_true", help="use tinygmm's offline PlatformIO core")
     p.set_defaults(func=cmd_flash)
 
@@ -205,7 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build if needed, flash if asked, send every test vector, compare the device's "
                        "outputs with the host's (float32 twin and float64 bounds), print a table. Exit status 0 "
                        "only when every check passes.")
-    p.add_argument("project", type=Path, metavar="DIR")
+    p.add_argument("project", type=Path, metavar="DIR",
+                   help="an exported project; your own PlatformIO project using a model library (its test build "
+                   "is made with -DTINYGMM_PROTO); or a model library, for a board on --port running your sketch")
     p.add_argument("-e", "--env", metavar="ENV",
                    help="the project's env (board) to verify (default with --emulator: the env it runs)")
     p.add_argument("--port", metavar="PORT|auto", action="append",
@@ -213,11 +238,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "board served over the network; default with a board's -e: auto, as for flash); repeat "
                         "for several boards, verified side by side")
     p.add_argument("--emulator", choices=list(emulators()), action="append",
-                   help="run the firmware here: the native build, or the uno firmware in simavr or qemu "
-                        "(repeatable, as --port)")
+                   help="run the firmware here: the native build, an AVR board's firmware in simavr (or the "
+                   "uno's in qemu), or a CPU class's in QEMU (its instruction set, float ABI and compiler, not "
+                   "a board's peripherals; `tinygmm boards` shows which class runs which board); repeatable, "
+                   "as --port")
     p.add_argument("--baud", type=positive_int, default=0,
                    help=f"serial speed for --port (default: the board's, {DEFAULT_BAUD} for every board tinygmm knows)")
-    p.add_argument("--flash", action="store_true", help="upload the firmware to the board first")
+    p.add_argument("--flash", action="store_true",
+                   help="upload the firmware first: to the board on --port, or (--emulator simavr) into an emulated "
+                   "Uno started in its bootloader, which the verification then talks to")
     p.add_argument("--reset", action="store_true",
                    help="reset the board by DTR after opening the port (by default it is left running)")
     p.add_argument("--offline", action="store_true", help="build with tinygmm's offline PlatformIO core")
@@ -230,8 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"stop the whole run after this long (default: {DEFAULT_OVERALL_TIMEOUT:g}; "
                    "each request has its own timeout too)")
     p.add_argument("--plot", type=Path, metavar="verify.png",
-                   help="also draw device against host score per vector and the error distribution "
-                   "(needs tinygmm[plot])")
+                   help="also draw each vector's score error against its bound, and each check's worst "
+                   "error/bound per kind of vector (needs tinygmm[plot])")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("ports", help="list serial ports and the boards they probably are",
@@ -417,8 +446,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.k_range is not None:
         print(format_selection(fitted.selection))
         print()
-    model = fitted.to_model(args.anomaly_percentile, {"data": Path(args.data).name, "seed": args.seed,
-                                                       "n_init": args.n_init, "scale": args.scale})
+    metadata: dict[str, Any] = {"data": Path(args.data).name, "seed": args.seed, "n_init": args.n_init,
+                                "scale": args.scale}
+    if args.units:
+        from .plots import parse_units
+
+        metadata["units"] = parse_units(args.units, names, "the data")
+    model = fitted.to_model(args.anomaly_percentile, metadata)
     save(model, args.output)
     print(f"saved {args.output}: k={model.n_components}, {model.covariance_type} covariance, "
           f"{model.n_features} feature(s), id {model.model_id}")
@@ -441,7 +475,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     if args.plot:
         from .plots import save_figure, selection_figure
 
-        save_figure(selection_figure(fitted.selection, alpha=args.alpha), args.plot)
+        save_figure(selection_figure(fitted.selection, alpha=args.alpha, data=Path(args.data).name, columns=names),
+                    args.plot)
         print(f"plot written to {args.plot}")
     return 0
 
@@ -469,13 +504,14 @@ def _read_model_columns(args: argparse.Namespace, model: Any) -> np.ndarray:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from .model import load
-    from .plots import cluster_figure, require_matplotlib, save_figure
+    from .plots import cluster_figure, parse_units, require_matplotlib, save_figure
 
     require_matplotlib()
     model = load(args.model)
+    units = parse_units(args.units, model.feature_names) if args.units else None
     X = _read_model_columns(args, model)
     features = args.features.split(",") if args.features is not None else None
-    save_figure(cluster_figure(model, X, features), args.output)
+    save_figure(cluster_figure(model, X, features, units=units, data=Path(args.data).name), args.output)
     print(f"plot written to {args.output}")
     return 0
 
@@ -502,6 +538,8 @@ def _next_steps(project: Path) -> list[str]:
     lines += [f"  tinygmm verify {project} --emulator simavr --offline    # the Uno's firmware, emulated",
               f"  pytest {project / 'hil'} --tinygmm-project {project} --tinygmm-emulator native --tinygmm-offline"
               "    # the same checks as a pytest suite",
+              f"  tinygmm flash {project} -e uno --emulator simavr --offline    # an upload through the Uno's bootloader, "
+              "emulated",
               f"  tinygmm flash {project} -e uno --port auto --offline && tinygmm verify {project} -e uno    # a real Uno",
               "  docs/tutorial.md: your own CSV file to a verified board, step by step"]
     return lines
@@ -528,49 +566,63 @@ def cmd_pio_offline(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .model import load
     from .project.export import export_project
+    from .project.library import export_library, library_name
 
+    if args.name is not None and args.library is None:
+        raise TinyGMMError("--name names a library's model: use it with --library DIR")
     model = load(args.model)
     X_train = _read_model_columns(args, model) if args.data else None
-    result = export_project(model, args.boards or ["native"], args.output, X_train=X_train, force=args.force)
+    if args.library is not None:
+        name = library_name(args.library, args.name)
+        result = export_library(model, args.library, name, args.boards, X_train=X_train, force=args.force)
+        what = f"library {result.project} (model {name}: {name}.h)"
+    else:
+        result = export_project(model, args.boards or ["native"], args.output, X_train=X_train, force=args.force)
+        what = f"project {result.project}"
     removed = f", {len(result.removed)} removed" if result.removed else ""
-    print(f"project {result.project}: {len(result.written)} file(s) written, {len(result.unchanged)} unchanged{removed}")
+    print(f"{what}: {len(result.written)} file(s) written, {len(result.unchanged)} unchanged{removed}")
     for line in result.memory:
         print(f"  {line}")
-    print(f"next: tinygmm build {result.project}   (add --offline where PlatformIO's registry is unreachable)")
+    if args.library is not None:
+        print(f"next: {result.project / 'README.md'} says how to use it (PlatformIO: lib_deps = symlink://"
+              f"{result.project.resolve()}; Arduino IDE: Add .ZIP Library {result.project / 'dist' / (name + '.zip')})")
+    else:
+        print(f"next: tinygmm build {result.project}   (add --offline where PlatformIO's registry is unreachable)")
     return 0
 
 
-def _core_dir(args: argparse.Namespace) -> Path | None:
+def _core_dir(args: argparse.Namespace, board: Board | None = None) -> Path | None:
     from .project.build import core_dir_for
 
-    return core_dir_for(args.offline)
+    return core_dir_for(args.offline, board)
 
 
-def _project_envs(project: Path) -> list[str]:
-    from .project.export import project_envs, read_project
+def _firmware_project(project: Path) -> Any:
+    from .project.firmware import read_firmware_project
 
-    return project_envs(read_project(project)[1])
+    return read_firmware_project(project)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .project.boards import get_board
     from .project.build import check_buildable
     from .project.pio import parse_memory_use, run_pio
 
-    envs = _project_envs(args.project)
+    found = _firmware_project(args.project)
+    envs = list(found.envs)
     if args.env is not None and args.env not in envs:
         raise TinyGMMError(f"{args.project} has no env {args.env!r}; it has {', '.join(envs)} "
                            "(add a board with `tinygmm export --board`)")
     targets = [args.env] if args.env else envs
-    if args.env is None and args.offline:  # every env the offline core can build; the others named
-        for env in [e for e in envs if get_board(e).why_not_buildable()]:
-            _print_notes([f"skipping {env}: it cannot be built offline here ({get_board(env).why_not_buildable()})"])
+    if args.env is None:  # every env the offline core can build; the others named (CPU classes: always offline)
+        for env in [e for e in envs if (args.offline or found.envs[e].stand_in) and found.envs[e].why_not_buildable()]:
+            _print_notes([f"skipping {env}: it cannot be built offline here ({found.envs[env].why_not_buildable()})"])
             targets.remove(env)
     for env in targets:
-        check_buildable(get_board(env), args.offline)
-    core = _core_dir(args)
+        check_buildable(found.envs[env], args.offline)
     for env in targets:
-        result = run_pio(["run", "-e", env], args.project, core)
+        fw = found.firmware(env)
+        result = run_pio(["run", "-e", env], args.project, _core_dir(args, found.envs[env]),
+                         extra_env=fw.build_env_vars())
         use = parse_memory_use(result.output)
         if use is not None:
             print(f"tinygmm: {env}: flash {use.flash} B of {use.flash_max}, RAM {use.ram} B of {use.ram_max}")
@@ -580,18 +632,44 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_flash(args: argparse.Namespace) -> int:
     from .project.build import flash
 
-    envs = _project_envs(args.project)
-    if args.env not in envs or args.env == "native":
-        boards = [e for e in envs if e != "native"] or ["none: add one with `tinygmm export --board`"]
+    found = _firmware_project(args.project)
+    if args.env not in found.envs or not found.envs[args.env].on_a_port:
+        boards = [e for e, b in found.envs.items() if b.on_a_port] or ["none: add one with `tinygmm export --board`"]
         raise TinyGMMError(f"cannot flash env {args.env!r}; the project's boards: {', '.join(boards)}")
-    from .project.boards import get_board
+    if args.emulator is not None:
+        return _flash_emulated(args)
+    if args.keep:
+        raise TinyGMMError("--keep keeps an emulated board: use it with --emulator")
     from .project.build import check_buildable
     from .project.ports import resolve_port
 
-    port = resolve_port(args.port, args.env)  # a missing board is the first thing to say
-    check_buildable(get_board(args.env), args.offline)
-    port = flash(args.project, args.env, port, _core_dir(args))
+    fw = found.firmware(args.env)
+    port = resolve_port(args.port, fw.board.env)  # a missing board is the first thing to say
+    check_buildable(fw.board, args.offline)
+    port = flash(fw, port, _core_dir(args, fw.board))
     print(f"tinygmm: {args.env} flashed on {port}")
+    return 0
+
+
+def _flash_emulated(args: argparse.Namespace) -> int:
+    """Upload into an emulated board, check that the new firmware answers, and keep the board if asked."""
+    from .verify.session import VerifySession
+
+    with VerifySession.open(args.project, args.env, emulator=args.emulator, offline=args.offline) as session:
+        port = session.flash()
+        with session.device() as dev:  # its bootloader has started the firmware: it answers with its model id
+            model_id = dev.info.model_id if dev.info else "?"
+        print(f"tinygmm: {args.env} flashed into the emulated {args.env} ({args.emulator}) on {port}: "
+              f"the firmware answers as model {model_id}")
+        if args.keep:
+            print(f"tinygmm: the emulated {args.env} stays on {port} until Ctrl-C or end of input. From elsewhere:\n"
+                  f"  tinygmm verify {args.project} -e {args.env} --port {port}\n"
+                  f"  tinygmm flash DIR -e {args.env} --port {port} --offline    # after Enter here: a reset into its "
+                  "bootloader, as its reset button would", flush=True)
+            for _ in sys.stdin:
+                session.board.reset()
+                print(f"tinygmm: the emulated {args.env} was reset: its bootloader waits for the next upload",
+                      flush=True)
     return 0
 
 
@@ -628,9 +706,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"report written to {args.report}")
     if args.plot:
         from .plots import save_figure, verify_figure
-        from .project.export import read_project
 
-        save_figure(verify_figure(report, read_project(args.project)[0]), args.plot)
+        save_figure(verify_figure(report, report.model), args.plot)
         print(f"plot written to {args.plot}")
     return 0 if report.passed else EXIT_ERROR
 

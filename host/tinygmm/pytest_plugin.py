@@ -8,14 +8,16 @@ Registered through the ``pytest11`` entry point. Options::
     --tinygmm-emulator NAME    ... or an emulator (`tinygmm boards` lists them); both repeatable
     --tinygmm-baud N           serial speed (default: the board's)
     --tinygmm-reset            reset the board by DTR after opening (default: leave it running)
+    --tinygmm-flash            upload the firmware first (to the board, or into the emulated Uno: simavr)
     --tinygmm-offline          build with tinygmm's offline PlatformIO core
 
 Fixtures: ``tinygmm_project`` (Path), ``tinygmm_session`` (the project read and the target checked
 once, shared with `tinygmm verify`), ``tinygmm_model``, ``tinygmm_vectors``, ``tinygmm_device``
 (a synced :class:`~tinygmm.link.client.Device`, refused before any comparison when it runs another
 model), ``tinygmm_report`` (the whole suite run once: :class:`~tinygmm.verify.report.VerifyReport`).
-The session, device and report are made once per session; a set-up that fails (stale firmware, a
-broken link) is reported by the first test that needs it and only named by the others.
+The session, device and report are made once per session (with --tinygmm-flash, the upload too: an
+emulated board flashed is the one tested, stopped at the end); a set-up that fails (stale firmware,
+a broken link, a failed upload) is reported by the first test that needs it and only named by the others.
 A failing test that used the device gets the device's byte log attached as a report section; the
 whole run's log is kept under the project's .tinygmm/logs/.
 Without a board or emulator the tests skip and say why; under CI=true a missing emulator fails.
@@ -67,6 +69,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--tinygmm-baud", type=int, default=0, metavar="N",
                     help=f"serial speed (default: the board's, {DEFAULT_BAUD} for every board tinygmm knows)")
     group.addoption("--tinygmm-reset", action="store_true", help="reset the board by DTR after opening its port")
+    group.addoption("--tinygmm-flash", action="store_true",
+                    help="upload the firmware first: to the board on --tinygmm-port, or into an emulated Uno "
+                    "(--tinygmm-emulator simavr) started in its bootloader, which the tests then use")
     group.addoption("--tinygmm-offline", action="store_true", help="build with tinygmm's offline PlatformIO core")
 
 
@@ -184,19 +189,31 @@ def _use(value: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def _tinygmm_session(pytestconfig: pytest.Config, tinygmm_project: Path, _tinygmm_target: TargetSpec | None) -> Any:
+def _tinygmm_session(pytestconfig: pytest.Config, tinygmm_project: Path,
+                     _tinygmm_target: TargetSpec | None) -> Iterator[Any]:
     from .verify.session import VerifySession
 
     opt = pytestconfig.getoption
     spec = _tinygmm_target
     if spec is None:
-        return _SetupFailure("no board or emulator: give --tinygmm-port PORT or --tinygmm-emulator "
-                             + "|".join(_emulator_names()), skip=True)
+        yield _SetupFailure("no board or emulator: give --tinygmm-port PORT or --tinygmm-emulator "
+                            + "|".join(_emulator_names()), skip=True)
+        return
     try:
-        return VerifySession.open(tinygmm_project, spec.env, port=spec.port, emulator=spec.emulator,
-                                  baud=opt("tinygmm_baud"), reset=opt("tinygmm_reset"), offline=opt("tinygmm_offline"))
+        session = VerifySession.open(tinygmm_project, spec.env, port=spec.port, emulator=spec.emulator,
+                                     baud=opt("tinygmm_baud"), reset=opt("tinygmm_reset"),
+                                     offline=opt("tinygmm_offline"))
     except TinyGMMError as e:
-        return _SetupFailure(str(e), skip=False)
+        yield _SetupFailure(str(e), skip=False)
+        return
+    with session:  # stops an emulated board the upload started
+        if opt("tinygmm_flash"):
+            try:
+                session.flash()
+            except TinyGMMError as e:
+                yield _SetupFailure(f"the upload failed: {e}", skip=False)
+                return
+        yield session
 
 
 @pytest.fixture(scope="session")

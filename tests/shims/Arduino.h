@@ -6,14 +6,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
-class HardwareSerial {
+/* As in the Arduino cores, a serial port is a Stream: what tinygmm_serial.h takes. */
+class Stream {
+public:
+    virtual int available() = 0;
+    virtual int read() = 0;
+    virtual size_t write(const uint8_t *data, size_t len) = 0;
+
+protected:
+    ~Stream() {}
+};
+
+class HardwareSerial : public Stream {
 public:
     void begin(unsigned long baud);
     size_t setRxBufferSize(size_t size);
     explicit operator bool() const { return true; }
-    int available();
-    int read();
-    size_t write(const uint8_t *data, size_t len);
+    int available() override;
+    int read() override;
+    size_t write(const uint8_t *data, size_t len) override;
     bool eof() const { return eof_; }
 
 private:

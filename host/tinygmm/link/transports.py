@@ -10,7 +10,6 @@ import errno
 import os
 import time
 import warnings
-from pathlib import Path
 from typing import Protocol
 
 from ..errors import TinyGMMError
@@ -76,8 +75,9 @@ class SerialTransport(_ContextManager):
         others = holders(url)
         if others:
             port.close()
-            raise TinyGMMError(f"serial port {url} is busy: {', '.join(others)} has it open; close that "
-                               "program (a serial monitor?) first")
+            raise TinyGMMError(f"serial port {url} is busy: "
+                               + ", ".join(f"process {pid} ({name})" for pid, name in others)
+                               + " has it open; close that program (a serial monitor?) first")
         self._port = port
         self._remote = remote
         if reset:
@@ -169,30 +169,26 @@ def _open_failure(url: str, e: BaseException) -> str:
     return f"cannot open serial port {url}: {text}"
 
 
-def holders(device: str) -> list[str]:
-    """Other processes that have the device file open, as 'process PID (NAME)' (Linux /proc; [] for
-    a URL, elsewhere, or where /proc cannot be read)."""
+def holders(device: str) -> list[tuple[int, str]]:
+    """The other processes that hold the device file open, as (pid, program name), read from Linux's
+    /proc ([] for a URL, elsewhere, or among processes this user may not look into). Two programs on
+    one serial port steal each other's bytes: a monitor beside tinygmm, an upload beside a monitor."""
     if "://" in device:
         return []
     try:
-        target = os.stat(device)
+        target = os.path.realpath(device)
+        entries = list(os.scandir("/proc")) if os.path.exists(target) else []
     except OSError:
         return []
     found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        if entry.name == str(os.getpid()):
+    for entry in entries:
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            fds = list((entry / "fd").iterdir())
-        except OSError:  # gone, or not ours to read
+            fds = os.listdir(f"/proc/{entry.name}/fd")
+            if any(os.readlink(f"/proc/{entry.name}/fd/{fd}") == target for fd in fds):
+                with open(f"/proc/{entry.name}/comm") as comm:
+                    found.append((int(entry.name), comm.read().strip()))
+        except OSError:  # gone meanwhile, or not ours to look into
             continue
-        for fd in fds:
-            try:
-                st = os.stat(fd)
-            except OSError:
-                continue
-            if (st.st_rdev, st.st_ino, st.st_dev) == (target.st_rdev, target.st_ino, target.st_dev):
-                name = (entry / "comm").read_text().strip() if (entry / "comm").exists() else "?"
-                found.append(f"process {entry.name} ({name})")
-                break
     return found

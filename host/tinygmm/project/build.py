@@ -1,5 +1,6 @@
-"""Building what runs a project's firmware: `pio run` when the build is stale, uploads, and the
-emulator runner (simavr_bridge) compiled on first use.
+"""Building what runs a project's firmware: `pio run` when the build is stale, uploads (and what their
+failures mean), and for emulation the runner (simavr_bridge) and a board's bootloader, compiled on
+first use.
 
 The PlatformIO core is the user's own (PLATFORMIO_CORE_DIR or ~/.platformio) unless offline is
 asked for, or $TINYGMM_PIO_CORE names one: then tinygmm's offline core (offline.py).
@@ -15,14 +16,16 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..errors import TinyGMMError
 from ..resources import firmware_dir
-from .boards import Board, get_board
+from .boards import Board
+from .firmware import Firmware
 from .offline import CORE_ENV_VAR, cache_dir, provision_offline
-from .pio import run_pio
+from .pio import diagnose, run_pio
 
 # The simavr runner: its source, how it is compiled, and what it needs.
 RUNNER_NAME = "simavr_bridge"
@@ -30,15 +33,17 @@ RUNNER_CFLAGS = ("-O2", "-Wall", "-Wextra", "-I/usr/include/simavr")
 RUNNER_LIBS = ("-lsimavr", "-lutil")
 SIMAVR_HEADER = Path("/usr/include/simavr/sim_avr.h")
 SIMAVR_PACKAGES = "simavr libsimavr-dev"
+# Compiled helpers of other sources are kept this long (seconds): another checkout may be running one.
+STALE_BUILD_SECONDS = 86400.0
 # Where PlatformIO downloads platforms from, and how long a look costs before a build that needs it.
 REGISTRY_HOST = "api.registry.platformio.org"
 REGISTRY_TIMEOUT = 3.0
 
 
-def core_dir_for(offline: bool) -> Path | None:
-    """tinygmm's offline PlatformIO core when asked for (or when $TINYGMM_PIO_CORE names one), else
-    None: PlatformIO's own core."""
-    if not offline and not os.environ.get(CORE_ENV_VAR):
+def core_dir_for(offline: bool, board: Board | None = None) -> Path | None:
+    """tinygmm's offline PlatformIO core when asked for (or when $TINYGMM_PIO_CORE names one, or the
+    board is a CPU class, whose platform only that core has), else None: PlatformIO's own core."""
+    if not offline and not os.environ.get(CORE_ENV_VAR) and not (board is not None and board.stand_in):
         return None
     return provision_offline().core_dir
 
@@ -47,7 +52,7 @@ def check_buildable(board: Board, offline: bool) -> None:
     """Fail at once, naming the board and the reason, when a build cannot happen here: the offline core
     lacks the board's toolchain, or (online) PlatformIO's core lacks the board's platform and its
     registry is out of reach (PlatformIO itself would spend a minute on retries before failing)."""
-    if offline or os.environ.get(CORE_ENV_VAR):
+    if offline or os.environ.get(CORE_ENV_VAR) or board.stand_in:
         why = board.why_not_buildable()
         if why:
             raise TinyGMMError(f"{board.env} cannot be built offline here: {why}"
@@ -76,25 +81,34 @@ def registry_reachable(timeout: float = REGISTRY_TIMEOUT) -> bool:
         return False
 
 
-def artifact(project: Path, env: str) -> Path:
-    """What `pio run -e ENV` makes in ``project``."""
-    return project / get_board(env).artifact
-
-
-def ensure_built(project: Path, env: str, core_dir: Path | None = None) -> Path:
-    """The env's build artifact, (re)built with `pio run` when missing or older than a source file.
+def ensure_built(fw: Firmware, core_dir: Path | None = None, *, build: bool = True) -> Path:
+    """The firmware's build artifact: an export's (re)built with `pio run` when missing or older than
+    a source file; a user's project's test build made every time (its normal build shares the build
+    folder, so only PlatformIO can tell which objects the test flags change). ``build`` false: what
+    was built before, as it is.
 
     One build of a project at a time, across processes (pytest-xdist workers running two emulated
     boards of one project would otherwise run two `pio run` in the same .pio folder)."""
-    out = artifact(project, env)
-    with _project_lock(project):
-        sources = [p for d in ("src", "lib", "include") for p in (project / d).rglob("*") if p.is_file()]
-        sources.append(project / "platformio.ini")
-        newest = max((p.stat().st_mtime for p in sources if p.exists()), default=0.0)
-        if not out.is_file() or out.stat().st_mtime < newest:
-            run_pio(["run", "-e", env], project, core_dir, echo=sys.stderr)  # stdout keeps the report
+    out = fw.artifact
+    if out is None:
+        raise TinyGMMError(f"{fw.project} is a model library: it builds no firmware. Verify the PlatformIO project "
+                           "that builds your sketch, or a board running your sketch's test build (--port)")
+    if not build:
+        if not out.is_file():
+            raise TinyGMMError(f"{out} has not been built")
+        return out
+    with _project_lock(fw.project):
+        if fw.test_flags:
+            stale = True
+        else:
+            files = [p for d in fw.sources if d.is_dir() for p in d.rglob("*") if p.is_file()]
+            files += [p for p in fw.sources if p.is_file()]
+            newest = max((p.stat().st_mtime for p in files), default=0.0)
+            stale = not out.is_file() or out.stat().st_mtime < newest
+        if stale:  # stdout keeps the report
+            run_pio(["run", "-e", fw.env], fw.project, core_dir, echo=sys.stderr, extra_env=fw.build_env_vars())
     if not out.is_file():
-        raise TinyGMMError(f"`pio run -e {env}` made no {out}")
+        raise TinyGMMError(f"`pio run -e {fw.env}` made no {out}")
     return out
 
 
@@ -115,15 +129,63 @@ def _project_lock(project: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def flash(project: Path, env: str, port: str, core_dir: Path | None = None) -> str:
-    """Upload the env's firmware to the board on ``port`` ('auto' resolves); returns the port used."""
+def flash(fw: Firmware, port: str, core_dir: Path | None = None, *, build: bool = True) -> str:
+    """Upload the firmware (its test build) through the board's bootloader on ``port`` ('auto'
+    resolves), built first unless ``build`` is false (then what was built before); returns the port
+    used. Failures a user meets are named with what to do (see :func:`upload_failure`)."""
+    from ..link.transports import holders
     from .ports import resolve_port
 
-    if not get_board(env).embedded:
-        raise TinyGMMError(f"env {env!r} is not a board; nothing to flash")
-    port = resolve_port(port, env)
-    run_pio(["run", "-e", env, "-t", "upload", "--upload-port", port], project, core_dir)
+    board = fw.board
+    if not board.on_a_port:
+        where = f"it runs in QEMU: tinygmm verify DIR --emulator {board.emulators[0].name}" if board.stand_in else \
+            "it runs on this computer"
+        raise TinyGMMError(f"env {fw.env!r} is not a board; nothing to flash ({where})")
+    if fw.artifact is None:
+        raise TinyGMMError(f"{fw.project} is a model library: flash your sketch's test build with its own tools")
+    port = resolve_port(port, board.env)
+    if core_dir is not None and board.toolchain is not None and board.toolchain.missing_uploader():
+        raise TinyGMMError(f"flashing the {board.env} needs its uploader: apt-get install "
+                           + " ".join(board.toolchain.missing_uploader()))
+    others = holders(port)
+    if others:
+        raise TinyGMMError(f"{port} is busy: " + ", ".join(f"{name} (pid {pid})" for pid, name in others)
+                           + " has it open; close that (a serial monitor, a running tinygmm verify, another upload) "
+                           "and flash again")
+    targets = ["-t", "upload"] if build else ["-t", "nobuild", "-t", "upload"]
+    with _project_lock(fw.project) if build else contextlib.nullcontext():  # the build part, as in ensure_built
+        result = run_pio(["run", "-e", fw.env, *targets, "--upload-port", port], fw.project, core_dir, check=False,
+                         extra_env=fw.build_env_vars())
+    if result.returncode != 0:
+        raise TinyGMMError(upload_failure(board, port, result.output))
     return port
+
+
+# What avrdude says when it gets no answer, when it has started writing, and when it could not open the port.
+_NO_ANSWER = re.compile(r"not in sync|programmer is not responding|cannot communicate with device|"
+                        r"protocol expects|out of sync", re.I)
+_WRITING = re.compile(r"^avrdude.*: writing .*flash", re.I | re.M)
+_PORT_BUSY = re.compile(r"(?:cannot|can't|unable to) open (?:port|device).*(?:busy|in use)", re.I)
+
+
+def upload_failure(board: Board, port: str, output: str) -> str:
+    """What a failed `pio run -t upload` means for a user, with what to do."""
+    boot = board.bootloader
+    if "Uploading " not in output:  # the build failed (too large, a missing tool): nothing was sent
+        return diagnose(output) or f"`pio run -e {board.env} -t upload` failed before uploading; its output above says why"
+    if _PORT_BUSY.search(output):
+        return f"{port} is busy (another program has it open exclusively): close that and flash again"
+    if _WRITING.search(output) and "bytes of flash verified" not in output:
+        return (f"the upload to {port} broke off midway: the {board.env} holds part of the new firmware, but its "
+                f"bootloader{' (' + boot.name + ')' if boot else ''} cannot overwrite itself and takes the next "
+                "upload after a reset: flash again")
+    if _NO_ANSWER.search(output):
+        what = f"{boot.name}, {boot.protocol} protocol at {boot.speed} baud" if boot else "its bootloader"
+        return (f"the board on {port} never answered its bootloader ({what}): check that it is an "
+                f"{board.title} (-e {board.env}), that its bootloader is there (a board programmed over ISP may have "
+                "none), and, if it does not reset itself when the port opens (auto-reset cut or absent), press its "
+                "reset button just before flashing")
+    return diagnose(output) or f"`pio run -e {board.env} -t upload` failed; PlatformIO's output above says why"
 
 
 def runner_source() -> Path:
@@ -137,28 +199,76 @@ def simavr_runner(*, rebuild: bool = False, bin_dir: Path | None = None) -> Path
         text = source.read_bytes()
     except OSError as e:
         raise TinyGMMError(f"the simavr runner's source {source} is missing: {e.strerror}") from None
-    digest = hashlib.sha256(text + " ".join(RUNNER_CFLAGS + RUNNER_LIBS).encode()).hexdigest()[:16]
-    folder = Path(bin_dir) if bin_dir is not None else cache_dir() / "bin"
-    exe = folder / f"{RUNNER_NAME}-{digest}"
-    if exe.is_file() and os.access(exe, os.X_OK) and not rebuild:
-        return exe
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        raise TinyGMMError(f"building the simavr runner needs a C compiler: apt-get install gcc {SIMAVR_PACKAGES}")
-    if not SIMAVR_HEADER.is_file():
-        raise TinyGMMError(f"simavr is not installed (no {SIMAVR_HEADER}): apt-get install {SIMAVR_PACKAGES}")
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{exe.name}.{os.getpid()}.tmp"
-    cmd = [gcc, *RUNNER_CFLAGS, str(source), "-o", str(tmp), *RUNNER_LIBS]
+
+    def compile_runner(out: Path) -> None:
+        gcc = shutil.which("gcc")
+        if gcc is None:
+            raise TinyGMMError(f"building the simavr runner needs a C compiler: apt-get install gcc {SIMAVR_PACKAGES}")
+        if not SIMAVR_HEADER.is_file():
+            raise TinyGMMError(f"simavr is not installed (no {SIMAVR_HEADER}): apt-get install {SIMAVR_PACKAGES}")
+        _run_compiler([gcc, *RUNNER_CFLAGS, str(source), "-o", str(out), *RUNNER_LIBS], "the simavr runner",
+                      SIMAVR_PACKAGES, r"simavr/|-lsimavr|-lutil|No such file")
+
+    return _cached(RUNNER_NAME, "", text + " ".join(RUNNER_CFLAGS + RUNNER_LIBS).encode(), bin_dir, compile_runner,
+                   rebuild=rebuild, usable=lambda exe: os.access(exe, os.X_OK))
+
+
+def bootloader_image(board: Board, *, bin_dir: Path | None = None) -> Path:
+    """The board's bootloader as Intel hex, compiled from its source with avr-gcc on first use (and
+    whenever the source or the board entry's flags change); the emulator checks that it fits."""
+    boot = board.bootloader
+    if boot is None:
+        raise TinyGMMError(f"the {board.env} has no bootloader in the board table")
+    try:
+        text = boot.source.read_bytes()
+    except OSError:
+        raise TinyGMMError(f"the {board.env}'s bootloader source {boot.source} is missing: "
+                           f"apt-get install {boot.package}") from None
+    recipe = " ".join((*boot.cflags, *boot.ldflags, *boot.objcopy))
+
+    def compile_bootloader(out: Path) -> None:
+        tools = [shutil.which(t) for t in ("avr-gcc", "avr-objcopy")]
+        if None in tools:
+            raise TinyGMMError(f"building the {board.env}'s bootloader needs avr-gcc: apt-get install gcc-avr "
+                               "binutils-avr avr-libc")
+        elf = out.with_suffix(".elf")
+        try:
+            _run_compiler([tools[0], *boot.cflags, f"-I{boot.source.parent}", *boot.ldflags, "-o", str(elf),
+                           str(boot.source)], f"the {board.env}'s bootloader", "gcc-avr avr-libc", r"No such file")
+            _run_compiler([tools[1], *boot.objcopy, "-O", "ihex", str(elf), str(out)], f"the {board.env}'s bootloader",
+                          "binutils-avr", r"No such file")
+        finally:
+            elf.unlink(missing_ok=True)
+
+    return _cached(f"bootloader-{board.env}", ".hex", text + recipe.encode(), bin_dir, compile_bootloader)
+
+
+def _run_compiler(cmd: list[str], what: str, packages: str, missing: str) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
     if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
         out = proc.stderr.strip()
-        hint = (f"; apt-get install {SIMAVR_PACKAGES}"
-                if re.search(r"simavr/|-lsimavr|-lutil|No such file", out) else "")
-        raise TinyGMMError(f"cannot build the simavr runner ({' '.join(cmd)}){hint}:\n{out}")
-    os.replace(tmp, exe)
-    for old in folder.glob(f"{RUNNER_NAME}-*"):  # builds of older sources
-        if old != exe:
-            old.unlink(missing_ok=True)
-    return exe
+        hint = f"; apt-get install {packages}" if re.search(missing, out) else ""
+        raise TinyGMMError(f"cannot build {what} ({' '.join(cmd)}){hint}:\n{out}")
+
+
+def _cached(name: str, suffix: str, inputs: bytes, bin_dir: Path | None, make: Callable[[Path], None], *,
+            rebuild: bool = False, usable: Callable[[Path], bool] = Path.is_file) -> Path:
+    """``bin_dir``/NAME-DIGEST.SUFFIX (default bin_dir: ~/.cache/tinygmm/bin), made by ``make`` when
+    missing (written to a temporary name, then renamed: concurrent runs never see half a file).
+    Files of other inputs are removed once a day old: a checkout of other sources may be using one."""
+    folder = Path(bin_dir) if bin_dir is not None else cache_dir() / "bin"
+    out = folder / f"{name}-{hashlib.sha256(inputs).hexdigest()[:16]}{suffix}"
+    if usable(out) and not rebuild:
+        return out
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{out.stem}.{os.getpid()}.tmp{suffix}"
+    try:
+        make(tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    for old in folder.glob(f"{name}-*{suffix}"):
+        with contextlib.suppress(OSError):
+            if old != out and time.time() - old.stat().st_mtime > STALE_BUILD_SECONDS:
+                old.unlink()
+    return out

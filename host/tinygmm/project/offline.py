@@ -5,7 +5,8 @@ The offline core is an isolated PLATFORMIO_CORE_DIR (never ~/.platformio) holdin
 * packages/tool-scons: the `SCons` package from the PyPI wheel scons==4.11.1 and a launcher;
 * for each offline toolchain of the board table (boards.py), the packages it links to Debian's
   files (for the Uno: toolchain-atmelavr -> gcc-avr/binutils-avr, framework-arduino-avr ->
-  arduino-core-avr), and its platform, installed by PlatformIO itself from firmware/pio-offline/.
+  arduino-core-avr, tool-avrdude -> avrdude; for the CPU classes: toolchain-gccarmnoneeabi,
+  toolchain-riscv), and its platform, installed once by PlatformIO itself from firmware/pio-offline/.
 
 An offline platform's version is the board table's pin plus "+tinygmm.offline", so an exported
 project's `platform = atmelavr @ 5.1.0` resolves to it with no network, and the same ini fetches
@@ -153,10 +154,12 @@ def _tool_version(cmd: list[str]) -> str | None:
 
 def _linked_version(pkg: LinkedPackage) -> str:
     """The PlatformIO version of a linked package, read from what Debian installed."""
-    if pkg.version_from.startswith("gcc:"):
-        gcc = _tool_version([str(pkg.source / pkg.version_from[4:]), "-dumpversion"])
-        # PlatformIO writes gcc X.Y.Z as 1.X0Y0Z.0 (7.3.0 -> 1.70300.0).
-        parts = [int(x) for x in (gcc or "0.0.0").split(".")] + [0, 0]
+    kind, _, program = pkg.version_from.partition(":")
+    if kind in ("gcc", "avrdude"):
+        found = (_tool_version([str(pkg.source / program), "-dumpversion"]) if kind == "gcc"
+                 else _avrdude_version(pkg.source / program))
+        # PlatformIO writes tool version X.Y.Z as 1.X0Y0Z.0 (gcc 7.3.0 -> 1.70300.0, avrdude 6.3 -> 1.60300.0).
+        parts = [int(x) for x in (found or "0.0.0").split(".")] + [0, 0]
         return f"1.{parts[0]}{parts[1]:02d}{parts[2]:02d}.0"
     if pkg.version_from == "platform.txt":
         with contextlib.suppress(OSError):
@@ -164,6 +167,16 @@ def _linked_version(pkg: LinkedPackage) -> str:
             if m:
                 return m.group(1)
     return "0.0.0"
+
+
+def _avrdude_version(program: Path) -> str | None:
+    """'7.1' from `avrdude -?`'s "avrdude version 7.1, URL: ..." (it has no plain version option)."""
+    try:
+        out = subprocess.run([str(program), "-?"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"version (\d+\.\d+(?:\.\d+)?)", out.stdout + out.stderr, re.I)
+    return m.group(1) if m else None
 
 
 def _make_linked(packages: Path, pkg: LinkedPackage) -> None:
@@ -175,8 +188,8 @@ def _make_linked(packages: Path, pkg: LinkedPackage) -> None:
     names = set()
     for entry in pkg.entries:
         names |= {p.name for p in pkg.source.glob(entry)} if any(c in entry for c in "*?[") else {entry}
-    for name in sorted(names):
-        (target / name).symlink_to(pkg.source / name)
+    for name in sorted(names):  # an absolute entry is linked under its own file name
+        (target / Path(name).name).symlink_to(pkg.source / name)
     version = _linked_version(pkg)
     _write_package(folder, pkg.name, version, f"links to Debian's files in {pkg.source} (version {version})", None)
 
@@ -233,8 +246,8 @@ def provision_offline(core_dir: Path | str | None = None, *, cache: Path | None 
         for tc in offline_toolchains():
             for pkg in tc.linked:
                 _make_linked(packages, pkg)
-            if tc.platform:
-                _install_platform(tmp, offline_data_dir() / "platforms" / tc.platform)
+        for platform in dict.fromkeys(tc.platform for tc in offline_toolchains() if tc.platform):  # each once
+            _install_platform(tmp, offline_data_dir() / "platforms" / platform)
         (tmp / STAMP_FILE).write_text(json.dumps(
             {"made_by": f"tinygmm {__version__} pio-offline", "fingerprint": fingerprint}, indent=2) + "\n")
         _swap_into_place(tmp, core)

@@ -44,6 +44,8 @@ class PioResult:
     seconds: float
 
 
+_SMALLER = ("fit a smaller model (fewer components or features; diag or spherical covariance) or choose a board "
+            "with more flash")
 # Recognised failures in PlatformIO's output -> what to do about them.
 _DIAGNOSES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^Error: (\S+ not found: apt-get install .*)$", re.M), r"\1"),
@@ -57,6 +59,10 @@ _DIAGNOSES: list[tuple[re.Pattern[str], str]] = [
      "no host C/C++ compiler for the native build: apt-get install gcc g++"),
     (re.compile(r"Error: (Please specify `upload_port`|.*[Uu]pload port.*not found.*)"),
      "no board found to upload to: plug it in, or pass --port"),
+    (re.compile(r"The program size \((\d+) bytes\) is greater than maximum allowed \((\d+) bytes\)"),
+     r"the firmware is \1 bytes, more than the \2 bytes of flash the board has for programs: " + _SMALLER),
+    (re.compile(r"region .text' overflowed by (\d+) bytes"),  # larger than the chip's whole flash: the linker says so
+     r"the firmware is \1 bytes larger than the board's flash: " + _SMALLER),
 ]
 
 
@@ -147,7 +153,7 @@ def parse_memory_use(output: str) -> MemoryUse | None:
 
 
 @contextlib.contextmanager
-def _inside(folder: Path) -> Iterator[None]:
+def inside(folder: Path) -> Iterator[None]:
     """Work in ``folder``: PlatformIO resolves ${platformio.*_dir} against the current directory."""
     old = os.getcwd()
     os.chdir(folder)
@@ -171,7 +177,7 @@ def lint_ini(path: Path | str, shown_as: str | None = None) -> list[str]:
     if not path.is_file():
         raise TinyGMMError(f"{path}: no such file")
     ProjectConfig._instances.pop(str(path), None)  # its cache is keyed by mtime, too coarse for us
-    with _inside(path.parent):
+    with inside(path.parent):
         result = ProjectConfig.lint(str(path))
         problems = []
         for err in result["errors"]:

@@ -7,6 +7,7 @@ thread: the work is the link's waiting, so threads overlap it fully.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -98,20 +99,20 @@ def open_sessions(project: str | Path, specs: Sequence[TargetSpec], *, baud: int
 
 def build_first(sessions: Sequence[VerifySession | TinyGMMError]) -> list[VerifySession | TinyGMMError]:
     """Build each emulated env once, here, before the targets run side by side."""
-    from ..project.build import ensure_built
     from .session import VerifySession
 
     built: dict[str, TinyGMMError | None] = {}
     out: list[VerifySession | TinyGMMError] = []
     for s in sessions:
         if isinstance(s, VerifySession) and s.target.emulator is not None:
-            if s.target.env not in built:
+            env = s.firmware.env
+            if env not in built:
                 try:
-                    ensure_built(s.project, s.target.env, s.core_dir)
-                    built[s.target.env] = None
+                    s.build()
+                    built[env] = None
                 except TinyGMMError as e:
-                    built[s.target.env] = e
-            error = built[s.target.env]
+                    built[env] = e
+            error = built[env]
             out.append(error if error is not None else s)
         else:
             out.append(s)
@@ -127,8 +128,11 @@ def verify_farm(project: str | Path, specs: Sequence[TargetSpec], *, baud: int =
 
     project = Path(project)
     results = [FarmResult(spec) for spec in specs]
-    with deadline(timeout, f"verifying {project} on {len(specs)} targets"):
+    with deadline(timeout, f"verifying {project} on {len(specs)} targets"), contextlib.ExitStack() as stack:
         sessions = build_first(open_sessions(project, specs, baud=baud, reset=reset, offline=offline))
+        for s in sessions:  # each stops the emulated board its upload started, at the end
+            if isinstance(s, VerifySession):
+                stack.callback(s.close)
         if flash:  # uploads one at a time: each is a `pio run` in the project
             for i, s in enumerate(sessions):
                 if isinstance(s, VerifySession):

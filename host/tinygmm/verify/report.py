@@ -68,9 +68,14 @@ class VerifyReport:
     link_limit: float | None = None  # vectors/s a raw float32 payload could reach at the baud rate
     device: dict[str, str] = field(default_factory=dict)  # the device's hello fields
     link: dict[str, int] = field(default_factory=dict)  # link.client.LinkStats of the run: lines sent, lost
+    clock_hz: float | None = None  # the device's clock when its timings are cycles (to show them in time too)
+    untimed: str = ""  # why the device was not timed ("" when it was)
+    link_kind: str = "serial"  # "serial" (a board), "emulated serial" (an emulator's UART) or "pseudo-terminal"
     seconds: float = 0.0
     by_kind: dict[str, list[Check]] = field(default_factory=dict)  # the same checks on each kind of vector
     per_vector: PerVector | None = field(default=None, repr=False)  # for plots; not saved
+    model: Any = field(default=None, repr=False)  # the Model verified, for plots; not saved
+    scope: str = ""  # what the run proves and what not, where the target is a stand-in (a CPU class)
 
 
     @property
@@ -79,8 +84,8 @@ class VerifyReport:
 
     def to_json(self) -> dict[str, Any]:
         doc = {"format": REPORT_FORMAT, "version": REPORT_VERSION, "tool": f"tinygmm {__version__}",
-               "passed": self.passed, **asdict(replace(self, per_vector=None))}
-        del doc["per_vector"]
+               "passed": self.passed, **asdict(replace(self, per_vector=None, model=None))}
+        del doc["per_vector"], doc["model"]
         for c, d in zip(self.checks, doc["checks"]):
             d["passed"] = c.passed
         return doc
@@ -98,12 +103,16 @@ def save_failure_report(path: str | os.PathLike, project: str | os.PathLike, err
 
 
 def format_report(r: VerifyReport) -> str:
-    """The short table `tinygmm verify` prints."""
+    """The table `tinygmm verify` prints: every check against its bound, then the figures, each with the
+    line that says what it means (docs/verify.md has the derivations)."""
     lines = [f"model {r.model_id} on {r.target} via {r.transport}: {r.n_vectors} vectors "
-             f"({', '.join(f'{k} {n}' for k, n in r.kinds.items())})"]
-    width = max(len(c.name) for c in r.checks)
+             f"({', '.join(f'{k} {n}' for k, n in r.kinds.items())})",
+             "  each output of the device against the float32 twin (the host's exact model of the device's "
+             "arithmetic) and the float64 model;",
+             "  error/bound: the largest error as a share of what float32 rounding can explain (docs/verify.md)"]
+    width = max((len(c.name) for c in r.checks), default=0)
     counts = [f"{c.checked - c.failures}/{c.checked}" for c in r.checks]
-    count_width = max(len(t) for t in counts)
+    count_width = max((len(t) for t in counts), default=0)
     for c, count in zip(r.checks, counts):
         mark = "ok  " if c.passed else "FAIL"
         against = "exact" if c.worst is None else f"error/bound max {c.worst:.2g} (error {c.largest:.2g})"
@@ -114,17 +123,32 @@ def format_report(r: VerifyReport) -> str:
         elif c.failures:
             first = f"; {c.detail}"
         lines.append(f"  {mark} {c.name.ljust(width)}  {count.rjust(count_width)}  {against}{first}")
-    lines.append(f"  certified float32 ties: {r.certified_ties}")
+    ties = ""
+    if r.per_vector is not None and r.certified_ties:
+        kinds = np.asarray(r.per_vector.kinds)[r.per_vector.certified_tie]
+        ties = " (" + ", ".join(f"{k} {int(n)}" for k, n in zip(*np.unique(kinds, return_counts=True))) + ")"
+    lines.append(f"  certified float32 ties: {r.certified_ties}{ties}: inputs whose two best components float32 "
+                 "cannot order, so either answer is right (counted, not compared)")
     lines.append("  bit-exact with the float32 twin: "
-                 + ", ".join(f"{op} {share:.1%}" for op, share in r.bit_exact.items()))
+                 + ", ".join(f"{op} {share:.1%}" for op, share in r.bit_exact.items())
+                 + " (shown, not required: score and proba call exp/log, whose last bit differs between C libraries)")
     if not r.cycles:
-        lines.append("  on the device per call: not timed (no cycle-accurate clock on this transport)")
+        lines.append(f"  on the device per call: not timed ({r.untimed or 'no clock on this transport, or none in the firmware'})")
     else:
-        lines.append("  on the device per call: " + ", ".join(f"{op} {v:,.0f} {r.clock_unit}" for op, v in r.cycles.items()))
+        def per_call(op: str, v: float) -> str:
+            when = f" = {v / r.clock_hz * 1e6:,.0f} us at {r.clock_hz / 1e6:g} MHz" if r.clock_hz and r.clock_unit == "cycles" else ""
+            return f"{op} {v:,.0f} {r.clock_unit}{when}"
+        source = f" (exact {r.clock_unit} of the emulated CPU)" if r.link_kind == "emulated serial" else ""
+        lines.append("  on the device per call: " + ", ".join(per_call(op, v) for op, v in r.cycles.items()) + source)
     if r.vectors_per_second:  # not measured where no link was used
         link = ", ".join(f"{op} {r.vectors_per_second[op]:,.0f}/s ({r.bytes_per_vector[op]:.1f} B/vector)"
                          for op in ("predict", "score"))
-        limit = f" against a raw-payload limit of {r.link_limit:,.0f}/s" if r.link_limit else ""
-        lines.append(f"  link: {link}{limit}")
+        where = {"emulated serial": "; emulated: the emulator's clock, and so its serial line, runs faster or slower "
+                                    "than a real board's (bench/link_throughput.py measures at real time)",
+                 "pseudo-terminal": "; over a pseudo-terminal, no serial line: not a board's speed"}.get(
+            r.link_kind, f" against a raw-payload limit of {r.link_limit:,.0f}/s" if r.link_limit else "")
+        lines.append(f"  link, batch requests: {link}{where}")
+    if r.scope:
+        lines.append(f"  proves: {r.scope}")
     lines.append(("PASS" if r.passed else "FAIL") + f" in {r.seconds:.2f} s")
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Build for an AVR board with Debian's avr-gcc: -Os, LTO, libm, Intel hex; `-t size`, `-t upload` (avrdude)."""
 import sys
-from os.path import join
+from os.path import isfile, join
 
 from SCons.Script import AlwaysBuild, Builder, Default, DefaultEnvironment
 
@@ -39,16 +39,20 @@ env.Depends(hexfile, "checkprogsize")
 env.Alias("buildprog", hexfile)
 AlwaysBuild(env.Alias("size", elf, env.VerboseAction("$SIZEPRINTCMD", "Calculating size $SOURCE")))
 
-# Upload with Debian's avrdude when it is installed (apt-get install avrdude).
+# Upload through the board's bootloader with the tool-avrdude package (Debian's avrdude, linked), with
+# the flags PlatformIO's own atmelavr passes (-D: a bootloader does not erase the chip). PlatformIO
+# itself prepends upload_flags (UPLOAD_FLAGS).
+AVRDUDE_DIR = env.PioPlatform().get_package_dir("tool-avrdude") or ""
 env.Replace(
-    UPLOADER="avrdude",
-    UPLOADERFLAGS=["-p", "$BOARD_MCU", "-c", "$UPLOAD_PROTOCOL", "-b", "$UPLOAD_SPEED", "-P", "$UPLOAD_PORT", "-D"],
+    UPLOADER=join(AVRDUDE_DIR, "avrdude"),
+    UPLOADERFLAGS=["-p", "$BOARD_MCU", "-C", join(AVRDUDE_DIR, "avrdude.conf"), "-c", "$UPLOAD_PROTOCOL",
+                   "-b", "$UPLOAD_SPEED", "-P", "$UPLOAD_PORT", "-D"],
     UPLOADCMD="$UPLOADER $UPLOADERFLAGS -U flash:w:$SOURCES:i",
 )
 
 
 def _before_upload(target, source, env):
-    if not env.WhereIs("avrdude"):
+    if not isfile(env.subst("$UPLOADER")):  # the link dangles: Debian's avrdude is not installed
         sys.stderr.write("Error: avrdude not found: apt-get install avrdude\n")
         env.Exit(1)
     env.AutodetectUploadPort()
