@@ -274,3 +274,16 @@ def test_the_uno_entry_agrees_with_the_offline_platform_and_the_chip() -> None:
     assert (manifest["upload"]["protocol"], manifest["upload"]["speed"]) == (boot.protocol, boot.speed)
     assert manifest["build"]["mcu"] == boot.part == uno.emulators[0].options["mcu"]
     assert manifest["upload"]["maximum_size"] == uno.flash == boot.address == 32 * 1024 - boot.size
+
+
+def test_an_upload_failure_names_the_projects_own_env() -> None:
+    """A user's project calls its Uno env what it likes: the hint repeats that name, not the board's."""
+    from tinygmm.project.build import upload_failure
+
+    uno = BOARDS["uno"]
+    never_built = "src/main.cpp:3:1: error: 'x' does not name a type\n"
+    assert "`pio run -e lab_uno -t upload`" in upload_failure(uno, "/dev/ttyACM0", never_built, env="lab_uno")
+    no_answer = "Uploading .pio/build/lab_uno/firmware.hex\navrdude: stk500_recv(): programmer is not responding\n"
+    message = upload_failure(uno, "/dev/ttyACM0", no_answer, env="lab_uno")
+    assert "(-e lab_uno)" in message and "never answered" in message
+    assert "(-e uno)" in upload_failure(uno, "/dev/ttyACM0", no_answer)

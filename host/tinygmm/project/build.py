@@ -157,7 +157,7 @@ def flash(fw: Firmware, port: str, core_dir: Path | None = None, *, build: bool 
         result = run_pio(["run", "-e", fw.env, *targets, "--upload-port", port], fw.project, core_dir, check=False,
                          extra_env=fw.build_env_vars())
     if result.returncode != 0:
-        raise TinyGMMError(upload_failure(board, port, result.output))
+        raise TinyGMMError(upload_failure(board, port, result.output, env=fw.env))
     return port
 
 
@@ -168,11 +168,13 @@ _WRITING = re.compile(r"^avrdude.*: writing .*flash", re.I | re.M)
 _PORT_BUSY = re.compile(r"(?:cannot|can't|unable to) open (?:port|device).*(?:busy|in use)", re.I)
 
 
-def upload_failure(board: Board, port: str, output: str) -> str:
-    """What a failed `pio run -t upload` means for a user, with what to do."""
+def upload_failure(board: Board, port: str, output: str, *, env: str | None = None) -> str:
+    """What a failed `pio run -e ENV -t upload` means for a user, with what to do (``env``: the
+    project's env name, a user's own project's rather than the board's)."""
+    env = env or board.env
     boot = board.bootloader
     if "Uploading " not in output:  # the build failed (too large, a missing tool): nothing was sent
-        return diagnose(output) or f"`pio run -e {board.env} -t upload` failed before uploading; its output above says why"
+        return diagnose(output) or f"`pio run -e {env} -t upload` failed before uploading; its output above says why"
     if _PORT_BUSY.search(output):
         return f"{port} is busy (another program has it open exclusively): close that and flash again"
     if _WRITING.search(output) and "bytes of flash verified" not in output:
@@ -182,10 +184,10 @@ def upload_failure(board: Board, port: str, output: str) -> str:
     if _NO_ANSWER.search(output):
         what = f"{boot.name}, {boot.protocol} protocol at {boot.speed} baud" if boot else "its bootloader"
         return (f"the board on {port} never answered its bootloader ({what}): check that it is an "
-                f"{board.title} (-e {board.env}), that its bootloader is there (a board programmed over ISP may have "
+                f"{board.title} (-e {env}), that its bootloader is there (a board programmed over ISP may have "
                 "none), and, if it does not reset itself when the port opens (auto-reset cut or absent), press its "
                 "reset button just before flashing")
-    return diagnose(output) or f"`pio run -e {board.env} -t upload` failed; PlatformIO's output above says why"
+    return diagnose(output) or f"`pio run -e {env} -t upload` failed; PlatformIO's output above says why"
 
 
 def runner_source() -> Path:
