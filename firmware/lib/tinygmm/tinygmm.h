@@ -560,7 +560,7 @@ static inline void tinygmm__take(float v, uint8_t k, float *lj, float *best_v, u
 
 /* tinygmm__direct for a full covariance, out of line so that its pointers stay in registers: the
  * operations of tinygmm__first_rows_full, tinygmm__rest_full and tinygmm__from_sum in the same
- * order (D = 2 written out: its one row after row 0 is mostly loop overhead otherwise). */
+ * order (D = 2 and 3 written out: their rows are mostly loop overhead otherwise). */
 TINYGMM__OUTLINE uint8_t tinygmm__direct_full(const tinygmm_model *m, const float *z, float *lj, float *best_out)
 {
     const uint8_t K = m->n_components;
@@ -581,6 +581,24 @@ TINYGMM__OUTLINE uint8_t tinygmm__direct_full(const tinygmm_model *m, const floa
             y1 = y1 - tinygmm__next(&off);
             s = y0 * y0;
             s += y1 * y1;
+            tinygmm__take(tinygmm__next(&bias) - s, k, lj, &best_v, &best);
+        }
+    } else if (m->n_features == 3) {
+        const float z0 = z[0], z1 = z[1], z2 = z[2];
+        for (k = 0; k < K; ++k) {
+            float y0, y1, y2, s;
+            y0 = tinygmm__next(&a) * z0;
+            y0 = y0 - tinygmm__next(&off);
+            y1 = tinygmm__next(&a) * z0;
+            y1 += tinygmm__next(&a) * z1;
+            y1 = y1 - tinygmm__next(&off);
+            y2 = tinygmm__next(&a) * z0;
+            y2 += tinygmm__next(&a) * z1;
+            y2 += tinygmm__next(&a) * z2;
+            y2 = y2 - tinygmm__next(&off);
+            s = y0 * y0;
+            s += y1 * y1;
+            s += y2 * y2;
             tinygmm__take(tinygmm__next(&bias) - s, k, lj, &best_v, &best);
         }
     } else {
@@ -606,27 +624,49 @@ TINYGMM__OUTLINE uint8_t tinygmm__direct_full(const tinygmm_model *m, const floa
     return best;
 }
 
-/* Every component evaluated in full, in index order, with no pruning: lj[k] = its log-joint (-inf
- * if its quadratic form overflowed, NaN if it is NaN); returns the argmax (lowest index on ties;
- * NaN never wins), its log-joint in *best_out (-inf if none is finite). The operations of the
- * search (tinygmm__row0, tinygmm__rest, tinygmm__from_sum) in the same order, so every log-joint
- * equals the search's (and the twin's) bit for bit; used for small D (TINYGMM_DIRECT_FEATURES). */
-TINYGMM__OUTLINE int tinygmm__direct(const tinygmm_model *m, const float *z, float *lj, float *best_out)
+/* tinygmm__direct for the other types (diag, spherical; tied in score, z holding w = A z): the
+ * operations of tinygmm__row0, tinygmm__rest and tinygmm__from_sum in the same order. */
+TINYGMM__OUTLINE uint8_t tinygmm__direct_other(const tinygmm_model *m, const float *z, float *lj, float *best_out)
 {
     const uint8_t K = m->n_components;
-    const int ct = m->covariance_type;
+    const uint8_t ct = m->covariance_type;
+    const float *const z_end = z + m->n_features;
+    const float *off = m->offset;
+    const float *a = m->factor; /* diag: a_k (K x D); spherical: h_k (K); tied: unused */
+    const float *bias = m->bias;
     float best_v = TINYGMM__NEG_INF;
     uint8_t k, best = 0u;
-    if (ct == TINYGMM_FULL) {
-        return tinygmm__direct_full(m, z, lj, best_out);
-    }
     for (k = 0; k < K; ++k) {
-        float s = tinygmm__row0(ct, z, tinygmm__factor_of(m, k), tinygmm__offset_of(m, k));
-        (void)tinygmm__rest(m, z, k, &s, TINYGMM__NEVER); /* a NaN sum gives a NaN log-joint */
-        tinygmm__take(tinygmm__from_sum(m, k, TINYGMM_READ_FLOAT(m->bias + k), s), k, lj, &best_v, &best);
+        const float *zp = z;
+        float s = 0.0f, v; /* 0 + y_0^2 is y_0^2 exactly (a square is never -0): row 0 as tinygmm__row0 */
+        do {
+            float y = *zp++ - tinygmm__next(&off);
+            if (ct == TINYGMM_DIAG) {
+                y = y * tinygmm__next(&a);
+            }
+            s += y * y;
+        } while (zp != z_end);
+        v = tinygmm__next(&bias);
+        if (ct == TINYGMM_SPHERICAL) {
+            v = v - s * tinygmm__next(&a);
+        } else {
+            v = v - s;
+        }
+        tinygmm__take(v, k, lj, &best_v, &best);
     }
     *best_out = best_v;
     return best;
+}
+
+/* Every component evaluated in full, in index order, with no pruning: lj[k] = its log-joint (-inf
+ * if its quadratic form overflowed, NaN if it is NaN); returns the argmax (lowest index on ties;
+ * NaN never wins), its log-joint in *best_out (-inf if none is finite). The operations of the
+ * search in the same order, so every log-joint equals the search's (and the twin's) bit for bit;
+ * used for small D (TINYGMM_DIRECT_FEATURES). */
+static inline int tinygmm__direct(const tinygmm_model *m, const float *z, float *lj, float *best_out)
+{
+    return (m->covariance_type == TINYGMM_FULL) ? tinygmm__direct_full(m, z, lj, best_out)
+                                                 : tinygmm__direct_other(m, z, lj, best_out);
 }
 
 /* Predict for a tied model: the argmax over k of t_k = c_k + sum_i b_ki w_i (c_k = tied_bias[k],
