@@ -725,7 +725,8 @@ static inline tinygmm_status tinygmm_log_joint(const tinygmm_model *model, const
     return st;
 }
 
-/* *label = the most likely component (argmax of the log-joints, no exp; lowest index on ties).
+/* *label = the most likely component (argmax of the log-joints, no exp; lowest index on ties):
+ * the pruning search, or for D <= TINYGMM_DIRECT_FEATURES every component in full (same result).
  * Tied models: argmax of the linear score (see the top of this file); TINYGMM_ERR_OVERFLOW
  * there means that the highest score is +inf or NaN (float32 overflow). */
 static inline tinygmm_status tinygmm_predict(const tinygmm_model *model, const float *x, int n_features, int *label)
@@ -767,7 +768,8 @@ static inline tinygmm_status tinygmm_predict(const tinygmm_model *model, const f
  * log-joint; the terms are added in index order, those with lj_k - m < -17 skipped.
  * One pass: the two components with the best first rows are finished first, and every other is
  * pruned once it cannot reach (best so far) - 18, at which point its term is skipped anyway
- * (exact, see TINYGMM_LSE_SKIP); the log-joints of the others are kept for the sum. */
+ * (exact, see TINYGMM_LSE_SKIP); the log-joints of the others are kept for the sum. For
+ * D <= TINYGMM_DIRECT_FEATURES every component in full instead (the same sum bit for bit). */
 static inline tinygmm_status tinygmm_score(const tinygmm_model *model, const float *x, int n_features, float *score)
 {
     tinygmm_model m;
