@@ -23,6 +23,11 @@ LANGUAGES = {
     "c99": ["gcc", "-std=c99", *COMMON],
     "c++11": ["g++", "-x", "c++", "-std=c++11", *COMMON],
 }
+# On the host (hardware float) predict and score evaluate models of D <= 3 directly, without the
+# pruning search (TINYGMM_DIRECT_FEATURES); this build searches at every D, as soft-float targets do,
+# and must give the same bytes.
+SEARCH_ONLY = "c99-search"
+VARIANTS = {**LANGUAGES, SEARCH_ONLY: [*LANGUAGES["c99"], "-DTINYGMM_DIRECT_FEATURES=0"]}
 
 
 def have_host_compilers() -> bool:
@@ -31,7 +36,7 @@ def have_host_compilers() -> bool:
 
 def build_driver(out_dir: Path, language: str, header: Path | None = None, model_name: str = "gmm_model") -> Path:
     """Compile the driver (with a rendered model header, or reading the model from stdin)."""
-    cmd = list(LANGUAGES[language]) + [f"-I{CORE_DIR}"]
+    cmd = list(VARIANTS[language]) + [f"-I{CORE_DIR}"]
     tag = language
     if header is not None:
         cmd += [f'-DDRIVER_MODEL_HEADER="{header}"', f"-DDRIVER_MODEL={model_name}"]

@@ -16,7 +16,7 @@ from tinygmm.device.twin import (
 )
 from conftest import require
 
-from _cdriver import LANGUAGES, Driver, build_driver, have_host_compilers
+from _cdriver import SEARCH_ONLY, VARIANTS, Driver, build_driver, have_host_compilers
 from _gmm_cases import (
     box_points, far_points, model_cases, random_model, reference_log_joint, reference_score, sample, verify_checks,
 )
@@ -53,7 +53,7 @@ MAX_DISAGREE_FAR = 0.01
 @pytest.fixture(scope="module")
 def drivers(tmp_path_factory) -> dict[str, Driver]:
     out = tmp_path_factory.mktemp("driver")
-    return {lang: Driver(build_driver(out, lang)) for lang in LANGUAGES}
+    return {lang: Driver(build_driver(out, lang)) for lang in VARIANTS}
 
 
 def _bits(a: np.ndarray) -> np.ndarray:
@@ -94,8 +94,9 @@ def test_core_matches_twin_bit_for_bit(drivers, case):
     outs = {lang: drv.run(dev, X) for lang, drv in drivers.items()}
     for lang, out in outs.items():
         assert_matches_twin(out, twin, m.n_components)
-    # C and C++ builds are the same program: identical bytes, libm calls included.
-    assert outs["c99"].tobytes() == outs["c++11"].tobytes()
+    # C and C++ builds are the same program: identical bytes, libm calls included; and the direct
+    # evaluation of small models gives what the pruning search gives.
+    assert outs["c99"].tobytes() == outs["c++11"].tobytes() == outs[SEARCH_ONLY].tobytes()
 
 
 # Near-singular tied models where the linear score is coarse near the data: 4.5% of the points
@@ -240,3 +241,24 @@ def test_tied_predict_uses_the_linear_score_beyond_the_quadratic_form(drivers):
         np.testing.assert_array_equal(out["status_predict"], [OK, OK, ERR_OVERFLOW, OK])
         np.testing.assert_array_equal(out["label"][[0, 1, 3]], [1, 0, 1])
         np.testing.assert_array_equal(out["status_score"], [ERR_OVERFLOW, ERR_OVERFLOW, ERR_OVERFLOW, OK])
+
+
+@pytest.mark.parametrize("D", [1, 2, 3])
+def test_direct_evaluation_overflow_and_nan_as_the_search(drivers, D):
+    """Small models are evaluated directly on the host (TINYGMM_DIRECT_FEATURES): where a tight,
+    correlated component's quadratic form overflows float32 or turns NaN (inf - inf within a row),
+    the direct path answers as the pruning search and the twin do, statuses included."""
+    from tinygmm.model import Model
+
+    tight = np.full((D, D), 0.999e-30) + np.eye(D) * 0.001e-30
+    cov = np.stack([tight, np.eye(D) * 1e10, tight * 1e20])
+    m = Model("full", np.array([0.3, 0.3, 0.4]), np.zeros((3, D)), cov)
+    dev = fold(m)
+    X = np.array([[s * 1e20 * (-1) ** i for i in range(D)] for s in (1.0, -1.0, 1e-3, 1e5, 1e-12)]
+                 + [[1e20] * D, [1e23] * D, [3.0e38] * D, [1e-15] * D], np.float32)
+    twin = DeviceTwin(dev).evaluate(X)
+    outs = {lang: drv.run(dev, X) for lang, drv in drivers.items()}
+    for out in outs.values():
+        assert_matches_twin(out, twin, 3)
+    assert outs["c99"].tobytes() == outs[SEARCH_ONLY].tobytes()
+    assert np.isin(twin.status_predict, [OK, ERR_OVERFLOW]).all() and (twin.status_predict == OK).any()

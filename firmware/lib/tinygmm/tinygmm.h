@@ -82,6 +82,21 @@
 #define TINYGMM_MAX_COMPONENTS 16
 #endif
 
+/* Largest D for which predict and score evaluate every component in full, in index order, instead
+ * of searching with pruning (tinygmm__direct): the same operations in the same order, so the same
+ * results bit for bit; only the cost differs. With float arithmetic in hardware a few rows cost
+ * less than the search's bookkeeping (first-row cache, order keys, kill thresholds); with soft
+ * float (AVR, Cortex-M0, RV32 without F) every pruned row saves library calls, so 0 there. Define it
+ * before the first include to choose (0: always search). */
+#ifndef TINYGMM_DIRECT_FEATURES
+#if (defined(__ARM_FP) && (__ARM_FP & 4)) || defined(__riscv_flen) || defined(__XTENSA_HARD_FLOAT__) ||          \
+    defined(__x86_64__) || defined(__aarch64__) || defined(_M_X64) || defined(_M_ARM64)
+#define TINYGMM_DIRECT_FEATURES 3
+#else
+#define TINYGMM_DIRECT_FEATURES 0
+#endif
+#endif
+
 /* Log-sum-exp terms exp(d) with d < -17 are skipped: exp(-17) = 4.1e-8 < 2^-24, so
  * adding one to a running sum that starts at 1 cannot change a float32 (round to
  * nearest). Skipping them is therefore exact, not an approximation. */
@@ -530,6 +545,130 @@ TINYGMM__OUTLINE int tinygmm__search(const tinygmm_model *m, const float *z, flo
     return b.best_k;
 }
 
+/* The argmax step of tinygmm__direct: lj[k] = v; *best_v and *best become v and k if v is higher
+ * (strictly: the lowest index wins ties; never for a NaN v, which the log-sum-exp of
+ * tinygmm_score skips as it skips -inf). A float comparison, as the direct evaluation is meant for
+ * hardware float; *best_v stays -inf if no component is finite (overflow). */
+static inline void tinygmm__take(float v, uint8_t k, float *lj, float *best_v, uint8_t *best)
+{
+    lj[k] = v;
+    if (v > *best_v) {
+        *best_v = v;
+        *best = k;
+    }
+}
+
+/* tinygmm__direct for a full covariance, out of line so that its pointers stay in registers: the
+ * operations of tinygmm__first_rows_full, tinygmm__rest_full and tinygmm__from_sum in the same
+ * order (D = 2 and 3 written out: their rows are mostly loop overhead otherwise). */
+TINYGMM__OUTLINE uint8_t tinygmm__direct_full(const tinygmm_model *m, const float *z, float *lj, float *best_out)
+{
+    const uint8_t K = m->n_components;
+    const float *const z_end = z + m->n_features;
+    const float *a = m->factor;
+    const float *off = m->offset;
+    const float *bias = m->bias;
+    float best_v = TINYGMM__NEG_INF;
+    uint8_t k, best = 0u;
+    if (m->n_features == 2) {
+        const float z0 = z[0], z1 = z[1];
+        for (k = 0; k < K; ++k) {
+            float y0, y1, s;
+            y0 = tinygmm__next(&a) * z0;
+            y0 = y0 - tinygmm__next(&off);
+            y1 = tinygmm__next(&a) * z0;
+            y1 += tinygmm__next(&a) * z1;
+            y1 = y1 - tinygmm__next(&off);
+            s = y0 * y0;
+            s += y1 * y1;
+            tinygmm__take(tinygmm__next(&bias) - s, k, lj, &best_v, &best);
+        }
+    } else if (m->n_features == 3) {
+        const float z0 = z[0], z1 = z[1], z2 = z[2];
+        for (k = 0; k < K; ++k) {
+            float y0, y1, y2, s;
+            y0 = tinygmm__next(&a) * z0;
+            y0 = y0 - tinygmm__next(&off);
+            y1 = tinygmm__next(&a) * z0;
+            y1 += tinygmm__next(&a) * z1;
+            y1 = y1 - tinygmm__next(&off);
+            y2 = tinygmm__next(&a) * z0;
+            y2 += tinygmm__next(&a) * z1;
+            y2 += tinygmm__next(&a) * z2;
+            y2 = y2 - tinygmm__next(&off);
+            s = y0 * y0;
+            s += y1 * y1;
+            s += y2 * y2;
+            tinygmm__take(tinygmm__next(&bias) - s, k, lj, &best_v, &best);
+        }
+    } else {
+        for (k = 0; k < K; ++k) {
+            const float *row_end;
+            float y = tinygmm__next(&a) * z[0];
+            float s;
+            y = y - tinygmm__next(&off);
+            s = y * y;
+            for (row_end = z + 2; row_end <= z_end; ++row_end) { /* row i reads z[0..i] */
+                const float *zp = z;
+                y = tinygmm__next(&a) * *zp++;
+                do {
+                    y += tinygmm__next(&a) * *zp++;
+                } while (zp != row_end);
+                y = y - tinygmm__next(&off);
+                s += y * y;
+            }
+            tinygmm__take(tinygmm__next(&bias) - s, k, lj, &best_v, &best);
+        }
+    }
+    *best_out = best_v;
+    return best;
+}
+
+/* tinygmm__direct for the other types (diag, spherical; tied in score, z holding w = A z): the
+ * operations of tinygmm__row0, tinygmm__rest and tinygmm__from_sum in the same order. */
+TINYGMM__OUTLINE uint8_t tinygmm__direct_other(const tinygmm_model *m, const float *z, float *lj, float *best_out)
+{
+    const uint8_t K = m->n_components;
+    const uint8_t ct = m->covariance_type;
+    const float *const z_end = z + m->n_features;
+    const float *off = m->offset;
+    const float *a = m->factor; /* diag: a_k (K x D); spherical: h_k (K); tied: unused */
+    const float *bias = m->bias;
+    float best_v = TINYGMM__NEG_INF;
+    uint8_t k, best = 0u;
+    for (k = 0; k < K; ++k) {
+        const float *zp = z;
+        float s = 0.0f, v; /* 0 + y_0^2 is y_0^2 exactly (a square is never -0): row 0 as tinygmm__row0 */
+        do {
+            float y = *zp++ - tinygmm__next(&off);
+            if (ct == TINYGMM_DIAG) {
+                y = y * tinygmm__next(&a);
+            }
+            s += y * y;
+        } while (zp != z_end);
+        v = tinygmm__next(&bias);
+        if (ct == TINYGMM_SPHERICAL) {
+            v = v - s * tinygmm__next(&a);
+        } else {
+            v = v - s;
+        }
+        tinygmm__take(v, k, lj, &best_v, &best);
+    }
+    *best_out = best_v;
+    return best;
+}
+
+/* Every component evaluated in full, in index order, with no pruning: lj[k] = its log-joint (-inf
+ * if its quadratic form overflowed, NaN if it is NaN); returns the argmax (lowest index on ties;
+ * NaN never wins), its log-joint in *best_out (-inf if none is finite). The operations of the
+ * search in the same order, so every log-joint equals the search's (and the twin's) bit for bit;
+ * used for small D (TINYGMM_DIRECT_FEATURES). */
+static inline int tinygmm__direct(const tinygmm_model *m, const float *z, float *lj, float *best_out)
+{
+    return (m->covariance_type == TINYGMM_FULL) ? tinygmm__direct_full(m, z, lj, best_out)
+                                                 : tinygmm__direct_other(m, z, lj, best_out);
+}
+
 /* Predict for a tied model: the argmax over k of t_k = c_k + sum_i b_ki w_i (c_k = tied_bias[k],
  * terms added left to right, lowest index on ties), w = A z as tinygmm__prepare left it. Every
  * component costs D multiply-adds (a partial dot product bounds nothing, so nothing is pruned).
@@ -586,7 +725,8 @@ static inline tinygmm_status tinygmm_log_joint(const tinygmm_model *model, const
     return st;
 }
 
-/* *label = the most likely component (argmax of the log-joints, no exp; lowest index on ties).
+/* *label = the most likely component (argmax of the log-joints, no exp; lowest index on ties):
+ * the pruning search, or for D <= TINYGMM_DIRECT_FEATURES every component in full (same result).
  * Tied models: argmax of the linear score (see the top of this file); TINYGMM_ERR_OVERFLOW
  * there means that the highest score is +inf or NaN (float32 overflow). */
 static inline tinygmm_status tinygmm_predict(const tinygmm_model *model, const float *x, int n_features, int *label)
@@ -609,7 +749,14 @@ static inline tinygmm_status tinygmm_predict(const tinygmm_model *model, const f
         *label = k;
         return TINYGMM_OK;
     }
-    k = tinygmm__search(&m, z, s0, key, 0, &best);
+#if TINYGMM_DIRECT_FEATURES > 0
+    if (m.n_features <= TINYGMM_DIRECT_FEATURES) {
+        k = tinygmm__direct(&m, z, s0, &best);
+    } else
+#endif
+    {
+        k = tinygmm__search(&m, z, s0, key, 0, &best);
+    }
     if (best == TINYGMM__NEG_INF) {
         return TINYGMM_ERR_OVERFLOW;
     }
@@ -621,7 +768,8 @@ static inline tinygmm_status tinygmm_predict(const tinygmm_model *model, const f
  * log-joint; the terms are added in index order, those with lj_k - m < -17 skipped.
  * One pass: the two components with the best first rows are finished first, and every other is
  * pruned once it cannot reach (best so far) - 18, at which point its term is skipped anyway
- * (exact, see TINYGMM_LSE_SKIP); the log-joints of the others are kept for the sum. */
+ * (exact, see TINYGMM_LSE_SKIP); the log-joints of the others are kept for the sum. For
+ * D <= TINYGMM_DIRECT_FEATURES every component in full instead (the same sum bit for bit). */
 static inline tinygmm_status tinygmm_score(const tinygmm_model *model, const float *x, int n_features, float *score)
 {
     tinygmm_model m;
@@ -635,14 +783,21 @@ static inline tinygmm_status tinygmm_score(const tinygmm_model *model, const flo
         return st;
     }
     K = m.n_components;
-    best_k = tinygmm__search(&m, z, lj, key, 1, &best);
+#if TINYGMM_DIRECT_FEATURES > 0
+    if (m.n_features <= TINYGMM_DIRECT_FEATURES) {
+        best_k = tinygmm__direct(&m, z, lj, &best);
+    } else
+#endif
+    {
+        best_k = tinygmm__search(&m, z, lj, key, 1, &best);
+    }
     if (best == TINYGMM__NEG_INF) {
         return TINYGMM_ERR_OVERFLOW;
     }
     for (k = 0; k < K; ++k) {
         if (k != best_k) {
             const float d = lj[k] - best;
-            if (!(d < TINYGMM_LSE_SKIP)) {
+            if (d >= TINYGMM_LSE_SKIP) { /* false for NaN (a NaN log-joint of tinygmm__direct) */
                 sum += TINYGMM__EXPF(d);
             }
         }
