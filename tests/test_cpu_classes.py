@@ -25,7 +25,9 @@ from tinygmm.verify.session import verify_project
 CPU_CLASSES = [b.env for b in BOARDS.values() if b.stand_in]
 AVR_BOARDS = [b.env for b in BOARDS.values() if b.toolchain is not None and b.platform_name == "atmelavr"]
 TARGETS = CPU_CLASSES + AVR_BOARDS
-MODELS = ("demo", "tied", "diag", "spherical")  # the demo model is full covariance
+# The demo model is full covariance; all four have D=2, which the hardware-float classes evaluate
+# directly (TINYGMM_DIRECT_FEATURES), so "wide" (full, D=5) takes them through the pruning search too.
+MODELS = ("demo", "tied", "diag", "spherical", "wide")
 # A verify run has a whole-run deadline: a firmware that hangs fails the test instead of the session.
 VERIFY_TIMEOUT = 240.0
 
@@ -45,6 +47,12 @@ def _model(kind: str, demo_project: Path) -> tuple[Model, np.ndarray]:
     X, names = demo_data()
     if kind == "demo":
         return load(demo_project / "model.json"), X
+    if kind == "wide":
+        from sklearn.datasets import make_blobs
+
+        X, _ = make_blobs(600, n_features=5, centers=4, random_state=0)
+        gmm = GaussianMixture(4, covariance_type="full", random_state=0).fit(X)
+        return Model.from_gmm(gmm, X_train=X), X
     scaler = Scaler.fit(X)
     gmm = GaussianMixture(3, covariance_type=kind, random_state=0).fit(scaler.transform(X))
     return Model.from_gmm(gmm, scaler=scaler, feature_names=names, X_train=X), X
