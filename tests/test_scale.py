@@ -239,6 +239,20 @@ def test_the_cli_fits_parquet_as_it_fits_csv(files, tmp_path, capsys, monkeypatc
     assert b.anomaly_threshold == pytest.approx(a.anomaly_threshold, rel=1e-8)
 
 
+def test_a_file_that_is_not_parquet_is_named(tmp_path, capsys) -> None:
+    for name, content in (("text.parquet", b"a,b\n1,2\n"), ("cut.parquet", None)):
+        path = tmp_path / name
+        if content is None:  # a copy cut short: its footer is gone
+            table = pa.table({"f0": np.arange(100.0), "f1": np.arange(100.0)})
+            pq.write_table(table, tmp_path / "whole.parquet")
+            content = (tmp_path / "whole.parquet").read_bytes()[:200]
+        path.write_bytes(content)
+        assert cli.main(["fit", str(path), "-k", "2", "-o", str(tmp_path / "m.json")]) == 1
+        err = capsys.readouterr().err
+        assert f"{path} is not a Parquet file that can be read" in err and "Traceback" not in err, err
+        assert not (tmp_path / "m.json").exists()
+
+
 def test_the_cli_start_imports_no_dask_or_pyarrow(tmp_path) -> None:
     code = ("import sys, tinygmm, tinygmm.fit.mixture; from tinygmm import cli; "
             "cli.build_parser().parse_args(['fit', 'x.parquet', '-k', '2', '--dask', 'tcp://h:1', '-o', 'm.json']); "

@@ -191,7 +191,12 @@ def _parquet_file(path: str | os.PathLike) -> Any:
         import pyarrow.parquet as pq
     except ImportError:
         raise ImportError("reading Parquet needs pyarrow: pip install 'tinygmm[dask]'") from None
-    return pq.ParquetFile(path)
+    try:
+        return pq.ParquetFile(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError: say which file
+        raise ValueError(f"{path} is not a Parquet file that can be read ({e})") from None
 
 
 def parquet_columns(path: str | os.PathLike, columns: Sequence[str | int] | None = None) -> tuple[list[str], list[str]]:
