@@ -194,7 +194,7 @@ def _in_flash(env: str, elf: Path) -> dict[str, int]:
 
 def bench_class(env: str, name: str, m: Model, X: np.ndarray, n: int, keep: Path | None) -> str:
     """Instructions of predict and score on the CPU class ``env``, tinygmm and emlearn in one program."""
-    from bare_build import BARE, build_bare, run_bare
+    from bare_build import build_bare, run_bare
 
     dev = fold(m)
     eml = emlearn_code(m)

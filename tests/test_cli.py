@@ -1,11 +1,9 @@
 """The command line end to end: in-process main() and the installed `tinygmm` command."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tinygmm import cli, load

@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from conftest import require_programs
 from tinygmm import GaussianMixture

@@ -1,5 +1,4 @@
 """CSV reading: what a user gets back, and the errors naming file, line and column."""
-from pathlib import Path
 
 import numpy as np
 import pytest

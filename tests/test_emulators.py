@@ -20,7 +20,7 @@ from tinygmm.device.fold import fold
 from tinygmm.errors import TinyGMMError
 from tinygmm.link import Device, LinkClosed
 from tinygmm.link.child import PtyTransport
-from tinygmm.link.emulators import EXIT_CYCLE_LIMIT, EXIT_WALL_LIMIT, QemuAvrTransport, SimavrTransport
+from tinygmm.link.emulators import EXIT_CYCLE_LIMIT, EXIT_WALL_LIMIT, SimavrTransport
 from tinygmm.project import build
 from tinygmm.project.boards import get_emulator
 from tinygmm.project.build import simavr_runner

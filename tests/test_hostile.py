@@ -19,7 +19,7 @@ import pytest
 from tinygmm.cli import main
 from tinygmm.errors import TinyGMMError
 from tinygmm.link import Device, LinkTimeout, PtyTransport, SerialTransport
-from tinygmm.model import Model, load, save
+from tinygmm.model import Model, load
 from tinygmm.project import export as export_module
 from tinygmm.project.export import MANIFEST, export_project
 from tinygmm.verify.vectors import load_vectors

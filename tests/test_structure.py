@@ -3,7 +3,6 @@ and every board's rendered platformio.ini passes PlatformIO's own lint."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import subprocess
 import sys

@@ -367,7 +367,7 @@ def cluster_figure(model: Model, X: np.ndarray, features: Sequence[str | int] | 
     means, covs = raw_components(model)
     known = feature_units(model, units)
     names = [axis_label(n, known.get(n)) for n in model.feature_names]
-    K, m = model.n_components, len(idx)
+    m = len(idx)
     heading, points = _data_title(model, data, len(X))
     notes = [f"points: {points}, by predicted component"]
     if model.scaler is not None:

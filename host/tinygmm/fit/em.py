@@ -22,7 +22,6 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .covariance import (
-    ILL_DEFINED_COVARIANCE,
     LOG_2PI,
     log_det_cholesky,
     precision_cholesky,
