@@ -10,6 +10,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -295,6 +296,47 @@ def test_missing_platformio(monkeypatch):
     monkeypatch.setattr(pio, "pio_command", lambda: ["/nonexistent/pio"])
     with pytest.raises(TinyGMMError, match="PlatformIO not found: pip install platformio"):
         run_pio(["--version"], echo=False)
+
+
+FAKE_PIO = """
+import subprocess, sys, time
+child = subprocess.Popen(["sleep", "60"])  # a compiler pio started
+print(child.pid, flush=True)
+while True:  # writes on, as pio does, and blocks once its reader stops reading
+    print("x" * 200, flush=True)
+    time.sleep(0.001)
+"""
+
+
+def test_an_interrupted_run_stops_pio_and_what_it_started(monkeypatch, tmp_path):
+    """A deadline or Ctrl-C while pio runs (raised in the loop reading its output) must not leave pio
+    blocked on a full pipe, nor its compilers writing into .pio, behind a released project lock."""
+    monkeypatch.setattr(pio, "pio_command", lambda: [sys.executable, "-c", FAKE_PIO])
+    pids: list[int] = []
+
+    class Interrupting(io.StringIO):
+        def write(self, text: str) -> int:
+            if not pids:
+                pids.append(int(text))
+                return len(text)
+            raise TinyGMMError("the deadline")
+
+    t0 = time.monotonic()
+    with pytest.raises(TinyGMMError, match="the deadline"):
+        run_pio(["run"], tmp_path, echo=Interrupting())
+    assert time.monotonic() - t0 < pio.PIO_STOP_SECONDS + 5
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(pids[0]):
+        time.sleep(0.05)
+    assert not _alive(pids[0]), "the compiler pio started is still running"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
 
 
 # -- linting -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import importlib.util
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,9 @@ from pathlib import Path
 from typing import IO, Iterator, Sequence
 
 from ..errors import TinyGMMError
+
+# How long an interrupted pio gets to end on SIGTERM before it is killed.
+PIO_STOP_SECONDS = 5.0
 
 # -- running PlatformIO -------------------------------------------------------------------
 
@@ -100,18 +104,25 @@ def run_pio(args: Sequence[str], project_dir: Path | str | None = None, core_dir
     cmd = [*pio_command(), *args]
     start = time.perf_counter()
     try:
+        # its own process group, so that an interrupted run (a deadline, Ctrl-C) stops pio with its
+        # compilers instead of leaving them writing into .pio after the project's lock is released
         proc = subprocess.Popen(cmd, cwd=project_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1)
+                                stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
+                                start_new_session=True)
     except FileNotFoundError:
         raise TinyGMMError("PlatformIO not found: pip install platformio") from None
     chunks: list[str] = []
     assert proc.stdout is not None
     with proc:
-        for line in proc.stdout:
-            chunks.append(line)
-            if stream is not None:
-                stream.write(line)
-                stream.flush()
+        try:
+            for line in proc.stdout:
+                chunks.append(line)
+                if stream is not None:
+                    stream.write(line)
+                    stream.flush()
+        except BaseException:
+            _stop_group(proc)
+            raise
     result = PioResult(list(args), proc.returncode, "".join(chunks), time.perf_counter() - start)
     if check and result.returncode != 0:
         hint = diagnose(result.output)
@@ -123,6 +134,20 @@ def run_pio(args: Sequence[str], project_dir: Path | str | None = None, core_dir
             message += "; PlatformIO's output above says why"
         raise TinyGMMError(message)
     return result
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """End pio and everything it started (SIGTERM, then SIGKILL after PIO_STOP_SECONDS)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(PIO_STOP_SECONDS)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @dataclass(frozen=True)
