@@ -9,6 +9,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -96,6 +97,38 @@ def test_tinygmm_verify_runs_several_targets_side_by_side_with_a_summary(uno_pro
     assert [(t["target"], t["passed"]) for t in doc["targets"]] == [("ttyNOSUCH", False), ("simavr", True),
                                                                     ("native", True)]
     assert doc["targets"][1]["report"]["checks"] and "error" in doc["targets"][0]
+
+
+def test_the_deadline_ends_a_farm_run_on_time_and_leaves_nothing_running(demo_project, pio_core, monkeypatch
+                                                                       ) -> None:
+    """A board that never answers (a port that accepts and stays silent) and --timeout: the run ends at
+    the deadline, not at the link's own timeouts; no target thread outlives it, nothing is reported late."""
+    from tinygmm.verify.farm import verify_farm
+
+    monkeypatch.setenv("TINYGMM_PIO_CORE", str(pio_core.core_dir))
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(server.accept()[0]), daemon=True).start()
+    silent = f"socket://127.0.0.1:{server.getsockname()[1]}"
+    heard: list[str] = []
+    t0 = time.monotonic()
+    results = verify_farm(demo_project, target_specs([silent], ["native"], "uno"), bench=False, offline=True,
+                          timeout=3.0, on_done=lambda r: heard.append(r.spec.id))
+    took = time.monotonic() - t0
+    try:
+        assert took < 6.0, f"the 3 s deadline ended the run after {took:.1f} s"
+        silent_result, native = results
+        assert "did not finish within 3 s" in (silent_result.error or "") and not silent_result.passed
+        assert native.passed
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("tinygmm-")]
+        time.sleep(0.5)
+        assert heard == ["native"]  # the silent target is in the summary only, never reported late
+    finally:
+        server.close()
+        for c in accepted:
+            c.close()
 
 
 # -- a remote Uno through RFC 2217 ---------------------------------------------------------------

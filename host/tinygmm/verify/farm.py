@@ -18,8 +18,13 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from ..errors import TinyGMMError
 
 if TYPE_CHECKING:  # the pytest plugin imports this module in every pytest run: the session loads on use
+    from ..link.client import Device
     from .report import VerifyReport
     from .session import VerifySession
+
+# After the deadline, how long a target's thread gets to end: its device is closed at once (one still
+# building or starting its emulator ends when that does).
+LATE_THREAD_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -140,22 +145,45 @@ def verify_farm(project: str | Path, specs: Sequence[TargetSpec], *, baud: int =
                         s.flash()
                     except TinyGMMError as e:
                         sessions[i] = e
-        lock = threading.Lock()
+        lock = threading.Lock()  # guards results, devices, stopped and on_done
+        devices: dict[int, Device] = {}
+        stopped = False  # the deadline passed: the results are final, a late thread only closes
+
+        # Waited on instead of Thread.join: a join the deadline's signal interrupts marks its thread
+        # stopped while it still runs (CPython's bpo-45274 handling), so a second join would not wait.
+        finished = {i: threading.Event() for i, s in enumerate(sessions) if isinstance(s, VerifySession)}
 
         def run(i: int, session: VerifySession) -> None:
-            result = results[i]
-            t0 = time.perf_counter()
             try:
-                result.log = log_path(project, result.spec)
-                with session.device(result.log) as dev:
+                verify_one(i, session)
+            finally:
+                finished[i].set()
+
+        def verify_one(i: int, session: VerifySession) -> None:
+            result = FarmResult(specs[i], log=log_path(project, specs[i]))
+            t0 = time.perf_counter()
+            def opened(dev: Device) -> None:
+                with lock:
+                    if stopped:
+                        raise TinyGMMError("the deadline passed")
+                    devices[i] = dev
+
+            try:
+                with session.device(result.log, on_open=opened) as dev:
                     result.report = session.run(dev, bench)
             except TinyGMMError as e:
                 result.error = str(e)
             except Exception as e:  # a thread must not die silently: the summary names it  # noqa: BLE001
                 result.error = f"{type(e).__name__}: {e}"
-            result.seconds = time.perf_counter() - t0
-            if on_done is not None:
+            finally:
                 with lock:
+                    devices.pop(i, None)
+            result.seconds = time.perf_counter() - t0
+            with lock:
+                if stopped:
+                    return
+                results[i] = result
+                if on_done is not None:
                     on_done(result)
 
         threads = []
@@ -169,12 +197,19 @@ def verify_farm(project: str | Path, specs: Sequence[TargetSpec], *, baud: int =
         for t in threads:
             t.start()
         try:
-            for t in threads:
-                t.join()
+            for event in finished.values():
+                event.wait()
         except TinyGMMError as e:  # the overall deadline: what has not finished is named as such
-            for r in results:
-                if r.report is None and r.error is None:
-                    r.error = str(e)
+            with lock:
+                stopped = True
+                for r in results:
+                    if r.report is None and r.error is None:
+                        r.error = str(e)
+                for dev in devices.values():  # its thread's next read fails and it ends
+                    dev.close()
+            late = time.monotonic() + LATE_THREAD_SECONDS
+            for event in finished.values():
+                event.wait(max(0.0, late - time.monotonic()))
     return results
 
 

@@ -214,14 +214,18 @@ def save_run_log(project: Path, env: str, device: Device, where: Path | None = N
 @contextlib.contextmanager
 def open_device(fw: Firmware, target: Target, model_id: str, core_dir: Path | None = None,
                 log: Path | None = None, on_log: Callable[[Path], None] | None = None,
-                build: bool = True, board: Any = None) -> Iterator[Device]:
+                build: bool = True, board: Any = None, on_open: Callable[[Device], None] | None = None
+                ) -> Iterator[Device]:
     """A Device for the target (or the emulated ``board`` it was flashed into), synced by ping and
     checked to run ``model_id`` (StaleFirmware otherwise). The run's byte log is kept (``log``, else
     under the project) even when syncing fails, and its path handed to ``on_log``; the transport is
-    closed, any child reaped."""
+    closed, any child reaped. ``on_open`` gets the device before it is synced (so that another
+    thread can close it: a deadline)."""
     with open_transport(fw, target, core_dir, build, board) as transport:
         dev = Device(transport)
         try:
+            if on_open is not None:
+                on_open(dev)
             dev.sync()
             dev.expect_model(model_id)
             yield dev
@@ -347,12 +351,13 @@ class VerifySession:
         self.board.reset()
         return flash(self.firmware, self.board.port, self.core_dir, build=build)
 
-    def device(self, log: Path | None = None, on_log: Callable[[Path], None] | None = None, build: bool = True
-               ) -> contextlib.AbstractContextManager[Device]:
+    def device(self, log: Path | None = None, on_log: Callable[[Path], None] | None = None, build: bool = True,
+               on_open: Callable[[Device], None] | None = None) -> contextlib.AbstractContextManager[Device]:
         """A synced device checked to run the model: the emulated board the firmware was flashed into,
-        or one that runs the firmware built when stale, or (``build`` false) as built before."""
+        or one that runs the firmware built when stale, or (``build`` false) as built before.
+        ``on_open``: see :func:`open_device`."""
         return open_device(self.firmware, self.target, self.model.model_id, self.core_dir, log, on_log, build,
-                           self.board)
+                           self.board, on_open)
 
     def run(self, dev: Device, bench: bool = True) -> VerifyReport:
         target = self.target
