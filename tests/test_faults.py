@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import pty
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -126,6 +128,28 @@ def test_a_busy_port_is_named() -> None:
 def test_a_missing_port_is_named() -> None:
     with pytest.raises(TinyGMMError, match="does not exist: is the board plugged in"):
         SerialTransport("/dev/ttyNOSUCHPORT")
+
+
+def test_a_network_port_url_that_cannot_work_says_why() -> None:
+    """Remote boards are URLs (docs/board-farm.md); the mistakes made typing them are named plainly."""
+    with pytest.raises(TinyGMMError, match=r"rfc2217://lab-2 names no TCP port: give it as rfc2217://lab-2:PORT"):
+        SerialTransport("rfc2217://lab-2")
+    with pytest.raises(TinyGMMError, match="names no TCP port"):
+        SerialTransport("socket://127.0.0.1")
+    with pytest.raises(TinyGMMError, match="its host name is not known here"):
+        SerialTransport("rfc2217://nosuchhost.invalid:4001")
+    plain = socket.create_server(("127.0.0.1", 0))  # accepts, but speaks no RFC 2217
+    held: list[socket.socket] = []  # the accepted connection stays open, silent
+    threading.Thread(target=lambda: held.append(plain.accept()[0]), daemon=True).start()
+    url = f"rfc2217://127.0.0.1:{plain.getsockname()[1]}"
+    try:
+        with pytest.raises(TinyGMMError, match=r"answers but does not speak RFC 2217 \(a plain TCP server\? then "
+                                               r"use socket://127\.0\.0\.1:\d+"):
+            SerialTransport(url)
+    finally:
+        plain.close()
+        for c in held:
+            c.close()
 
 
 def test_a_reset_on_a_port_without_modem_lines_is_a_clear_error() -> None:

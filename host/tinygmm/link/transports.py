@@ -56,6 +56,10 @@ class SerialTransport(_ContextManager):
         self.url = url
         self._serial_exception = serial.SerialException
         remote = _is_rfc2217(url)
+        if "://" in url and not _has_port(url):
+            raise TinyGMMError(f"{url} names no TCP port: give it as {url.rstrip('/')}:PORT (ser2net's accepter "
+                               "port, e.g. rfc2217://lab-2:4001)")
+        port = None
         try:
             # pyserial's RFC 2217 client has no write timeout (its socket's own 5 s timeout bounds a write)
             port = serial.serial_for_url(_rfc2217_url(url) if remote else url, do_not_open=True, baudrate=baudrate,
@@ -69,6 +73,8 @@ class SerialTransport(_ContextManager):
                 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"serial\.")
                 port.open()
         except (serial.SerialException, OSError, ValueError) as e:
+            if port is not None:  # pyserial's RFC 2217 client keeps its socket when the negotiation fails
+                port.close()
             raise TinyGMMError(_open_failure(url, e)) from None
         # The exclusive lock stops programs that also lock (pyserial, PlatformIO's monitor), not a
         # plain open (cat, screen): such a reader would take bytes meant for us.
@@ -144,6 +150,20 @@ def _is_rfc2217(url: str) -> bool:
     return url.lower().startswith("rfc2217://")
 
 
+def _has_port(url: str) -> bool:
+    """Whether a network URL (rfc2217://, socket://) names its TCP port; device URLs (loop://, spy://
+    and the like) have none to name."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("rfc2217", "socket"):
+        return True
+    try:
+        return parts.port is not None
+    except ValueError:  # a port that is not a number: pyserial names it
+        return True
+
+
 def _rfc2217_url(url: str) -> str:
     """``url`` with pyserial's ``ign_set_control``: tinygmm never waits on a modem line, and a server in
     front of a pseudo-terminal or a line without modem control (ser2net's ``local``) never acknowledges
@@ -166,6 +186,11 @@ def _open_failure(url: str, e: BaseException) -> str:
         return f"{url} is not a serial port (it does not answer terminal ioctls): give the board's port"
     if code == errno.ECONNREFUSED or "refused" in text.lower():
         return f"cannot connect to {url}: connection refused (is the emulator or server running?)"
+    if "Name or service not known" in text or "Temporary failure in name resolution" in text:
+        return f"cannot connect to {url}: its host name is not known here (a typo, or no DNS for the lab?)"
+    if "not seem to support RFC2217" in text:
+        return (f"{url} answers but does not speak RFC 2217 (a plain TCP server? then use "
+                f"socket://{url.split('://', 1)[1]}; for ser2net give the accepter telnet(rfc2217))")
     return f"cannot open serial port {url}: {text}"
 
 
