@@ -131,6 +131,25 @@ def test_the_deadline_ends_a_farm_run_on_time_and_leaves_nothing_running(demo_pr
             c.close()
 
 
+def test_a_deadline_spent_building_runs_no_target_and_stops_the_build(demo_project, pio_core, tmp_path,
+                                                                     monkeypatch, capsys) -> None:
+    """--timeout shorter than a stale build: every target is an error naming the deadline, at once;
+    the build is stopped (no pio left running), and nothing runs without a deadline after it."""
+    monkeypatch.setenv("TINYGMM_PIO_CORE", str(pio_core.core_dir))
+    project = tmp_path / "stale"
+    shutil.copytree(demo_project, project, ignore=shutil.ignore_patterns(".pio"))
+    t0 = time.monotonic()
+    code = cli.main(["verify", str(project), "--emulator", "native", "--emulator", "native", "--no-bench",
+                     "--offline", "--timeout", "0.5"])
+    took = time.monotonic() - t0
+    out = capsys.readouterr().out
+    assert code == 1 and took < 8.0, (code, took)
+    assert "summary: 0 of 2 targets passed" in out
+    assert len(re.findall(r"ERROR +native-\d +emulator native: .*did not finish within 0.5 s", out)) == 2, out
+    leftover = subprocess.run(["pgrep", "-f", f"pio.* run -e native"], capture_output=True, text=True).stdout
+    assert not [pid for pid in leftover.split() if str(project) in Path(f"/proc/{pid}/cwd").resolve().as_posix()]
+
+
 # -- a remote Uno through RFC 2217 ---------------------------------------------------------------
 
 

@@ -133,11 +133,14 @@ def verify_farm(project: str | Path, specs: Sequence[TargetSpec], *, baud: int =
 
     project = Path(project)
     results = [FarmResult(spec) for spec in specs]
-    with deadline(timeout, f"verifying {project} on {len(specs)} targets"), contextlib.ExitStack() as stack:
-        sessions = build_first(open_sessions(project, specs, baud=baud, reset=reset, offline=offline))
+    what = f"verifying {project} on {len(specs)} targets"
+    end = time.monotonic() + timeout if timeout else None
+    with deadline(timeout, what), contextlib.ExitStack() as stack:
+        sessions = open_sessions(project, specs, baud=baud, reset=reset, offline=offline)
         for s in sessions:  # each stops the emulated board its upload started, at the end
             if isinstance(s, VerifySession):
                 stack.callback(s.close)
+        sessions = build_first(sessions)
         if flash:  # uploads one at a time: each is a `pio run` in the project
             for i, s in enumerate(sessions):
                 if isinstance(s, VerifySession):
@@ -145,6 +148,13 @@ def verify_farm(project: str | Path, specs: Sequence[TargetSpec], *, baud: int =
                         s.flash()
                     except TinyGMMError as e:
                         sessions[i] = e
+        if end is not None and time.monotonic() >= end:  # spent building or uploading: no target runs
+            for result, s in zip(results, sessions):
+                result.error = str(s) if isinstance(s, TinyGMMError) else \
+                    f"{what} did not finish within {timeout:g} s: the time went on building and uploading"
+                if on_done is not None:
+                    on_done(result)
+            return results
         lock = threading.Lock()  # guards results, devices, stopped and on_done
         devices: dict[int, Device] = {}
         stopped = False  # the deadline passed: the results are final, a late thread only closes

@@ -192,7 +192,8 @@ def deadline(seconds: float | None, what: str) -> Iterator[None]:
         return
 
     def expire(signum: int, frame: object) -> None:
-        raise TinyGMMError(f"{what} did not finish within {seconds:g} s; the link log shows how far it got")
+        raise TinyGMMError(f"{what} did not finish within {seconds:g} s (building, uploading or on the link: "
+                           "PlatformIO's output and the link log show how far it got)")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
