@@ -179,7 +179,7 @@ def verify_farm(project: str | Path, specs: Sequence[TargetSpec], *, baud: int =
                     devices[i] = dev
 
             try:
-                with session.device(result.log, on_open=opened) as dev:
+                with session.device(result.log, build=False, on_open=opened) as dev:  # built first
                     result.report = session.run(dev, bench)
             except TinyGMMError as e:
                 result.error = str(e)
