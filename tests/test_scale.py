@@ -313,3 +313,68 @@ def test_warm_start_and_outputs_of_a_source(files) -> None:
     assert_same_fit(a, b)
     with pytest.raises(TypeError, match="read in blocks.*Dask array"):
         b.predict(ParquetData(str(parquet)))
+
+
+# -- defects found in review -----------------------------------------------------------------------
+
+
+def _open_descriptors() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
+def test_fitting_file_after_file_keeps_only_a_few_open(tmp_path) -> None:
+    rng = np.random.RandomState(0)
+    before = _open_descriptors()
+    for i in range(12):
+        path = tmp_path / f"f{i}.parquet"
+        pq.write_table(pa.table({"a": rng.randn(50), "b": rng.randn(50)}), path)
+        GaussianMixture(1).fit(ParquetData(str(path)))
+        path.unlink()  # a deleted file held open keeps its disk space too
+    assert _open_descriptors() - before <= 4  # sources.OPEN_FILES per thread, whatever the number of files
+    # a file written again is read again, and its old handle closed
+    path = tmp_path / "again.parquet"
+    pq.write_table(pa.table({"a": np.zeros(50) + rng.randn(50) * 0.1}), path)
+    GaussianMixture(1).fit(ParquetData(str(path)))
+    opened = _open_descriptors()
+    pq.write_table(pa.table({"a": np.full(60, 5.0) + rng.randn(60) * 0.1}), path)
+    assert GaussianMixture(1).fit(ParquetData(str(path))).means_[0, 0] == pytest.approx(5.0, abs=0.1)
+    assert _open_descriptors() == opened
+
+
+@pytest.mark.parametrize("make", [lambda X: ChunkedArray(X, chunk_rows=50), lambda X: da.from_array(X, chunks=(50, 2))],
+                         ids=["chunked", "dask"])
+def test_a_missing_value_is_named_by_its_row_in_the_data(make) -> None:
+    X = np.random.RandomState(0).randn(200, 2)
+    g = GaussianMixture(2, random_state=0).fit(X)
+    X[157, 1] = np.nan
+    for method in ("score", "bic", "aic"):
+        with pytest.raises(ValueError, match=r"NaN \(row 157\)"):
+            getattr(g, method)(make(X))
+
+
+def test_complex_and_non_numeric_data_read_in_blocks_are_refused(tmp_path) -> None:
+    rng = np.random.RandomState(0)
+    Z = rng.randn(200, 2) + 1j * rng.randn(200, 2)
+    Z.tofile(tmp_path / "c.bin")
+    mm = np.memmap(tmp_path / "c.bin", dtype=np.complex128, mode="r", shape=(200, 2))
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        GaussianMixture(1).fit(np.asarray(mm))  # in memory: scikit-learn's refusal
+    for data in (mm, da.from_array(Z, chunks=(50, 2))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no ComplexWarning first: refused before any block is read
+            with pytest.raises(ValueError, match="Complex data not supported"):
+                GaussianMixture(1).fit(data)
+    with pytest.raises(ValueError, match="dtype <U1 is not numeric"):
+        GaussianMixture(1).fit(da.from_array(np.full((10, 2), "a")))
+    flags = np.eye(10, 2, dtype=bool)  # booleans are numbers, as in memory
+    np.testing.assert_allclose(GaussianMixture(1).fit(ChunkedArray(flags)).means_, GaussianMixture(1).fit(flags).means_)
+
+
+def test_a_negative_column_index_is_refused(tmp_path) -> None:
+    path = tmp_path / "abc.parquet"
+    pq.write_table(pa.table({"a": np.arange(5.0), "b": np.arange(5.0), "c": np.arange(5.0)}), path)
+    for column in (-1, "-1", True):
+        with pytest.raises(ValueError, match=rf"no column {re.escape(repr(column))}; available: 0: 'a', 1: 'b', 2: 'c'"):
+            ParquetData(str(path), [column])
+    assert ParquetData(str(path), [2, "0"]).names == ("c", "a")

@@ -20,7 +20,7 @@ from . import covariance as cov
 from .em import (Params, Workspace, apply_exact, em_pass, evaluate, log_sum_exp_inplace, m_step, needs_exact,
                  params_from_labels, params_from_stats, responsibilities)
 from .kmeans import kmeans, kmeans_plusplus
-from .sources import Source, as_source as _as_source, is_dask_array, score_block
+from .sources import Source, as_source as _as_source, block_offsets, is_dask_array, score_block
 
 # Called after every EM pass of a fit in this context (see report_passes).
 _PASS_HOOK: contextvars.ContextVar[Callable[[int, float, float], None] | None] = contextvars.ContextVar(
@@ -418,7 +418,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 raise ValueError(f"X has {source.n_features} features, but GaussianMixture is expecting "
                                  f"{self.n_features_in_} features as input.")
             center = np.asarray(self.means_, dtype=np.float64).mean(axis=0)
-            parts = source.map(score_block, center, self._centred_params(center))
+            parts = source.map(score_block, center, self._centred_params(center), per_block=block_offsets(source))
             return float(sum(p[0] for p in parts)), int(sum(p[1] for p in parts))
         log_likelihoods = self._evaluate(X, log_sum_exp_inplace)[0]
         n = log_likelihoods.shape[0]

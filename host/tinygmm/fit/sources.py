@@ -16,6 +16,7 @@ Nothing here imports Dask or pyarrow until such a source is used. Every block go
 """
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
 import threading
@@ -112,6 +113,16 @@ def _block_args(args: tuple, per_block: Sequence[Any] | None, i: int) -> tuple:
     return args if per_block is None else (*args, per_block[i])
 
 
+def check_dtype(X: Any) -> None:
+    """Refuse what the in-memory fit refuses, with its message: a block would otherwise be cast to
+    float64 silently (complex numbers losing their imaginary part, with only a ComplexWarning)."""
+    kind = np.dtype(X.dtype).kind
+    if kind == "c":
+        raise ValueError(f"Complex data not supported\n{X}\n")  # scikit-learn's words
+    if kind not in "biufO":  # bool, integers and floats are numbers; objects are converted as in memory
+        raise ValueError(f"dtype {X.dtype} is not numeric: convert the data to numbers first")
+
+
 class _ArraySource(Source):
     """A source over an array-like ``X`` of rows (NumPy or Dask)."""
 
@@ -140,8 +151,7 @@ class ChunkedArray(_ArraySource):
     def __post_init__(self) -> None:
         if getattr(self.X, "ndim", None) != 2:
             raise ValueError(f"Expected 2D array, got {getattr(self.X, 'ndim', '?')}D array instead")
-        if not np.issubdtype(self.X.dtype, np.number):
-            raise ValueError(f"dtype {self.X.dtype} is not numeric")
+        check_dtype(self.X)
 
     def _rows(self) -> int:
         if self.chunk_rows:
@@ -204,7 +214,8 @@ def parquet_columns(path: str | os.PathLike, columns: Sequence[str | int] | None
     indices (default: every integer, floating or decimal column)."""
     import pyarrow as pa
 
-    schema = _parquet_file(path).schema_arrow
+    with _parquet_file(path) as f:
+        schema = f.schema_arrow
     names = list(schema.names)
 
     def numeric(t: Any) -> bool:
@@ -215,8 +226,9 @@ def parquet_columns(path: str | os.PathLike, columns: Sequence[str | int] | None
         return chosen, [n for n in names if n not in chosen]
     chosen = []
     for c in columns:
-        by_index = isinstance(c, int) or (str(c).isdigit() and c not in names)
-        if by_index and int(c) < len(names):
+        # an index counts from 0; a negative one is refused, not wrapped around to the last columns
+        by_index = (isinstance(c, int) and not isinstance(c, bool)) or (str(c).isdigit() and c not in names)
+        if by_index and 0 <= int(c) < len(names):
             name = names[int(c)]
         elif not by_index and c in names:
             name = str(c)
@@ -231,20 +243,30 @@ def parquet_columns(path: str | os.PathLike, columns: Sequence[str | int] | None
     return chosen, []
 
 
-_open_files = threading.local()  # per thread: path -> (its stat, ParquetFile); Dask may run blocks in threads
+# Parquet files each thread keeps open (Dask may run blocks in threads): opening parses the footer,
+# as long as reading a 16 MB row group, so the files a fit reads again every pass stay open; but
+# only a few, since a process fitting file after file would otherwise hold a descriptor for each.
+OPEN_FILES = 4
+_open_files = threading.local()  # .files: path -> (its stat, ParquetFile), least recently used first
 
 
 def _cached_parquet_file(path: str) -> Any:
-    """The ParquetFile of ``path``, opened once per thread (opening parses the footer: as long as
-    reading a 16 MB row group), again when the file changed."""
-    files = getattr(_open_files, "files", None)
+    """The ParquetFile of ``path``, opened once per thread, again when the file changed; the least
+    recently used beyond OPEN_FILES, and a changed file's old handle, are closed."""
+    files: dict[str, tuple[tuple[int, int, int], Any]] | None = getattr(_open_files, "files", None)
     if files is None:
         files = _open_files.files = {}
     st = os.stat(path)
     key = (st.st_mtime_ns, st.st_size, st.st_ino)
-    hit = files.get(path)
-    if hit is None or hit[0] != key:
-        files[path] = hit = (key, _parquet_file(path))
+    hit = files.pop(path, None)
+    if hit is not None and hit[0] != key:
+        hit[1].close()
+        hit = None
+    if hit is None:
+        hit = (key, _parquet_file(path))
+    files[path] = hit  # re-inserted: dicts keep insertion order, so the first entry is the stalest
+    while len(files) > OPEN_FILES:
+        files.pop(next(iter(files)))[1].close()
     return hit[1]
 
 
@@ -285,7 +307,8 @@ class ParquetData(Source):
         names, skipped = parquet_columns(self.path, self.columns)
         if not names:
             raise ValueError(f"{self.path}: no column holds numbers")
-        meta = _parquet_file(self.path).metadata
+        with _parquet_file(self.path) as f:
+            meta = f.metadata
         object.__setattr__(self, "names", tuple(names))
         object.__setattr__(self, "skipped", tuple(skipped))
         object.__setattr__(self, "group_rows", tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups)))
@@ -337,6 +360,7 @@ class DaskSource(_ArraySource):
         X = self.X
         if X.ndim != 2:
             raise ValueError(f"Expected 2D array, got {X.ndim}D array instead")
+        check_dtype(X)
         if any(np.isnan(c) for c in X.chunks[0]):
             X = X.compute_chunk_sizes()  # unknown block lengths (after filtering): one pass to learn them
         if len(X.chunks[1]) > 1:
@@ -453,8 +477,14 @@ def summarize(source: Source, rng: np.random.RandomState | None, sample_rows: in
     return out
 
 
-def _centred(block: Any, prep: Prep, center: np.ndarray) -> np.ndarray:
-    return prep.columns(block, center=center)[0]
+def _centred(block: Any, prep: Prep, center: np.ndarray, offset: int = 0) -> np.ndarray:
+    return prep.columns(block, offset, center=center)[0]
+
+
+def block_offsets(source: Source) -> list[int]:
+    """The row number of each block's first row: what an error about a row adds to its place in the block."""
+    rows = source.block_rows()
+    return [0, *itertools.accumulate(rows)][:len(rows)]
 
 
 def em_block(block: Any, prep: Prep, center: np.ndarray, params: list[Params]) -> list[tuple[float, np.ndarray]]:
@@ -477,9 +507,9 @@ def exact_block(block: Any, prep: Prep, center: np.ndarray,
     return out
 
 
-def score_block(block: Any, prep: Prep, center: np.ndarray, params: Params) -> tuple[float, int]:
-    """(sum of the log-likelihoods, rows) of this block."""
-    xt = _centred(block, prep, center)
+def score_block(block: Any, prep: Prep, center: np.ndarray, params: Params, offset: int) -> tuple[float, int]:
+    """(sum of the log-likelihoods, rows) of this block, whose first row is row ``offset`` of the data."""
+    xt = _centred(block, prep, center, offset)
     if xt.shape[1] == 0:
         return 0.0, 0
     return float(np.sum(evaluate(xt, params, log_sum_exp_inplace))), xt.shape[1]
