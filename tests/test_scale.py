@@ -378,3 +378,19 @@ def test_a_negative_column_index_is_refused(tmp_path) -> None:
         with pytest.raises(ValueError, match=rf"no column {re.escape(repr(column))}; available: 0: 'a', 1: 'b', 2: 'c'"):
             ParquetData(str(path), [column])
     assert ParquetData(str(path), [2, "0"]).names == ("c", "a")
+
+
+def test_dask_outputs_of_blocks_left_with_no_rows(files) -> None:
+    X = files[False][0]
+    g = fit(X, **start(X, "full", max_iter=3))
+    X = X[np.argsort(X[:, 0])]
+    Xd = da.from_array(X, chunks=(3000, 3))
+    kept = Xd[Xd[:, 0] > 45.0]  # the first blocks keep no row
+    kept.compute_chunk_sizes()
+    rows = X[X[:, 0] > 45.0]
+    for chunks in (kept, da.from_array(X[:6000], chunks=((3000, 0, 3000), (3,)))):
+        assert 0 in chunks.chunks[0]
+        expected = rows if chunks is kept else X[:6000]
+        for method in ("predict", "score_samples", "predict_proba"):
+            np.testing.assert_allclose(getattr(g, method)(chunks).compute(), getattr(g, method)(expected), rtol=1e-12,
+                                       atol=1e-300, err_msg=method)

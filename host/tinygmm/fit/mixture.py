@@ -57,6 +57,15 @@ def _initial_array(value: Any, shape: tuple, name: str) -> np.ndarray:
     return arr
 
 
+def _on_block(block: np.ndarray, gm: GaussianMixture, method: str, columns: int | None, dtype: np.dtype) -> np.ndarray:
+    """``gm.method(block)`` for one block of a Dask array. A block may hold no rows (boolean
+    filtering makes such blocks): the public methods refuse fewer than one row, so its empty
+    result is made here."""
+    if block.shape[0] == 0:
+        return np.empty((0,) if columns is None else (0, columns), dtype=dtype)
+    return getattr(gm, method)(block)
+
+
 class GaussianMixture(DensityMixin, BaseEstimator):
     """Gaussian mixture model fitted by EM; a drop-in for ``sklearn.mixture.GaussianMixture``.
 
@@ -353,10 +362,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """``method`` applied to each block of a Dask array, lazily: a Dask array of the results."""
         check_is_fitted(self)
         dtype = np.result_type(X.dtype, self.means_.dtype) if method != "predict" else np.intp
-        fn = getattr(self, method)
+        X = X.rechunk({1: -1})
         if columns is None:
-            return X.rechunk({1: -1}).map_blocks(fn, drop_axis=1, dtype=dtype)
-        return X.rechunk({1: -1}).map_blocks(fn, chunks=(X.chunks[0], (columns,)), dtype=dtype)
+            return X.map_blocks(_on_block, self, method, columns, dtype, drop_axis=1, dtype=dtype)
+        return X.map_blocks(_on_block, self, method, columns, dtype, chunks=(X.chunks[0], (columns,)), dtype=dtype)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-likelihood of each sample (of a Dask array: a Dask array, computed block by block)."""
