@@ -394,3 +394,43 @@ def test_dask_outputs_of_blocks_left_with_no_rows(files) -> None:
         for method in ("predict", "score_samples", "predict_proba"):
             np.testing.assert_allclose(getattr(g, method)(chunks).compute(), getattr(g, method)(expected), rtol=1e-12,
                                        atol=1e-300, err_msg=method)
+
+
+@pytest.fixture(scope="module")
+def holes(tmp_path_factory) -> tuple[np.ndarray, Path]:
+    """Rows without a missing value, and a Parquet file of them with three rows holding a null or a NaN,
+    in row groups of 3000, 0, 3000 and 2000 rows."""
+    X = blobs(8000)
+    a, b = X[:, 0].copy(), X[:, 1].copy()
+    a[[10, 7999]] = np.nan
+    b[4000] = np.nan
+    table = pa.table({"a": a, "b": pa.array(b, from_pandas=True), "c": X[:, 2]})  # b[4000] a null
+    path = tmp_path_factory.mktemp("holes") / "holes.parquet"
+    with pq.ParquetWriter(path, table.schema) as w:
+        for s, e in ((0, 3000), (3000, 3000), (3000, 6000), (6000, 8000)):
+            w.write_table(table.slice(s, e - s))
+    return np.delete(X, [10, 4000, 7999], axis=0), path
+
+
+def test_to_dask_of_a_source_that_drops_missing_rows_drops_them(holes) -> None:
+    kept, path = holes
+    params = start(kept, "full", max_iter=5)
+    ref = fit(kept, **params)
+    Xd = ParquetData(str(path), drop_missing=True).to_dask()
+    for data in (Xd, Xd.persist()):
+        assert_same_fit(ref, fit(data, **params))
+    np.testing.assert_array_equal(ref.predict(Xd).compute(), ref.predict(kept))
+    assert ref.score(Xd) == pytest.approx(ref.score(kept), rel=1e-12)
+    with pytest.raises(ValueError, match=r"3 row\(s\) have a missing value \(rows 10, 4000, 7999\)"):
+        fit(ParquetData(str(path)).to_dask(), **params)
+
+
+def test_the_cli_drops_missing_rows_on_a_cluster(cluster, holes, tmp_path, capsys) -> None:
+    _, path = holes
+    argv = ["fit", str(path), "-k", "2", "--drop-missing", "-o"]
+    assert cli.main([*argv, str(tmp_path / "here.json")]) == 0
+    assert "dropped 3 row(s) with missing values" in capsys.readouterr().err
+    assert cli.main([*argv, str(tmp_path / "there.json"), "--dask", cluster.scheduler.address]) == 0
+    assert "dropped 3 row(s) with missing values" in capsys.readouterr().err
+    here, there = load(tmp_path / "here.json"), load(tmp_path / "there.json")
+    np.testing.assert_allclose(there.means, here.means, rtol=1e-9, atol=1e-9)

@@ -286,6 +286,12 @@ def read_row_group(path: str, index: int, columns: Sequence[str]) -> np.ndarray:
     return out.T
 
 
+def read_complete_rows(path: str, index: int, columns: Sequence[str]) -> np.ndarray:
+    """:func:`read_row_group` without the rows that have a missing value (still column-major)."""
+    rows = read_row_group(path, index, columns).T
+    return rows[:, ~np.isnan(rows).any(axis=0)].T
+
+
 @dataclass(frozen=True)
 class ParquetData(Source):
     """A Parquet file read one row group at a time (memory: about one row group).
@@ -327,11 +333,17 @@ class ParquetData(Source):
                 for i in range(len(self.group_rows))]
 
     def to_dask(self) -> Any:
-        """A Dask array of the file, one block per row group, each read by the worker that uses it."""
+        """A Dask array of the file, one block per row group, each read by the worker that uses it.
+
+        With ``drop_missing`` each block leaves out its rows with a missing value, as a fit of this
+        source does (and predict then has a row for each complete row): the blocks' lengths are then
+        unknown until they are read, and a fit learns them in one more pass."""
         import dask
         import dask.array as da
 
-        blocks = [da.from_delayed(dask.delayed(read_row_group)(self.path, i, self.names), shape=(n, len(self.names)),
+        drop = self.prep.drop_missing
+        read = dask.delayed(read_complete_rows if drop else read_row_group)
+        blocks = [da.from_delayed(read(self.path, i, self.names), shape=(np.nan if drop else n, len(self.names)),
                                   dtype=np.float64) for i, n in enumerate(self.group_rows)]
         return da.concatenate(blocks, axis=0)
 
