@@ -434,3 +434,21 @@ def test_the_cli_drops_missing_rows_on_a_cluster(cluster, holes, tmp_path, capsy
     assert "dropped 3 row(s) with missing values" in capsys.readouterr().err
     here, there = load(tmp_path / "here.json"), load(tmp_path / "there.json")
     np.testing.assert_allclose(there.means, here.means, rtol=1e-9, atol=1e-9)
+
+
+def test_float32_parquet_columns_fit_as_a_float32_array(tmp_path) -> None:
+    X = blobs(4000).astype(np.float32)
+    path = tmp_path / "f32.parquet"
+    pq.write_table(pa.table({f"f{j}": X[:, j] for j in range(3)}), path, row_group_size=1500)
+    params = start(X.astype(np.float64), "diag", max_iter=4)
+    ref = fit(X, **params)
+    source = ParquetData(str(path))
+    assert source.dtype == np.float32 and source.to_dask().dtype == np.float32
+    for data in (source, source.to_dask()):
+        g = fit(data, **params)
+        assert g.means_.dtype == np.float32 and g.lower_bound_.dtype == np.float32
+        assert_same_fit(ref, g, rtol=1e-6)
+    assert ref.predict_proba(source.to_dask()).dtype == np.float32
+    mixed = tmp_path / "mixed.parquet"  # a float64 or integer column: float64, as an array of them
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1].astype(np.float64)}), mixed)
+    assert ParquetData(str(mixed)).dtype == np.float64 and ParquetData(str(mixed), ["a"]).dtype == np.float32

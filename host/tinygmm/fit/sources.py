@@ -270,25 +270,26 @@ def _cached_parquet_file(path: str) -> Any:
     return hit[1]
 
 
-def read_row_group(path: str, index: int, columns: Sequence[str]) -> np.ndarray:
-    """Row group ``index`` of a Parquet file as float64 (n, D), nulls as NaN. Column-major (a
+def read_row_group(path: str, index: int, columns: Sequence[str], dtype: Any = np.float64) -> np.ndarray:
+    """Row group ``index`` of a Parquet file as ``dtype`` (n, D), nulls as NaN. Column-major (a
     transposed (D, n) array), as Parquet stores it: the block's feature-major copy is a plain copy."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     table = _cached_parquet_file(path).read_row_group(index, columns=list(columns))
-    out = np.empty((len(columns), table.num_rows))
+    out = np.empty((len(columns), table.num_rows), dtype=dtype)
+    target = pa.from_numpy_dtype(out.dtype)
     for j, name in enumerate(columns):
         col = table.column(name)
-        if col.type != pa.float64():
-            col = pc.cast(col, pa.float64())
+        if col.type != target:
+            col = pc.cast(col, target)
         out[j] = col.to_numpy() if col.null_count == 0 else pc.fill_null(col, np.nan).to_numpy()
     return out.T
 
 
-def read_complete_rows(path: str, index: int, columns: Sequence[str]) -> np.ndarray:
+def read_complete_rows(path: str, index: int, columns: Sequence[str], dtype: Any = np.float64) -> np.ndarray:
     """:func:`read_row_group` without the rows that have a missing value (still column-major)."""
-    rows = read_row_group(path, index, columns).T
+    rows = read_row_group(path, index, columns, dtype).T
     return rows[:, ~np.isnan(rows).any(axis=0)].T
 
 
@@ -307,16 +308,21 @@ class ParquetData(Source):
     names: tuple[str, ...] = field(init=False)
     skipped: tuple[str, ...] = field(init=False)
     group_rows: tuple[int, ...] = field(init=False)
+    float32: bool = field(init=False)  # every column read is float32: read, and fitted, as float32
 
     def __post_init__(self) -> None:
+        import pyarrow as pa
+
         object.__setattr__(self, "path", str(Path(self.path)))
         names, skipped = parquet_columns(self.path, self.columns)
         if not names:
             raise ValueError(f"{self.path}: no column holds numbers")
         with _parquet_file(self.path) as f:
             meta = f.metadata
+            schema = f.schema_arrow
         object.__setattr__(self, "names", tuple(names))
         object.__setattr__(self, "skipped", tuple(skipped))
+        object.__setattr__(self, "float32", all(schema.field(n).type == pa.float32() for n in names))
         object.__setattr__(self, "group_rows", tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups)))
         if self.drop_missing and not self.prep.drop_missing:
             object.__setattr__(self, "prep", replace(self.prep, drop_missing=True))
@@ -328,8 +334,13 @@ class ParquetData(Source):
     def block_rows(self) -> list[int]:
         return list(self.group_rows)
 
+    @property
+    def dtype(self) -> np.dtype:
+        """float32 when every column read is float32 (as an array of them is), float64 otherwise."""
+        return np.dtype(np.float32 if self.float32 else np.float64)
+
     def map(self, fn: Callable[..., Any], *args: Any, per_block: Sequence[Any] | None = None) -> list[Any]:
-        return [_call(fn, read_row_group(self.path, i, self.names), self.prep, _block_args(args, per_block, i))
+        return [_call(fn, read_row_group(self.path, i, self.names, self.dtype), self.prep, _block_args(args, per_block, i))
                 for i in range(len(self.group_rows))]
 
     def to_dask(self) -> Any:
@@ -343,8 +354,9 @@ class ParquetData(Source):
 
         drop = self.prep.drop_missing
         read = dask.delayed(read_complete_rows if drop else read_row_group)
-        blocks = [da.from_delayed(read(self.path, i, self.names), shape=(np.nan if drop else n, len(self.names)),
-                                  dtype=np.float64) for i, n in enumerate(self.group_rows)]
+        blocks = [da.from_delayed(read(self.path, i, self.names, self.dtype),
+                                  shape=(np.nan if drop else n, len(self.names)), dtype=self.dtype)
+                  for i, n in enumerate(self.group_rows)]
         return da.concatenate(blocks, axis=0)
 
 
