@@ -313,3 +313,142 @@ def test_warm_start_and_outputs_of_a_source(files) -> None:
     assert_same_fit(a, b)
     with pytest.raises(TypeError, match="read in blocks.*Dask array"):
         b.predict(ParquetData(str(parquet)))
+
+
+# -- defects found in review -----------------------------------------------------------------------
+
+
+def _open_descriptors() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
+def test_fitting_file_after_file_keeps_only_a_few_open(tmp_path) -> None:
+    rng = np.random.RandomState(0)
+    before = _open_descriptors()
+    for i in range(12):
+        path = tmp_path / f"f{i}.parquet"
+        pq.write_table(pa.table({"a": rng.randn(50), "b": rng.randn(50)}), path)
+        GaussianMixture(1).fit(ParquetData(str(path)))
+        path.unlink()  # a deleted file held open keeps its disk space too
+    assert _open_descriptors() - before <= 4  # sources.OPEN_FILES per thread, whatever the number of files
+    # a file written again is read again, and its old handle closed
+    path = tmp_path / "again.parquet"
+    pq.write_table(pa.table({"a": np.zeros(50) + rng.randn(50) * 0.1}), path)
+    GaussianMixture(1).fit(ParquetData(str(path)))
+    opened = _open_descriptors()
+    pq.write_table(pa.table({"a": np.full(60, 5.0) + rng.randn(60) * 0.1}), path)
+    assert GaussianMixture(1).fit(ParquetData(str(path))).means_[0, 0] == pytest.approx(5.0, abs=0.1)
+    assert _open_descriptors() == opened
+
+
+@pytest.mark.parametrize("make", [lambda X: ChunkedArray(X, chunk_rows=50), lambda X: da.from_array(X, chunks=(50, 2))],
+                         ids=["chunked", "dask"])
+def test_a_missing_value_is_named_by_its_row_in_the_data(make) -> None:
+    X = np.random.RandomState(0).randn(200, 2)
+    g = GaussianMixture(2, random_state=0).fit(X)
+    X[157, 1] = np.nan
+    for method in ("score", "bic", "aic"):
+        with pytest.raises(ValueError, match=r"NaN \(row 157\)"):
+            getattr(g, method)(make(X))
+
+
+def test_complex_and_non_numeric_data_read_in_blocks_are_refused(tmp_path) -> None:
+    rng = np.random.RandomState(0)
+    Z = rng.randn(200, 2) + 1j * rng.randn(200, 2)
+    Z.tofile(tmp_path / "c.bin")
+    mm = np.memmap(tmp_path / "c.bin", dtype=np.complex128, mode="r", shape=(200, 2))
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        GaussianMixture(1).fit(np.asarray(mm))  # in memory: scikit-learn's refusal
+    for data in (mm, da.from_array(Z, chunks=(50, 2))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no ComplexWarning first: refused before any block is read
+            with pytest.raises(ValueError, match="Complex data not supported"):
+                GaussianMixture(1).fit(data)
+    with pytest.raises(ValueError, match="dtype <U1 is not numeric"):
+        GaussianMixture(1).fit(da.from_array(np.full((10, 2), "a")))
+    flags = np.eye(10, 2, dtype=bool)  # booleans are numbers, as in memory
+    np.testing.assert_allclose(GaussianMixture(1).fit(ChunkedArray(flags)).means_, GaussianMixture(1).fit(flags).means_)
+
+
+def test_a_negative_column_index_is_refused(tmp_path) -> None:
+    path = tmp_path / "abc.parquet"
+    pq.write_table(pa.table({"a": np.arange(5.0), "b": np.arange(5.0), "c": np.arange(5.0)}), path)
+    for column in (-1, "-1", True):
+        with pytest.raises(ValueError, match=rf"no column {re.escape(repr(column))}; available: 0: 'a', 1: 'b', 2: 'c'"):
+            ParquetData(str(path), [column])
+    assert ParquetData(str(path), [2, "0"]).names == ("c", "a")
+
+
+def test_dask_outputs_of_blocks_left_with_no_rows(files) -> None:
+    X = files[False][0]
+    g = fit(X, **start(X, "full", max_iter=3))
+    X = X[np.argsort(X[:, 0])]
+    Xd = da.from_array(X, chunks=(3000, 3))
+    kept = Xd[Xd[:, 0] > 45.0]  # the first blocks keep no row
+    kept.compute_chunk_sizes()
+    rows = X[X[:, 0] > 45.0]
+    for chunks in (kept, da.from_array(X[:6000], chunks=((3000, 0, 3000), (3,)))):
+        assert 0 in chunks.chunks[0]
+        expected = rows if chunks is kept else X[:6000]
+        for method in ("predict", "score_samples", "predict_proba"):
+            np.testing.assert_allclose(getattr(g, method)(chunks).compute(), getattr(g, method)(expected), rtol=1e-12,
+                                       atol=1e-300, err_msg=method)
+
+
+@pytest.fixture(scope="module")
+def holes(tmp_path_factory) -> tuple[np.ndarray, Path]:
+    """Rows without a missing value, and a Parquet file of them with three rows holding a null or a NaN,
+    in row groups of 3000, 0, 3000 and 2000 rows."""
+    X = blobs(8000)
+    a, b = X[:, 0].copy(), X[:, 1].copy()
+    a[[10, 7999]] = np.nan
+    b[4000] = np.nan
+    table = pa.table({"a": a, "b": pa.array(b, from_pandas=True), "c": X[:, 2]})  # b[4000] a null
+    path = tmp_path_factory.mktemp("holes") / "holes.parquet"
+    with pq.ParquetWriter(path, table.schema) as w:
+        for s, e in ((0, 3000), (3000, 3000), (3000, 6000), (6000, 8000)):
+            w.write_table(table.slice(s, e - s))
+    return np.delete(X, [10, 4000, 7999], axis=0), path
+
+
+def test_to_dask_of_a_source_that_drops_missing_rows_drops_them(holes) -> None:
+    kept, path = holes
+    params = start(kept, "full", max_iter=5)
+    ref = fit(kept, **params)
+    Xd = ParquetData(str(path), drop_missing=True).to_dask()
+    for data in (Xd, Xd.persist()):
+        assert_same_fit(ref, fit(data, **params))
+    np.testing.assert_array_equal(ref.predict(Xd).compute(), ref.predict(kept))
+    assert ref.score(Xd) == pytest.approx(ref.score(kept), rel=1e-12)
+    with pytest.raises(ValueError, match=r"3 row\(s\) have a missing value \(rows 10, 4000, 7999\)"):
+        fit(ParquetData(str(path)).to_dask(), **params)
+
+
+def test_the_cli_drops_missing_rows_on_a_cluster(cluster, holes, tmp_path, capsys) -> None:
+    _, path = holes
+    argv = ["fit", str(path), "-k", "2", "--drop-missing", "-o"]
+    assert cli.main([*argv, str(tmp_path / "here.json")]) == 0
+    assert "dropped 3 row(s) with missing values" in capsys.readouterr().err
+    assert cli.main([*argv, str(tmp_path / "there.json"), "--dask", cluster.scheduler.address]) == 0
+    assert "dropped 3 row(s) with missing values" in capsys.readouterr().err
+    here, there = load(tmp_path / "here.json"), load(tmp_path / "there.json")
+    np.testing.assert_allclose(there.means, here.means, rtol=1e-9, atol=1e-9)
+
+
+def test_float32_parquet_columns_fit_as_a_float32_array(tmp_path) -> None:
+    X = blobs(4000).astype(np.float32)
+    path = tmp_path / "f32.parquet"
+    pq.write_table(pa.table({f"f{j}": X[:, j] for j in range(3)}), path, row_group_size=1500)
+    params = start(X.astype(np.float64), "diag", max_iter=4)
+    ref = fit(X, **params)
+    source = ParquetData(str(path))
+    assert source.dtype == np.float32 and source.to_dask().dtype == np.float32
+    for data in (source, source.to_dask()):
+        g = fit(data, **params)
+        assert g.means_.dtype == np.float32 and g.lower_bound_.dtype == np.float32
+        assert_same_fit(ref, g, rtol=1e-6)
+    assert ref.predict_proba(source.to_dask()).dtype == np.float32
+    mixed = tmp_path / "mixed.parquet"  # a float64 or integer column: float64, as an array of them
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1].astype(np.float64)}), mixed)
+    assert ParquetData(str(mixed)).dtype == np.float64 and ParquetData(str(mixed), ["a"]).dtype == np.float32

@@ -391,7 +391,11 @@ def _read_parquet(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
         skipped = ", ".join(map(repr, source.skipped))
         notes.append(f"skipped non-numeric column(s) {skipped}; choose columns with --columns")
     if args.dask:
-        return DaskSource(source.to_dask(), source.prep), list(source.names), notes
+        blocks = DaskSource(source.to_dask())  # with --drop-missing: one pass on the cluster counts the rows kept
+        dropped = sum(source.group_rows) - sum(blocks.block_rows())
+        if dropped:  # the fit sees only complete rows: it cannot say so itself
+            notes.append(f"dropped {dropped} row(s) with missing values")
+        return blocks, list(source.names), notes
     return source, list(source.names), notes
 
 

@@ -20,7 +20,7 @@ from . import covariance as cov
 from .em import (Params, Workspace, apply_exact, em_pass, evaluate, log_sum_exp_inplace, m_step, needs_exact,
                  params_from_labels, params_from_stats, responsibilities)
 from .kmeans import kmeans, kmeans_plusplus
-from .sources import Source, as_source as _as_source, is_dask_array, score_block
+from .sources import Source, as_source as _as_source, block_offsets, is_dask_array, score_block
 
 # Called after every EM pass of a fit in this context (see report_passes).
 _PASS_HOOK: contextvars.ContextVar[Callable[[int, float, float], None] | None] = contextvars.ContextVar(
@@ -55,6 +55,15 @@ def _initial_array(value: Any, shape: tuple, name: str) -> np.ndarray:
     if arr.shape != shape:
         raise ValueError(f"The parameter '{name}' should have the shape of {shape}, but got {arr.shape}")
     return arr
+
+
+def _on_block(block: np.ndarray, gm: GaussianMixture, method: str, columns: int | None, dtype: np.dtype) -> np.ndarray:
+    """``gm.method(block)`` for one block of a Dask array. A block may hold no rows (boolean
+    filtering makes such blocks): the public methods refuse fewer than one row, so its empty
+    result is made here."""
+    if block.shape[0] == 0:
+        return np.empty((0,) if columns is None else (0, columns), dtype=dtype)
+    return getattr(gm, method)(block)
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -353,10 +362,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """``method`` applied to each block of a Dask array, lazily: a Dask array of the results."""
         check_is_fitted(self)
         dtype = np.result_type(X.dtype, self.means_.dtype) if method != "predict" else np.intp
-        fn = getattr(self, method)
+        X = X.rechunk({1: -1})
         if columns is None:
-            return X.rechunk({1: -1}).map_blocks(fn, drop_axis=1, dtype=dtype)
-        return X.rechunk({1: -1}).map_blocks(fn, chunks=(X.chunks[0], (columns,)), dtype=dtype)
+            return X.map_blocks(_on_block, self, method, columns, dtype, drop_axis=1, dtype=dtype)
+        return X.map_blocks(_on_block, self, method, columns, dtype, chunks=(X.chunks[0], (columns,)), dtype=dtype)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-likelihood of each sample (of a Dask array: a Dask array, computed block by block)."""
@@ -418,7 +427,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 raise ValueError(f"X has {source.n_features} features, but GaussianMixture is expecting "
                                  f"{self.n_features_in_} features as input.")
             center = np.asarray(self.means_, dtype=np.float64).mean(axis=0)
-            parts = source.map(score_block, center, self._centred_params(center))
+            parts = source.map(score_block, center, self._centred_params(center), per_block=block_offsets(source))
             return float(sum(p[0] for p in parts)), int(sum(p[1] for p in parts))
         log_likelihoods = self._evaluate(X, log_sum_exp_inplace)[0]
         n = log_likelihoods.shape[0]

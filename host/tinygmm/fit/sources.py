@@ -16,6 +16,7 @@ Nothing here imports Dask or pyarrow until such a source is used. Every block go
 """
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
 import threading
@@ -112,6 +113,16 @@ def _block_args(args: tuple, per_block: Sequence[Any] | None, i: int) -> tuple:
     return args if per_block is None else (*args, per_block[i])
 
 
+def check_dtype(X: Any) -> None:
+    """Refuse what the in-memory fit refuses, with its message: a block would otherwise be cast to
+    float64 silently (complex numbers losing their imaginary part, with only a ComplexWarning)."""
+    kind = np.dtype(X.dtype).kind
+    if kind == "c":
+        raise ValueError(f"Complex data not supported\n{X}\n")  # scikit-learn's words
+    if kind not in "biufO":  # bool, integers and floats are numbers; objects are converted as in memory
+        raise ValueError(f"dtype {X.dtype} is not numeric: convert the data to numbers first")
+
+
 class _ArraySource(Source):
     """A source over an array-like ``X`` of rows (NumPy or Dask)."""
 
@@ -140,8 +151,7 @@ class ChunkedArray(_ArraySource):
     def __post_init__(self) -> None:
         if getattr(self.X, "ndim", None) != 2:
             raise ValueError(f"Expected 2D array, got {getattr(self.X, 'ndim', '?')}D array instead")
-        if not np.issubdtype(self.X.dtype, np.number):
-            raise ValueError(f"dtype {self.X.dtype} is not numeric")
+        check_dtype(self.X)
 
     def _rows(self) -> int:
         if self.chunk_rows:
@@ -204,7 +214,8 @@ def parquet_columns(path: str | os.PathLike, columns: Sequence[str | int] | None
     indices (default: every integer, floating or decimal column)."""
     import pyarrow as pa
 
-    schema = _parquet_file(path).schema_arrow
+    with _parquet_file(path) as f:
+        schema = f.schema_arrow
     names = list(schema.names)
 
     def numeric(t: Any) -> bool:
@@ -215,8 +226,9 @@ def parquet_columns(path: str | os.PathLike, columns: Sequence[str | int] | None
         return chosen, [n for n in names if n not in chosen]
     chosen = []
     for c in columns:
-        by_index = isinstance(c, int) or (str(c).isdigit() and c not in names)
-        if by_index and int(c) < len(names):
+        # an index counts from 0; a negative one is refused, not wrapped around to the last columns
+        by_index = (isinstance(c, int) and not isinstance(c, bool)) or (str(c).isdigit() and c not in names)
+        if by_index and 0 <= int(c) < len(names):
             name = names[int(c)]
         elif not by_index and c in names:
             name = str(c)
@@ -231,37 +243,54 @@ def parquet_columns(path: str | os.PathLike, columns: Sequence[str | int] | None
     return chosen, []
 
 
-_open_files = threading.local()  # per thread: path -> (its stat, ParquetFile); Dask may run blocks in threads
+# Parquet files each thread keeps open (Dask may run blocks in threads): opening parses the footer,
+# as long as reading a 16 MB row group, so the files a fit reads again every pass stay open; but
+# only a few, since a process fitting file after file would otherwise hold a descriptor for each.
+OPEN_FILES = 4
+_open_files = threading.local()  # .files: path -> (its stat, ParquetFile), least recently used first
 
 
 def _cached_parquet_file(path: str) -> Any:
-    """The ParquetFile of ``path``, opened once per thread (opening parses the footer: as long as
-    reading a 16 MB row group), again when the file changed."""
-    files = getattr(_open_files, "files", None)
+    """The ParquetFile of ``path``, opened once per thread, again when the file changed; the least
+    recently used beyond OPEN_FILES, and a changed file's old handle, are closed."""
+    files: dict[str, tuple[tuple[int, int, int], Any]] | None = getattr(_open_files, "files", None)
     if files is None:
         files = _open_files.files = {}
     st = os.stat(path)
     key = (st.st_mtime_ns, st.st_size, st.st_ino)
-    hit = files.get(path)
-    if hit is None or hit[0] != key:
-        files[path] = hit = (key, _parquet_file(path))
+    hit = files.pop(path, None)
+    if hit is not None and hit[0] != key:
+        hit[1].close()
+        hit = None
+    if hit is None:
+        hit = (key, _parquet_file(path))
+    files[path] = hit  # re-inserted: dicts keep insertion order, so the first entry is the stalest
+    while len(files) > OPEN_FILES:
+        files.pop(next(iter(files)))[1].close()
     return hit[1]
 
 
-def read_row_group(path: str, index: int, columns: Sequence[str]) -> np.ndarray:
-    """Row group ``index`` of a Parquet file as float64 (n, D), nulls as NaN. Column-major (a
+def read_row_group(path: str, index: int, columns: Sequence[str], dtype: Any = np.float64) -> np.ndarray:
+    """Row group ``index`` of a Parquet file as ``dtype`` (n, D), nulls as NaN. Column-major (a
     transposed (D, n) array), as Parquet stores it: the block's feature-major copy is a plain copy."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     table = _cached_parquet_file(path).read_row_group(index, columns=list(columns))
-    out = np.empty((len(columns), table.num_rows))
+    out = np.empty((len(columns), table.num_rows), dtype=dtype)
+    target = pa.from_numpy_dtype(out.dtype)
     for j, name in enumerate(columns):
         col = table.column(name)
-        if col.type != pa.float64():
-            col = pc.cast(col, pa.float64())
+        if col.type != target:
+            col = pc.cast(col, target)
         out[j] = col.to_numpy() if col.null_count == 0 else pc.fill_null(col, np.nan).to_numpy()
     return out.T
+
+
+def read_complete_rows(path: str, index: int, columns: Sequence[str], dtype: Any = np.float64) -> np.ndarray:
+    """:func:`read_row_group` without the rows that have a missing value (still column-major)."""
+    rows = read_row_group(path, index, columns, dtype).T
+    return rows[:, ~np.isnan(rows).any(axis=0)].T
 
 
 @dataclass(frozen=True)
@@ -279,15 +308,21 @@ class ParquetData(Source):
     names: tuple[str, ...] = field(init=False)
     skipped: tuple[str, ...] = field(init=False)
     group_rows: tuple[int, ...] = field(init=False)
+    float32: bool = field(init=False)  # every column read is float32: read, and fitted, as float32
 
     def __post_init__(self) -> None:
+        import pyarrow as pa
+
         object.__setattr__(self, "path", str(Path(self.path)))
         names, skipped = parquet_columns(self.path, self.columns)
         if not names:
             raise ValueError(f"{self.path}: no column holds numbers")
-        meta = _parquet_file(self.path).metadata
+        with _parquet_file(self.path) as f:
+            meta = f.metadata
+            schema = f.schema_arrow
         object.__setattr__(self, "names", tuple(names))
         object.__setattr__(self, "skipped", tuple(skipped))
+        object.__setattr__(self, "float32", all(schema.field(n).type == pa.float32() for n in names))
         object.__setattr__(self, "group_rows", tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups)))
         if self.drop_missing and not self.prep.drop_missing:
             object.__setattr__(self, "prep", replace(self.prep, drop_missing=True))
@@ -299,17 +334,29 @@ class ParquetData(Source):
     def block_rows(self) -> list[int]:
         return list(self.group_rows)
 
+    @property
+    def dtype(self) -> np.dtype:
+        """float32 when every column read is float32 (as an array of them is), float64 otherwise."""
+        return np.dtype(np.float32 if self.float32 else np.float64)
+
     def map(self, fn: Callable[..., Any], *args: Any, per_block: Sequence[Any] | None = None) -> list[Any]:
-        return [_call(fn, read_row_group(self.path, i, self.names), self.prep, _block_args(args, per_block, i))
+        return [_call(fn, read_row_group(self.path, i, self.names, self.dtype), self.prep, _block_args(args, per_block, i))
                 for i in range(len(self.group_rows))]
 
     def to_dask(self) -> Any:
-        """A Dask array of the file, one block per row group, each read by the worker that uses it."""
+        """A Dask array of the file, one block per row group, each read by the worker that uses it.
+
+        With ``drop_missing`` each block leaves out its rows with a missing value, as a fit of this
+        source does (and predict then has a row for each complete row): the blocks' lengths are then
+        unknown until they are read, and a fit learns them in one more pass."""
         import dask
         import dask.array as da
 
-        blocks = [da.from_delayed(dask.delayed(read_row_group)(self.path, i, self.names), shape=(n, len(self.names)),
-                                  dtype=np.float64) for i, n in enumerate(self.group_rows)]
+        drop = self.prep.drop_missing
+        read = dask.delayed(read_complete_rows if drop else read_row_group)
+        blocks = [da.from_delayed(read(self.path, i, self.names, self.dtype),
+                                  shape=(np.nan if drop else n, len(self.names)), dtype=self.dtype)
+                  for i, n in enumerate(self.group_rows)]
         return da.concatenate(blocks, axis=0)
 
 
@@ -337,6 +384,7 @@ class DaskSource(_ArraySource):
         X = self.X
         if X.ndim != 2:
             raise ValueError(f"Expected 2D array, got {X.ndim}D array instead")
+        check_dtype(X)
         if any(np.isnan(c) for c in X.chunks[0]):
             X = X.compute_chunk_sizes()  # unknown block lengths (after filtering): one pass to learn them
         if len(X.chunks[1]) > 1:
@@ -453,8 +501,14 @@ def summarize(source: Source, rng: np.random.RandomState | None, sample_rows: in
     return out
 
 
-def _centred(block: Any, prep: Prep, center: np.ndarray) -> np.ndarray:
-    return prep.columns(block, center=center)[0]
+def _centred(block: Any, prep: Prep, center: np.ndarray, offset: int = 0) -> np.ndarray:
+    return prep.columns(block, offset, center=center)[0]
+
+
+def block_offsets(source: Source) -> list[int]:
+    """The row number of each block's first row: what an error about a row adds to its place in the block."""
+    rows = source.block_rows()
+    return [0, *itertools.accumulate(rows)][:len(rows)]
 
 
 def em_block(block: Any, prep: Prep, center: np.ndarray, params: list[Params]) -> list[tuple[float, np.ndarray]]:
@@ -477,9 +531,9 @@ def exact_block(block: Any, prep: Prep, center: np.ndarray,
     return out
 
 
-def score_block(block: Any, prep: Prep, center: np.ndarray, params: Params) -> tuple[float, int]:
-    """(sum of the log-likelihoods, rows) of this block."""
-    xt = _centred(block, prep, center)
+def score_block(block: Any, prep: Prep, center: np.ndarray, params: Params, offset: int) -> tuple[float, int]:
+    """(sum of the log-likelihoods, rows) of this block, whose first row is row ``offset`` of the data."""
+    xt = _centred(block, prep, center, offset)
     if xt.shape[1] == 0:
         return 0.0, 0
     return float(np.sum(evaluate(xt, params, log_sum_exp_inplace))), xt.shape[1]
