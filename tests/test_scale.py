@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tinygmm import GaussianMixture, cli, load
-from tinygmm.fit import sources
+from tinygmm.fit import passes, sources
 from tinygmm.fit.mixture import report_passes
 from tinygmm.fit.sources import ChunkedArray, DaskSource, ParquetData
 from tinygmm.pytest_plugin import IN_CI
@@ -114,11 +114,11 @@ def test_chunked_parquet_dask_and_in_memory_fits_agree(files, ct: str, far: bool
 
 def test_restarts_share_each_pass(files) -> None:
     X = files[False][0]
-    passes = []
+    made = []
 
     class Counting(ChunkedArray):
         def map(self, fn, *args, per_block=None):
-            passes.append(fn.__name__)
+            made.append(fn.__name__)
             return super().map(fn, *args, per_block=per_block)
 
     events = []
@@ -126,7 +126,7 @@ def test_restarts_share_each_pass(files) -> None:
         g = fit(Counting(X, chunk_rows=5000), n_init=3, max_iter=6, tol=0.0, random_state=0)
     # one first pass (rows, mean, the sample every restart initialises from), then one per EM
     # iteration for all three restarts: not 3 x 6
-    assert passes == ["summary_block"] + ["em_block"] * 6
+    assert made == ["summary_block"] + ["em_block"] * 6
     assert events == list(range(1, 7)) and g.n_iter_ == 6
     # the best of the three: at least as good as each restart run alone from the same stream
     rng = np.random.RandomState(0)
@@ -151,12 +151,12 @@ def test_small_data_read_in_blocks_fit_as_in_memory(files) -> None:
 
 def test_a_large_sample_initialises_from_a_uniform_sample(monkeypatch) -> None:
     X = blobs(40_000)
-    monkeypatch.setattr(sources, "SAMPLE_ROWS", 2_000)
-    monkeypatch.setattr(sources, "SAMPLE_PER_COMPONENT", 10)
+    monkeypatch.setattr(passes, "SAMPLE_ROWS", 2_000)
+    monkeypatch.setattr(passes, "SAMPLE_PER_COMPONENT", 10)
     g = GaussianMixture(K, random_state=0).fit(ChunkedArray(X, chunk_rows=7000))
     ref = GaussianMixture(K, random_state=0).fit(X)
     assert g.converged_ and abs(g.score(X) - ref.score(X)) < 1e-3  # the same optimum, found from a sample
-    picks = sources.sample_indices(np.random.RandomState(0), 20_000_000, 100_000)
+    picks = passes.sample_indices(np.random.RandomState(0), 20_000_000, 100_000)
     assert len(np.unique(picks)) == 100_000 and np.all(np.diff(picks) > 0) and picks[-1] < 20_000_000
 
 

@@ -9,7 +9,8 @@ import numpy as np
 from ..errors import TinyGMMError
 from ..model import Model, Scaler
 from .selection import Selection, select_n_components
-from .sources import SAMPLE_ROWS, Prep, Source, as_source, summarize
+from .passes import SAMPLE_ROWS, summarize
+from .sources import Prep, Source, as_source
 
 
 @dataclass

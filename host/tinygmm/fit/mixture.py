@@ -20,7 +20,8 @@ from . import covariance as cov
 from .em import (Params, Workspace, apply_exact, em_pass, evaluate, log_sum_exp_inplace, m_step, needs_exact,
                  params_from_labels, params_from_stats, responsibilities)
 from .kmeans import kmeans, kmeans_plusplus
-from .sources import Source, as_source as _as_source, block_offsets, is_dask_array, score_block
+from .passes import block_offsets, score_block
+from .sources import Source, as_source as _as_source, is_dask_array
 
 # Called after every EM pass of a fit in this context (see report_passes).
 _PASS_HOOK: contextvars.ContextVar[Callable[[int, float, float], None] | None] = contextvars.ContextVar(
@@ -225,15 +226,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         uniform sample, which the initialisation (k-means++ and Lloyd's iterations, or the other
         ``init_params``) works on; then every EM pass reads each block once for all restarts, which
         run side by side until each converges."""
-        from . import sources
+        from . import passes
 
         ct, K, D = self.covariance_type, self.n_components, source.n_features
         init = self._check_initial_parameters(D)
         n_init = self.n_init if do_init else 1
         rng = check_random_state(self.random_state)
         need_sample = do_init and any(a is None for a in init)
-        summary = sources.summarize(source, rng if need_sample else None,
-                                    max(sources.SAMPLE_ROWS, sources.SAMPLE_PER_COMPONENT * K) if need_sample else 0)
+        summary = passes.summarize(source, rng if need_sample else None,
+                                   max(passes.SAMPLE_ROWS, passes.SAMPLE_PER_COMPONENT * K) if need_sample else 0)
         if summary.n_missing and not source.prep.drop_missing:
             rows = ", ".join(map(str, summary.missing_rows))
             more = " ..." if summary.n_missing > len(summary.missing_rows) else ""
@@ -262,7 +263,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             if not active:
                 break
             t0 = perf_counter()
-            per_block = source.map(sources.em_block, center, [r.params for r in active])
+            per_block = source.map(passes.em_block, center, [r.params for r in active])
             updates = []
             for i, r in enumerate(active):
                 total = sum(b[i][0] for b in per_block)
@@ -272,7 +273,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             redo = [u for u in updates if u[4].size]
             if redo:  # components far from the centre: their covariances from centred differences, one more pass
                 jobs = [(r.params, new.means_c, which) for r, _, _, new, which in redo]
-                sums = source.map(sources.exact_block, center, jobs)
+                sums = source.map(passes.exact_block, center, jobs)
                 for j, (_, _, nk, new, which) in enumerate(redo):
                     apply_exact(new, nk, sum(b[j] for b in sums), which, self.reg_covar)
             changes = []
