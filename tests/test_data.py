@@ -140,6 +140,9 @@ def test_missing_values_dropped(tmp_path):
     data = load_csv(p, drop_missing=True)
     np.testing.assert_array_equal(data.X, [[1, 2], [9, 10]])
     assert data.dropped_rows == [3, 4]
+    assert "dropped 2 row(s) with missing values (lines 3, 4)" in data.notes()
+    many = load_csv(write(tmp_path, "a,b\n1,2\n" + ",4\n" * 12), drop_missing=True)
+    assert "dropped 12 row(s) with missing values (lines 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 and 2 more)" in many.notes()
 
 
 def test_all_rows_missing_dropped_is_an_error(tmp_path):

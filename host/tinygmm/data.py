@@ -45,8 +45,8 @@ class CsvData:
             notes.append(f"skipped non-numeric column(s) {', '.join(map(repr, self.skipped_columns))}; "
                          "choose columns with --columns")
         if self.dropped_rows:
-            shown = ", ".join(map(str, self.dropped_rows[:10])) + (" ..." if len(self.dropped_rows) > 10 else "")
-            notes.append(f"dropped {len(self.dropped_rows)} row(s) with missing values (lines {shown})")
+            notes.append(f"dropped {len(self.dropped_rows)} row(s) with missing values "
+                         f"(lines {_listing(self.dropped_rows)})")
         constant = [n for n, std in zip(self.feature_names, self.X.std(axis=0)) if std == 0.0]
         if constant:
             notes.append(f"column(s) {', '.join(map(repr, constant))} hold a single value and carry no "

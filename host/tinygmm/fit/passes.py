@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data import MAX_LISTED_ROWS
 from .em import Params, Workspace, em_sums, evaluate, exact_sums, log_sum_exp_inplace, n_expanded, responsibilities
 from .sources import Prep, Source
 
@@ -18,8 +19,6 @@ from .sources import Prep, Source
 # work on it (never fewer than SAMPLE_PER_COMPONENT rows per component).
 SAMPLE_ROWS = 100_000
 SAMPLE_PER_COMPONENT = 1_000
-# Row numbers a missing-value error lists.
-LISTED_ROWS = 10
 
 
 @dataclass
@@ -58,7 +57,7 @@ def summary_block(block: Any, prep: Prep, offset_and_picks: tuple[int, np.ndarra
     complete = np.ones(len(block), dtype=bool)
     complete[missing - offset] = False
     sample = prep.columns(np.asarray(block)[picks[complete[picks]]])[0].T
-    listed = missing[:LISTED_ROWS].tolist()
+    listed = missing[:MAX_LISTED_ROWS].tolist()
     if xt.shape[1] == 0:
         return 0, None, None, sample, missing.size, listed
     mean = xt.mean(axis=1)
@@ -98,7 +97,7 @@ def summarize(source: Source, rng: np.random.RandomState | None, sample_rows: in
         if sample.size:
             samples.append(sample)
         out.n_missing += n_missing
-        out.missing_rows.extend(missing[:LISTED_ROWS - len(out.missing_rows)])
+        out.missing_rows.extend(missing[:MAX_LISTED_ROWS - len(out.missing_rows)])
     if samples:
         out.sample = np.vstack(samples)
     return out
