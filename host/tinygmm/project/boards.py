@@ -252,22 +252,25 @@ UNO_EMULATORS = (
 # Debian's cross toolchains for the CPU classes run in QEMU (one offline platform, tinygmm-qemu,
 # whose board manifests pick the toolchain, CPU flags, C library and linker script).
 QEMU_PLATFORM = "tinygmm-qemu @ 1.0.0"  # tinygmm's own platform (firmware/pio-offline), in no registry
-ARM_TOOLCHAIN = Toolchain(
-    packages=("gcc-arm-none-eabi", "binutils-arm-none-eabi", "libnewlib-arm-none-eabi"),
-    needs=(("arm-none-eabi-gcc", "gcc-arm-none-eabi"), ("arm-none-eabi-size", "binutils-arm-none-eabi"),
-           ("/usr/lib/arm-none-eabi/newlib/nosys.specs", "libnewlib-arm-none-eabi")),
-    platform="tinygmm-qemu",
-    linked=(LinkedPackage("toolchain-gccarmnoneeabi", Path("/usr/bin"), ("arm-none-eabi-*",), into="bin",
-                          version_from="gcc:arm-none-eabi-gcc"),),
-)
-RISCV_TOOLCHAIN = Toolchain(
-    packages=("gcc-riscv64-unknown-elf", "binutils-riscv64-unknown-elf", "picolibc-riscv64-unknown-elf"),
-    needs=(("riscv64-unknown-elf-gcc", "gcc-riscv64-unknown-elf"), ("riscv64-unknown-elf-size", "binutils-riscv64-unknown-elf"),
-           ("/usr/lib/picolibc/riscv64-unknown-elf/picolibc.specs", "picolibc-riscv64-unknown-elf")),
-    platform="tinygmm-qemu",
-    linked=(LinkedPackage("toolchain-riscv", Path("/usr/bin"), ("riscv64-unknown-elf-*",), into="bin",
-                          version_from="gcc:riscv64-unknown-elf-gcc"),),
-)
+
+
+def _cross_toolchain(triplet: str, libc: str, specs: str, package: str) -> Toolchain:
+    """Debian's gcc-TRIPLET and binutils-TRIPLET with a C library (its package and the specs file
+    the board manifest names), linked into the offline core as PlatformIO's ``package``."""
+    gcc, binutils = f"gcc-{triplet}", f"binutils-{triplet}"
+    return Toolchain(
+        packages=(gcc, binutils, libc),
+        needs=((f"{triplet}-gcc", gcc), (f"{triplet}-size", binutils), (specs, libc)),
+        platform="tinygmm-qemu",
+        linked=(LinkedPackage(package, Path("/usr/bin"), (f"{triplet}-*",), into="bin",
+                              version_from=f"gcc:{triplet}-gcc"),),
+    )
+
+
+ARM_TOOLCHAIN = _cross_toolchain("arm-none-eabi", "libnewlib-arm-none-eabi",
+                                 "/usr/lib/arm-none-eabi/newlib/nosys.specs", "toolchain-gccarmnoneeabi")
+RISCV_TOOLCHAIN = _cross_toolchain("riscv64-unknown-elf", "picolibc-riscv64-unknown-elf",
+                                   "/usr/lib/picolibc/riscv64-unknown-elf/picolibc.specs", "toolchain-riscv")
 
 
 def _qemu(name: str, qemu: str, machine: str, shift: int, *extra: str) -> Emulator:
