@@ -178,6 +178,16 @@ def test_uno_size_target(offline_core, project, avr):
     assert ".text" in result.output and ".bss" in result.output
 
 
+def test_uno_upload_without_building_sends_what_was_built(offline_core, project, avr):
+    """`-t nobuild -t upload` (what `pio test --without-building` and tinygmm's flash(build=False)
+    run) uploads the hex built before and compiles nothing, as PlatformIO's own atmelavr does."""
+    _build(project, offline_core, "uno")
+    result = run_pio(["run", "-e", "uno", "-t", "nobuild", "-t", "upload", "--upload-port", "/dev/null"], project,
+                     offline_core.core_dir, echo=False, check=False)
+    assert "Uploading .pio/build/uno/firmware.hex" in result.output, result.output
+    assert "Compiling" not in result.output and "Linking" not in result.output
+
+
 def test_uno_flags(offline_core, project, tmp_path, avr):
     fresh = tmp_path / "fresh"  # nothing built yet, so every command line shows
     shutil.copytree(project, fresh, ignore=shutil.ignore_patterns(".pio"))

@@ -1,8 +1,9 @@
-"""Build for an AVR board with Debian's avr-gcc: -Os, LTO, libm, Intel hex; `-t size`, `-t upload` (avrdude)."""
+"""Build for an AVR board with Debian's avr-gcc: -Os, LTO, libm, Intel hex; `-t size`, `-t upload` (avrdude),
+`-t nobuild -t upload` (what was built before, as PlatformIO's own platforms)."""
 import sys
 from os.path import isfile, join
 
-from SCons.Script import AlwaysBuild, Builder, Default, DefaultEnvironment
+from SCons.Script import COMMAND_LINE_TARGETS, AlwaysBuild, Builder, Default, DefaultEnvironment
 
 env = DefaultEnvironment()
 INSTALL = "apt-get install gcc-avr avr-libc binutils-avr"
@@ -33,9 +34,14 @@ env.Append(
         suffix=".hex")),
 )
 
-elf = env.BuildProgram()
-hexfile = env.ElfToHex(join("$BUILD_DIR", "${PROGNAME}"), elf)
-env.Depends(hexfile, "checkprogsize")
+if "nobuild" in COMMAND_LINE_TARGETS:  # upload the hex built before, building nothing
+    elf = env.File(join("$BUILD_DIR", "${PROGNAME}.elf"))
+    hexfile = env.File(join("$BUILD_DIR", "${PROGNAME}.hex"))
+else:
+    elf = env.BuildProgram()
+    hexfile = env.ElfToHex(join("$BUILD_DIR", "${PROGNAME}"), elf)
+    env.Depends(hexfile, "checkprogsize")
+AlwaysBuild(env.Alias("nobuild", hexfile))
 env.Alias("buildprog", hexfile)
 AlwaysBuild(env.Alias("size", elf, env.VerboseAction("$SIZEPRINTCMD", "Calculating size $SOURCE")))
 
