@@ -370,10 +370,8 @@ def _read_data(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
 
 
 def _read_parquet(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
-    try:
-        from .fit.sources import DaskSource, ParquetData
-    except ImportError as e:
-        raise TinyGMMError(f"{args.data}: {e}") from None
+    from .fit.sources import DaskSource, ParquetData  # NumPy only: pyarrow and Dask load on use
+
     path = Path(args.data)
     if not path.is_file():
         raise TinyGMMError(f"{path}: no such file")
@@ -608,7 +606,7 @@ def _firmware_project(project: Path) -> Any:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .project.build import check_buildable
+    from .project.build import check_buildable, uses_offline_core
     from .project.pio import parse_memory_use, run_pio
 
     found = _firmware_project(args.project)
@@ -618,15 +616,19 @@ def cmd_build(args: argparse.Namespace) -> int:
                            "(add a board with `tinygmm export --board`)")
     targets = [args.env] if args.env else envs
     if args.env is None:  # every env the offline core can build; the others named (CPU classes: always offline)
-        for env in [e for e in envs if (args.offline or found.envs[e].stand_in) and found.envs[e].why_not_buildable()]:
+        offline_envs = [e for e in envs if uses_offline_core(found.envs[e], args.offline)]
+        for env in [e for e in offline_envs if found.envs[e].why_not_buildable()]:
             _print_notes([f"skipping {env}: it cannot be built offline here ({found.envs[env].why_not_buildable()})"])
             targets.remove(env)
     for env in targets:
         check_buildable(found.envs[env], args.offline)
+    cores: dict[bool, Path | None] = {}  # the offline core checked once, not once per env
     for env in targets:
         fw = found.firmware(env)
-        result = run_pio(["run", "-e", env], args.project, _core_dir(args, found.envs[env]),
-                         extra_env=fw.build_env_vars())
+        offline = uses_offline_core(found.envs[env], args.offline)
+        if offline not in cores:
+            cores[offline] = _core_dir(args, found.envs[env])
+        result = run_pio(["run", "-e", env], args.project, cores[offline], extra_env=fw.build_env_vars())
         use = parse_memory_use(result.output)
         if use is not None:
             print(f"tinygmm: {env}: flash {use.flash} B of {use.flash_max}, RAM {use.ram} B of {use.ram_max}")

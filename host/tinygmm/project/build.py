@@ -40,19 +40,23 @@ REGISTRY_HOST = "api.registry.platformio.org"
 REGISTRY_TIMEOUT = 3.0
 
 
+def uses_offline_core(board: Board | None, offline: bool) -> bool:
+    """Whether a build goes through tinygmm's offline PlatformIO core: asked for, named by
+    $TINYGMM_PIO_CORE, or the board is a CPU class (whose platform only that core has)."""
+    return offline or bool(os.environ.get(CORE_ENV_VAR)) or (board is not None and board.stand_in)
+
+
 def core_dir_for(offline: bool, board: Board | None = None) -> Path | None:
-    """tinygmm's offline PlatformIO core when asked for (or when $TINYGMM_PIO_CORE names one, or the
-    board is a CPU class, whose platform only that core has), else None: PlatformIO's own core."""
-    if not offline and not os.environ.get(CORE_ENV_VAR) and not (board is not None and board.stand_in):
-        return None
-    return provision_offline().core_dir
+    """tinygmm's offline PlatformIO core when the build uses it (:func:`uses_offline_core`), else
+    None: PlatformIO's own core."""
+    return provision_offline().core_dir if uses_offline_core(board, offline) else None
 
 
 def check_buildable(board: Board, offline: bool) -> None:
     """Fail at once, naming the board and the reason, when a build cannot happen here: the offline core
     lacks the board's toolchain, or (online) PlatformIO's core lacks the board's platform and its
     registry is out of reach (PlatformIO itself would spend a minute on retries before failing)."""
-    if offline or os.environ.get(CORE_ENV_VAR) or board.stand_in:
+    if uses_offline_core(board, offline):
         why = board.why_not_buildable()
         if why:
             raise TinyGMMError(f"{board.env} cannot be built offline here: {why}"
