@@ -299,9 +299,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             counts = tally.get(t.id, {})
             text = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no tests ran"
             terminalreporter.write_line(f"{t.id} ({t.where}): {text}")
-        if not logs and tally:  # under xdist the workers kept the logs
-            project = config.getoption("tinygmm_project")
-            logs_dir = Path(project) / ".tinygmm" / "logs"
+        if not logs:  # under xdist the workers kept the logs
+            from .verify.session import LOG_DIR
+
+            logs_dir = Path(config.getoption("tinygmm_project")) / LOG_DIR
             terminalreporter.write_line(f"tinygmm: link logs (every byte, timestamped): {logs_dir}")
 
 

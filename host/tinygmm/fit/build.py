@@ -65,10 +65,9 @@ def _fit_blocks(source: Source, feature_names: Sequence[str], candidates: Sequen
                 progress: Callable[[Any], None] | None, seed: int, **options: Any) -> Fitted:
     summary = summarize(source, np.random.RandomState(seed), SAMPLE_ROWS)
     if summary.n_missing and not source.prep.drop_missing:
-        listed = ", ".join(map(str, summary.missing_rows))
-        more = " ..." if summary.n_missing > len(summary.missing_rows) else ""
-        raise TinyGMMError(f"{summary.n_missing} row(s) have missing values (null or NaN) at row(s) {listed}{more} "
-                           "(counted from 0); fill them in or pass --drop-missing to skip those rows")
+        raise TinyGMMError(f"{summary.n_missing} row(s) have missing values (null or NaN) at row(s) "
+                           f"{summary.missing_listed} (counted from 0); fill them in or pass --drop-missing to "
+                           "skip those rows")
     if summary.n == 0:
         raise TinyGMMError("every row has a missing value; nothing is left to fit")
     notes = []

@@ -236,10 +236,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         summary = passes.summarize(source, rng if need_sample else None,
                                    max(passes.SAMPLE_ROWS, passes.SAMPLE_PER_COMPONENT * K) if need_sample else 0)
         if summary.n_missing and not source.prep.drop_missing:
-            rows = ", ".join(map(str, summary.missing_rows))
-            more = " ..." if summary.n_missing > len(summary.missing_rows) else ""
             raise ValueError(f"Input X contains NaN: {summary.n_missing} row(s) have a missing value "
-                             f"(rows {rows}{more}).")
+                             f"(rows {summary.missing_listed}).")
         n = summary.n
         # n_features_in_ and its checks as for an array (the rows need not be in memory)
         validate_data(self, np.zeros((2, D)), reset=do_init)

@@ -33,6 +33,11 @@ class Summary:
     missing_rows: list[int] = field(default_factory=list)  # the first few, 0-based
 
     @property
+    def missing_listed(self) -> str:
+        """The first missing rows, ' ...' when there are more: what an error about them names."""
+        return ", ".join(map(str, self.missing_rows)) + (" ..." if self.n_missing > len(self.missing_rows) else "")
+
+    @property
     def variance(self) -> np.ndarray:
         return np.diag(self.scatter) / max(self.n, 1)
 
