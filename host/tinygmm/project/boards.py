@@ -289,7 +289,8 @@ def _simavr(name: str, mcu: str) -> Emulator:
 
 # The Uno's serial receive ring, filled by the UART interrupt however long the sketch computes or
 # blocks writing a reply: the AVR core's HardwareSerial.h takes SERIAL_RX_BUFFER_SIZE from the build
-# (default 64; above 256 it indexes with uint16_t). A power of two, because the core wraps its
+# (default 64; above 256 it indexes with uint16_t, updated a byte at a time without atomicity guards:
+# the glue reads the ring with interrupts off, tinygmm_serial.cpp). A power of two, because the core wraps its
 # indices with %, a ~200-cycle division per byte otherwise (416 bytes: 52% of the raw payload limit
 # for the demo's batch predict; 512: see bench/link_throughput.py). It replaces the glue's polled
 # 352-byte queue, which a vector slower than 5.5 ms (63 bytes at 115200 baud) overran.
