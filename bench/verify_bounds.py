@@ -28,7 +28,7 @@ from _gmm_cases import COVARIANCE_TYPES, random_model, sample  # noqa: E402
 
 from tinygmm.device.fold import fold  # noqa: E402
 from tinygmm.device.twin import DeviceTwin, _tied_linear_bound  # noqa: E402
-from tinygmm.verify.compare import CHECK_NAMES, Reference, compare_by_kind, twin_answers  # noqa: E402
+from tinygmm.verify.compare import CHECK_NAMES, Reference, compare_by_kind, error_share, twin_answers  # noqa: E402
 from tinygmm.verify.vectors import KINDS, make_vectors  # noqa: E402
 
 # Offsets drawn for the features (raw units), up to the issue's 1e5.
@@ -59,8 +59,7 @@ def tied_certificate_share(dev, X: np.ndarray, ref: Reference) -> float:
         top, gap = ref.top[ok], ref.gap[ok]
         n = np.arange(len(ok))
         err = np.abs(2 * (t[n, top][:, None] - t) - gap)
-        bound = _tied_linear_bound(dev, X[ok], top)
-        share = np.where(err == 0, 0.0, err / bound)
+        share = error_share(err, _tied_linear_bound(dev, X[ok], top))
     share[n, top] = 0.0
     # an overflowed score (-inf, far beyond float32's range) is below every finite one: not an error
     share[~np.isfinite(t) | ~np.isfinite(t[n, top])[:, None]] = 0.0
@@ -75,8 +74,7 @@ def informative_proba_share(ref: Reference) -> tuple[float, int, int]:
     ok = ref.twin.status_proba == 0
     p, bound = ref.proba[ok], ref.proba_bound[ok]
     err = np.abs(ref.twin.proba[ok].astype(np.float64) - p)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(err == 0, 0.0, err / bound)
+    share = error_share(err, bound)
     vacuous = int(np.sum(bound >= np.maximum(p, 1 - p)))
     return float(np.max(share[bound < PROBA_RESOLVED], initial=0.0)), int(p.size), vacuous
 

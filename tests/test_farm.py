@@ -94,6 +94,7 @@ def test_tinygmm_verify_runs_several_targets_side_by_side_with_a_summary(uno_pro
     assert re.search(r"PASS +simavr +emulator simavr: \d+/\d+ checks", out)
     assert re.search(r"ERROR +ttyNOSUCH +port /dev/ttyNOSUCH: .*no serial port /dev/ttyNOSUCH", out)
     doc = json.loads(report.read_text())
+    assert doc["format"] == "tinygmm-verify" and doc["passed"] is False
     assert [(t["target"], t["passed"]) for t in doc["targets"]] == [("ttyNOSUCH", False), ("simavr", True),
                                                                     ("native", True)]
     assert doc["targets"][1]["report"]["checks"] and "error" in doc["targets"][0]

@@ -370,6 +370,7 @@ def _read_data(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
 
 
 def _read_parquet(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
+    from .data import data_notes
     from .fit.sources import DaskSource, ParquetData  # NumPy only: pyarrow and Dask load on use
 
     path = Path(args.data)
@@ -384,17 +385,12 @@ def _read_parquet(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
         raise TinyGMMError(str(e)) from None
     except OSError as e:  # pyarrow's errors for a file that is not Parquet
         raise TinyGMMError(f"{path}: not a Parquet file? {e}") from None
-    notes = []
-    if source.skipped:
-        skipped = ", ".join(map(repr, source.skipped))
-        notes.append(f"skipped non-numeric column(s) {skipped}; choose columns with --columns")
     if args.dask:
         blocks = DaskSource(source.to_dask())  # with --drop-missing: one pass on the cluster counts the rows kept
+        # the fit sees only complete rows: it cannot say how many were dropped itself
         dropped = sum(source.group_rows) - sum(blocks.block_rows())
-        if dropped:  # the fit sees only complete rows: it cannot say so itself
-            notes.append(f"dropped {dropped} row(s) with missing values")
-        return blocks, list(source.names), notes
-    return source, list(source.names), notes
+        return blocks, list(source.names), data_notes(skipped=source.skipped, dropped=dropped)
+    return source, list(source.names), data_notes(skipped=source.skipped)
 
 
 def _fit(X: Any, names: list[str], candidates: range | list[int], **options: Any) -> Any:
@@ -493,14 +489,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _read_model_columns(args: argparse.Namespace, model: Any) -> np.ndarray:
     """The rows of ``args.data`` in the model's features (``--columns``, default: its feature names)."""
-    from .data import load_csv
+    from .data import data_notes, load_csv
 
     data = load_csv(args.data, args.columns or ",".join(model.feature_names), args.drop_missing)
     if data.X.shape[1] != model.n_features:
         raise TinyGMMError(f"{args.data}: {data.X.shape[1]} columns selected but the model has "
                            f"{model.n_features} features; choose them with --columns")
-    if data.dropped_rows:
-        _print_notes([f"dropped {len(data.dropped_rows)} row(s) of {args.data} with missing values"])
+    _print_notes(data_notes(dropped=len(data.dropped_rows), dropped_at=data.dropped_rows))
     return data.X
 
 
@@ -720,7 +715,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _verify_farm(args: argparse.Namespace, ports: list[str], emulators: list[str]) -> int:
     """Several targets side by side: each one's report as it finishes, then a summary."""
-    from .verify.farm import format_summary, target_specs, verify_farm
+    from .verify.farm import format_summary, save_farm_report, target_specs, verify_farm
     from .verify.report import format_report
 
     if args.plot:
@@ -738,15 +733,7 @@ def _verify_farm(args: argparse.Namespace, ports: list[str], emulators: list[str
                           on_done=done)
     print(format_summary(results))
     if args.report:
-        import json
-
-        from .files import write_atomic
-
-        doc = {"passed": all(r.passed for r in results),
-               "targets": [{"target": r.spec.id, "where": r.spec.where, "passed": r.passed,
-                            **({"report": r.report.to_json()} if r.report is not None else {"error": r.error})}
-                           for r in results]}
-        write_atomic(args.report, json.dumps(doc, indent=1) + "\n", "the report")
+        save_farm_report(args.report, results)
         print(f"report written to {args.report}")
     return 0 if all(r.passed for r in results) else EXIT_ERROR
 

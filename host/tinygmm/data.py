@@ -8,6 +8,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -40,18 +41,25 @@ class CsvData:
     def notes(self) -> list[str]:
         """What the user should know about how the file was read (skipped columns, dropped rows,
         columns that hold a single value)."""
-        notes = []
-        if self.skipped_columns:
-            notes.append(f"skipped non-numeric column(s) {', '.join(map(repr, self.skipped_columns))}; "
-                         "choose columns with --columns")
-        if self.dropped_rows:
-            notes.append(f"dropped {len(self.dropped_rows)} row(s) with missing values "
-                         f"(lines {_listing(self.dropped_rows)})")
         constant = [n for n, std in zip(self.feature_names, self.X.std(axis=0)) if std == 0.0]
-        if constant:
-            notes.append(f"column(s) {', '.join(map(repr, constant))} hold a single value and carry no "
-                         "information; leave them out with --columns")
-        return notes
+        return data_notes(skipped=self.skipped_columns, dropped=len(self.dropped_rows), dropped_at=self.dropped_rows,
+                          constant=constant)
+
+
+def data_notes(*, skipped: Sequence[str] = (), dropped: int = 0, dropped_at: Sequence[int] = (),
+               constant: Sequence[str] = ()) -> list[str]:
+    """How data was read, worded once for every reader (CSV, Parquet, Dask, a block fit): text columns
+    skipped, rows dropped for missing values (with their line numbers when known), columns of one value."""
+    notes = []
+    if skipped:
+        notes.append(f"skipped non-numeric column(s) {', '.join(map(repr, skipped))}; choose columns with --columns")
+    if dropped:
+        notes.append(f"dropped {dropped} row(s) with missing values"
+                     + (f" (lines {_listing(list(dropped_at))})" if dropped_at else ""))
+    if constant:
+        notes.append(f"column(s) {', '.join(map(repr, constant))} hold a single value and carry no "
+                     "information; leave them out with --columns")
+    return notes
 
 
 def read_csv(path: str | Path, columns: str | None = None, drop_missing: bool = False) -> tuple[np.ndarray, list[str]]:

@@ -533,9 +533,9 @@ def score_error_share(pv: Any) -> tuple[np.ndarray, np.ndarray]:
     score (NaN inputs and error replies have none). An error over a zero bound is infinite."""
     host, device = np.asarray(pv.host_score, dtype=np.float64), np.asarray(pv.device_score, dtype=np.float64)
     scored = np.isfinite(host) & np.isfinite(device)
-    err = np.where(scored, np.abs(device - host), 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(err == 0.0, 0.0, err / np.asarray(pv.score_bound, dtype=np.float64))
+    from .verify.compare import error_share
+
+    share = error_share(np.where(scored, np.abs(device - host), 0.0), np.asarray(pv.score_bound, dtype=np.float64))
     return np.where(scored, share, np.nan), scored
 
 

@@ -6,6 +6,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..data import data_notes
 from ..errors import TinyGMMError
 from ..model import Model, Scaler
 from .selection import Selection, select_n_components
@@ -70,14 +71,8 @@ def _fit_blocks(source: Source, feature_names: Sequence[str], candidates: Sequen
                            "skip those rows")
     if summary.n == 0:
         raise TinyGMMError("every row has a missing value; nothing is left to fit")
-    notes = []
-    if summary.n_missing:
-        notes.append(f"dropped {summary.n_missing} row(s) with missing values")
     std = np.sqrt(summary.variance)
-    constant = [name for name, s in zip(feature_names, std) if s == 0.0]
-    if constant:
-        notes.append(f"column(s) {', '.join(map(repr, constant))} hold a single value and carry no "
-                     "information; leave them out with --columns")
+    notes = data_notes(dropped=summary.n_missing, constant=[name for name, s in zip(feature_names, std) if s == 0.0])
     scaler = None
     if scale == "standard":  # StandardScaler's: population standard deviation, 1 where it is 0
         scaler = Scaler(summary.mean, np.where(std == 0.0, 1.0, std))

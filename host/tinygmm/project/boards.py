@@ -384,6 +384,16 @@ RV32_CORE_FLASH, RV32_FIRMWARE_FLASH = 10_500, 12_500
 MEGA_CORE_FLASH, MEGA_FIRMWARE_FLASH = 7800, 11_600
 
 
+def _avr(env: str, title: str, board: str, flash: int, ram: int, core: CoreCost, usb_ids: Mapping[str, str],
+         emulators: tuple[Emulator, ...], bootloader: Bootloader | None = None) -> Board:
+    """An 8-bit AVR Arduino at 16 MHz with the Uno's receive ring: built by the offline core, run in simavr."""
+    return Board(env=env, title=title, platform="atmelavr @ 5.1.0", board=board, framework="arduino", glue="arduino",
+                 flash=flash, ram=ram, core=core, rx_buffer=UNO_RX_RING - 1,
+                 build_flags=(f"-DSERIAL_RX_BUFFER_SIZE={UNO_RX_RING}",), pointer_bytes=2,
+                 artifact=f".pio/build/{env}/firmware.elf", usb_ids=usb_ids, emulators=emulators,
+                 toolchain=AVR_TOOLCHAIN, bootloader=bootloader, clock_hz=16_000_000)
+
+
 def _arduino32(env: str, title: str, platform: str, board: str, flash: int, ram: int, core: CoreCost,
                rx_buffer: int, usb_ids: Mapping[str, str], clock_hz: int, cpu_class: str,
                offline: str = NO_ARDUINO_CORE, build_flags: tuple[str, ...] = ()) -> Board:
@@ -407,31 +417,15 @@ def _cpu_class(env: str, title: str, board: str, flash: int, ram: int, core_flas
 BOARDS: dict[str, Board] = {
     b.env: b
     for b in (
-        Board(
-            env="uno", title="Arduino Uno (ATmega328P, 16 MHz)", platform="atmelavr @ 5.1.0", board="uno",
-            framework="arduino", glue="arduino", flash=32256, ram=2048,
-            core=CoreCost(7650, 200, True, firmware_flash=11_400, firmware_ram=1300),
-            rx_buffer=UNO_RX_RING - 1, build_flags=(f"-DSERIAL_RX_BUFFER_SIZE={UNO_RX_RING}",),
-            pointer_bytes=2, artifact=".pio/build/uno/firmware.elf",
-            usb_ids={**USB_ARDUINO_UNO, **USB_CH340, **USB_FTDI},
-            emulators=UNO_EMULATORS, toolchain=AVR_TOOLCHAIN, bootloader=UNO_OPTIBOOT, clock_hz=16_000_000,
-        ),
-        Board(
-            env="nano", title="Arduino Nano (ATmega328P, 16 MHz, Optiboot)", platform="atmelavr @ 5.1.0",
-            board="nanoatmega328new", framework="arduino", glue="arduino", flash=30720, ram=2048,
-            core=CoreCost(7650, 200, True, firmware_flash=11_400, firmware_ram=1300),
-            rx_buffer=UNO_RX_RING - 1, build_flags=(f"-DSERIAL_RX_BUFFER_SIZE={UNO_RX_RING}",),
-            pointer_bytes=2, artifact=".pio/build/nano/firmware.elf", usb_ids={**USB_FTDI, **USB_CH340},
-            emulators=(_simavr("simavr-nano", "atmega328p"),), toolchain=AVR_TOOLCHAIN, clock_hz=16_000_000,
-        ),
-        Board(
-            env="mega2560", title="Arduino Mega 2560 (ATmega2560, 16 MHz)", platform="atmelavr @ 5.1.0",
-            board="megaatmega2560", framework="arduino", glue="arduino", flash=253952, ram=8192,
-            core=CoreCost(MEGA_CORE_FLASH, 210, True, firmware_flash=MEGA_FIRMWARE_FLASH, firmware_ram=1300),
-            rx_buffer=UNO_RX_RING - 1, build_flags=(f"-DSERIAL_RX_BUFFER_SIZE={UNO_RX_RING}",),
-            pointer_bytes=2, artifact=".pio/build/mega2560/firmware.elf", usb_ids={**USB_ARDUINO_MEGA, **USB_CH340},
-            emulators=(_simavr("simavr-mega2560", "atmega2560"),), toolchain=AVR_TOOLCHAIN, clock_hz=16_000_000,
-        ),
+        _avr("uno", "Arduino Uno (ATmega328P, 16 MHz)", "uno", 32256, 2048,
+             CoreCost(7650, 200, True, firmware_flash=11_400, firmware_ram=1300),
+             {**USB_ARDUINO_UNO, **USB_CH340, **USB_FTDI}, UNO_EMULATORS, UNO_OPTIBOOT),
+        _avr("nano", "Arduino Nano (ATmega328P, 16 MHz, Optiboot)", "nanoatmega328new", 30720, 2048,
+             CoreCost(7650, 200, True, firmware_flash=11_400, firmware_ram=1300), {**USB_FTDI, **USB_CH340},
+             (_simavr("simavr-nano", "atmega328p"),)),
+        _avr("mega2560", "Arduino Mega 2560 (ATmega2560, 16 MHz)", "megaatmega2560", 253952, 8192,
+             CoreCost(MEGA_CORE_FLASH, 210, True, firmware_flash=MEGA_FIRMWARE_FLASH, firmware_ram=1300),
+             {**USB_ARDUINO_MEGA, **USB_CH340}, (_simavr("simavr-mega2560", "atmega2560"),)),
         Board(
             env="esp32dev", title="Espressif ESP32 Dev Module", platform=ESPRESSIF32, board="esp32dev",
             framework="arduino", glue="arduino", flash=1310720, ram=327680,

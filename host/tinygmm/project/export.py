@@ -66,8 +66,12 @@ def render_ini(model_id: str, boards: Sequence[Board], dirs: Sequence[tuple[str,
 
 
 def memory_lines(dev: DeviceModel, boards: Sequence[Board]) -> list[str]:
-    """The estimated flash/RAM of the whole firmware on each embedded board."""
-    return [line for b in boards if b.embedded for line in memory_report(dev, b.env, firmware=True).lines()]
+    """The estimated flash/RAM of the whole firmware on each embedded board; refuses, naming bytes
+    needed and available, a board the model does not fit."""
+    reports = [memory_report(dev, b.env, firmware=True) for b in boards if b.embedded]
+    for report in reports:
+        check_fits(report)
+    return [line for report in reports for line in report.lines()]
 
 
 def project_files(dev: DeviceModel, boards: Sequence[Board], X_train: np.ndarray | None = None,
@@ -107,9 +111,6 @@ def export_project(model: Model, board_names: Sequence[str], project: str | os.P
     """
     boards = [get_board(n) for n in dict.fromkeys(board_names)]
     dev = fold(model)  # once: the header, the memory check and the README all use it
-    for b in boards:
-        if b.flash is not None:
-            check_fits(memory_report(dev, b.env, firmware=True))
     memory = memory_lines(dev, boards)
     files = project_files(dev, boards, X_train, seed, memory)
     result = write_generated(Path(project), files, {"model_id": model.model_id, "boards": [b.env for b in boards]},

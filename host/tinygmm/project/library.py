@@ -32,7 +32,6 @@ import numpy as np
 
 from .. import __version__
 from ..device.fold import DeviceModel, fold
-from ..device.memory import check_fits, memory_report
 from ..device.render import c_float, render_header
 from ..errors import TinyGMMError
 from ..model import Model, model_to_dict
@@ -141,9 +140,6 @@ def export_library(model: Model, folder: str | os.PathLike, name: str | None = N
     name = library_name(folder, name)
     boards = [get_board(b) for b in dict.fromkeys(board_names)]
     dev = fold(model)
-    for b in boards:
-        if b.flash is not None:
-            check_fits(memory_report(dev, b.env, firmware=True))
     memory = memory_lines(dev, boards)
     files = library_files(dev, name, X_train, seed, memory)
     result = write_generated(Path(folder), files, {"model_id": model.model_id, "name": name},

@@ -107,7 +107,7 @@ def _rows(device: dict[str, Any], idx: np.ndarray) -> dict[str, Any]:
     return {op: (s[idx], v[idx]) for op, (s, v) in device.items()}
 
 
-def _ratio(err: np.ndarray, bound: np.ndarray) -> np.ndarray:
+def error_share(err: np.ndarray, bound: np.ndarray) -> np.ndarray:
     """err / bound, 0 where the error is 0 (also against a zero or infinite bound)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(err == 0, 0.0, err / bound)
@@ -159,7 +159,7 @@ def compare(dev: DeviceModel, vectors: Vectors, device: dict[str, Any], referenc
         ties = ok & ~ref.certified[idx]
     add(VALUE_CHECKS["predict"], ok, gap > gap_bound,
         f"{int(ties.sum())} certified ties; error: the float64 gap from the top to the predicted component, "
-        "bound: twin.prediction_gaps", gap, _ratio(gap, gap_bound))
+        "bound: twin.prediction_gaps", gap, error_share(gap, gap_bound))
 
     def within(op: str, host: np.ndarray, bound: np.ndarray, detail: str) -> None:
         ok = answered[op]
@@ -167,9 +167,10 @@ def compare(dev: DeviceModel, vectors: Vectors, device: dict[str, Any], referenc
         with np.errstate(invalid="ignore"):
             err = np.abs(dev_v - host)
             if err.ndim == 2:  # per vector: its worst component
-                fails, ratio, err = np.any(~(err <= bound), axis=1), np.max(_ratio(err, bound), axis=1), np.max(err, axis=1)
+                fails = np.any(~(err <= bound), axis=1)
+                ratio, err = np.max(error_share(err, bound), axis=1), np.max(err, axis=1)
             else:
-                fails, ratio = ~(err <= bound), _ratio(err, bound)
+                fails, ratio = ~(err <= bound), error_share(err, bound)
         add(VALUE_CHECKS[op], ok, fails, detail, np.where(ok, err, 0.0), np.where(ok, ratio, 0.0))
 
     within("log_joint", lj64, ref.log_joint_bound[idx], "bound: twin.log_joint_error_bound")
@@ -185,7 +186,7 @@ def compare(dev: DeviceModel, vectors: Vectors, device: dict[str, Any], referenc
         margin = ref.anomaly_margin[idx]
         add(VALUE_CHECKS["anomaly"], ok, dist > margin,
             "error: the float64 score's distance from the threshold where the flag differs, "
-            "bound: twin.anomaly_margin", dist, _ratio(dist, margin))
+            "bound: twin.anomaly_margin", dist, error_share(dist, margin))
     per_vector = PerVector([vectors.kinds[i] for i in idx], np.where(answered["score"], score64, np.nan),
                            np.where(answered["score"], np.asarray(out["score"][1], dtype=np.float64), np.nan),
                            s_bound, failed, ties)

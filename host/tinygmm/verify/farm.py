@@ -239,3 +239,13 @@ def format_summary(results: Sequence[FarmResult]) -> str:
             state, detail = "ERROR", (r.error or "").splitlines()[0][:200] if r.error else "did not run"
         lines.append(f"  {state:5} {r.spec.id.ljust(width)}  {r.spec.where}: {detail}")
     return "\n".join(lines)
+
+
+def save_farm_report(path: str | Path, results: Sequence[FarmResult]) -> Path:
+    """`--report` of a farm run: the report header, whether all passed, and each target's report or error."""
+    from .report import report_header, write_report
+
+    return write_report(path, {**report_header(), "passed": all(r.passed for r in results),
+                               "targets": [{"target": r.spec.id, "where": r.spec.where, "passed": r.passed,
+                                            **({"report": r.report.to_json()} if r.report is not None
+                                               else {"error": r.error})} for r in results]})

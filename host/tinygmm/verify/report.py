@@ -83,23 +83,31 @@ class VerifyReport:
         return all(c.passed for c in self.checks)
 
     def to_json(self) -> dict[str, Any]:
-        doc = {"format": REPORT_FORMAT, "version": REPORT_VERSION, "tool": f"tinygmm {__version__}",
-               "passed": self.passed, **asdict(replace(self, per_vector=None, model=None))}
+        doc = {**report_header(), "passed": self.passed, **asdict(replace(self, per_vector=None, model=None))}
         del doc["per_vector"], doc["model"]
         for c, d in zip(self.checks, doc["checks"]):
             d["passed"] = c.passed
         return doc
 
     def save(self, path: str | os.PathLike) -> Path:
-        return write_atomic(path, json.dumps(self.to_json(), indent=1, default=float) + "\n", "the report")
+        return write_report(path, self.to_json())
+
+
+def report_header() -> dict[str, Any]:
+    """The keys every report file starts with: what it is and what wrote it."""
+    return {"format": REPORT_FORMAT, "version": REPORT_VERSION, "tool": f"tinygmm {__version__}"}
+
+
+def write_report(path: str | os.PathLike, doc: dict[str, Any]) -> Path:
+    """A report file, written whole or not at all (NumPy scalars as numbers)."""
+    return write_atomic(path, json.dumps(doc, indent=1, default=float) + "\n", "the report")
 
 
 def save_failure_report(path: str | os.PathLike, project: str | os.PathLike, error: BaseException) -> Path:
     """A report for a run that could not compare anything (no device, stale firmware, a link that
     broke): ``passed`` false and the error, in the same format as a finished run's report."""
-    doc = {"format": REPORT_FORMAT, "version": REPORT_VERSION, "tool": f"tinygmm {__version__}", "passed": False,
-           "project": str(project), "error": str(error) or "interrupted", "error_type": type(error).__name__}
-    return write_atomic(path, json.dumps(doc, indent=1) + "\n", "the report")
+    return write_report(path, {**report_header(), "passed": False, "project": str(project),
+                               "error": str(error) or "interrupted", "error_type": type(error).__name__})
 
 
 def format_report(r: VerifyReport) -> str:
