@@ -208,6 +208,20 @@ def test_missing_values_are_refused_or_dropped(tmp_path) -> None:
         fit(ChunkedArray(inf, chunk_rows=1000), max_iter=2)
 
 
+def test_a_parquet_source_reads_its_footer_once(tmp_path, monkeypatch) -> None:
+    """Opening the file reads its footer (schema, row groups) once, and a scaled or row-dropping copy
+    of the source (as a fit with --scale makes) reads it no more; the copy keeps drop_missing."""
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"a": np.arange(10.0), "b": np.ones(10)}), path, row_group_size=4)
+    opened = []
+    real = sources._parquet_file
+    monkeypatch.setattr(sources, "_parquet_file", lambda p: opened.append(p) or real(p))
+    data = ParquetData(str(path), drop_missing=True)
+    scaled = data.with_prep(sources.Prep(np.zeros(2), np.ones(2), False))
+    assert len(opened) == 1 and scaled.group_rows == (4, 4, 2) and scaled.names == ("a", "b")
+    assert scaled.prep.drop_missing and scaled.prep.shift is not None and data.prep.shift is None
+
+
 def test_dask_outputs_are_lazy_and_equal(files) -> None:
     X = files[False][0]
     g = fit(X, **start(X, "full"))

@@ -17,6 +17,7 @@ one pass computes per block is in :mod:`tinygmm.fit.passes`.
 """
 from __future__ import annotations
 
+import copy
 import mmap
 import os
 import threading
@@ -201,13 +202,13 @@ def _parquet_file(path: str | os.PathLike) -> Any:
         raise ValueError(f"{path} is not a Parquet file that can be read ({e})") from None
 
 
-def parquet_columns(path: str | os.PathLike, columns: Sequence[str | int] | None = None) -> tuple[list[str], list[str]]:
-    """(the columns to read, the non-numeric columns left out). ``columns``: names or 0-based
-    indices (default: every integer, floating or decimal column)."""
+def parquet_columns(path: str | os.PathLike, schema: Any,
+                    columns: Sequence[str | int] | None = None) -> tuple[list[str], list[str]]:
+    """(the columns to read, the non-numeric columns left out) of the file at ``path`` with the
+    Arrow ``schema``. ``columns``: names or 0-based indices (default: every integer, floating or
+    decimal column)."""
     import pyarrow as pa
 
-    with _parquet_file(path) as f:
-        schema = f.schema_arrow
     names = list(schema.names)
 
     def numeric(t: Any) -> bool:
@@ -306,18 +307,24 @@ class ParquetData(Source):
         import pyarrow as pa
 
         object.__setattr__(self, "path", str(Path(self.path)))
-        names, skipped = parquet_columns(self.path, self.columns)
-        if not names:
-            raise ValueError(f"{self.path}: no column holds numbers")
-        with _parquet_file(self.path) as f:
+        with _parquet_file(self.path) as f:  # the footer, read once
             meta = f.metadata
             schema = f.schema_arrow
+        names, skipped = parquet_columns(self.path, schema, self.columns)
+        if not names:
+            raise ValueError(f"{self.path}: no column holds numbers")
         object.__setattr__(self, "names", tuple(names))
         object.__setattr__(self, "skipped", tuple(skipped))
         object.__setattr__(self, "float32", all(schema.field(n).type == pa.float32() for n in names))
         object.__setattr__(self, "group_rows", tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups)))
         if self.drop_missing and not self.prep.drop_missing:
             object.__setattr__(self, "prep", replace(self.prep, drop_missing=True))
+
+    def with_prep(self, prep: Prep) -> Source:
+        """As Source.with_prep, without reading the footer again."""
+        out = copy.copy(self)
+        object.__setattr__(out, "prep", replace(prep, drop_missing=True) if self.drop_missing else prep)
+        return out
 
     @property
     def n_features(self) -> int:
