@@ -291,7 +291,7 @@ def log_joint_error_bound(dev: DeviceModel, X: np.ndarray) -> np.ndarray:
     return BOUND_SAFETY * (U32 * bias + ds + U32 * (bias + s))
 
 
-def _logsumexp(a: np.ndarray) -> np.ndarray:
+def logsumexp(a: np.ndarray) -> np.ndarray:
     """log sum_k exp(a_k) along the last axis, in float64 (-inf where every term is -inf)."""
     with np.errstate(invalid="ignore", over="ignore"):
         m = np.max(a, axis=-1)
@@ -299,20 +299,22 @@ def _logsumexp(a: np.ndarray) -> np.ndarray:
         return m + np.log(np.sum(np.exp(a - m[..., None]), axis=-1))
 
 
-def lse_error_bound(lj_bound: np.ndarray, log_joint64: np.ndarray) -> np.ndarray:
-    """(N,) bound on |LSE(lj32) - LSE(lj64)| where |lj32_k - lj64_k| <= lj_bound_k.
+def lse_error_bound(lj_bound: np.ndarray, log_joint64: np.ndarray, lse64: np.ndarray | None = None) -> np.ndarray:
+    """(N,) bound on |LSE(lj32) - LSE(lj64)| where |lj32_k - lj64_k| <= lj_bound_k (``lse64``:
+    LSE(lj64) when already computed).
 
     log-sum-exp increases with each argument, so over those errors it moves most at lj64 + bound:
     by log sum_k p_k exp(bound_k) (p the float64 posteriors), exactly, and down by no more
     (Jensen). This is <= max_k bound_k, and ~ sum_k p_k bound_k when the bounds are small: the loose
     bound of a component with no posterior weight (far from the point) does not count.
     """
-    return _logsumexp(log_joint64 + lj_bound) - _logsumexp(log_joint64)
+    return logsumexp(log_joint64 + lj_bound) - (logsumexp(log_joint64) if lse64 is None else lse64)
 
 
-def score_error_bound(lj_bound: np.ndarray, log_joint64: np.ndarray, n_components: int) -> np.ndarray:
+def score_error_bound(lj_bound: np.ndarray, log_joint64: np.ndarray, n_components: int,
+                      score64: np.ndarray | None = None) -> np.ndarray:
     """(N,) bound on |device score - float64 score| given the log-joint bounds and the float64
-    log-joints (N, K).
+    log-joints (N, K) (``score64``: their log-sum-exp, the float64 score, when already computed).
 
     The log-joint errors move log-sum-exp by at most ``lse_error_bound``; the float32 log-sum-exp
     adds: dropped terms (each < 2^-24 of the sum, at most K of them: Ku), the K additions (Ku),
@@ -321,8 +323,8 @@ def score_error_bound(lj_bound: np.ndarray, log_joint64: np.ndarray, n_component
     + 24 + log K), the rounding part doubled.
     """
     K = n_components
-    score64 = _logsumexp(log_joint64)
-    return lse_error_bound(lj_bound, log_joint64) + BOUND_SAFETY * U32 * (np.abs(score64) + 2 * K + 24 + np.log(K))
+    score64 = logsumexp(log_joint64) if score64 is None else score64
+    return lse_error_bound(lj_bound, log_joint64, score64) + BOUND_SAFETY * U32 * (np.abs(score64) + 2 * K + 24 + np.log(K))
 
 
 # The smallest normal float32: a subnormal (or, on a libm that flushes them, zeroed) exp term or
@@ -341,7 +343,7 @@ def _logsumexp_without_each(a: np.ndarray) -> np.ndarray:
         out = m[:, None] + np.log(np.sum(t, axis=1, keepdims=True) - t)  # >= the top's term 1: no cancellation
         rest = a.copy()
         rest[n, top] = -np.inf
-        out[n, top] = _logsumexp(rest)  # without the top: summed directly
+        out[n, top] = logsumexp(rest)  # without the top: summed directly
     return out
 
 

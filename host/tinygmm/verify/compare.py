@@ -23,7 +23,7 @@ import numpy as np
 
 from ..device.fold import DeviceModel
 from ..device.twin import (
-    DeviceOutputs, DeviceTwin, anomaly_margin, log_joint_error_bound, prediction_gaps, proba_error_bound,
+    DeviceOutputs, DeviceTwin, anomaly_margin, log_joint_error_bound, logsumexp, prediction_gaps, proba_error_bound,
     score_error_bound,
 )
 from ..status import OK, OPS
@@ -76,9 +76,8 @@ class Reference:
             lj64[finite] = dev.source.log_joint(X[finite].astype(np.float64))
             bound[finite] = log_joint_error_bound(dev, X[finite])
             top[finite], gap[finite], gap_bound[finite] = prediction_gaps(dev, X[finite], lj64[finite], bound[finite])
-            mx = np.max(lj64, axis=1)
-            score64 = mx + np.log(np.sum(np.exp(lj64 - mx[:, None]), axis=1))
-            s_bound = score_error_bound(bound, lj64, K)
+            score64 = logsumexp(lj64)
+            s_bound = score_error_bound(bound, lj64, K, score64)
             proba64 = np.exp(lj64 - score64[:, None])
             p_bound = proba_error_bound(bound, lj64, K)
         thr = dev.source.anomaly_threshold
