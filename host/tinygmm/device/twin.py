@@ -324,7 +324,8 @@ def score_error_bound(lj_bound: np.ndarray, log_joint64: np.ndarray, n_component
     """
     K = n_components
     score64 = logsumexp(log_joint64) if score64 is None else score64
-    return lse_error_bound(lj_bound, log_joint64, score64) + BOUND_SAFETY * U32 * (np.abs(score64) + 2 * K + 24 + np.log(K))
+    rounding = BOUND_SAFETY * U32 * (np.abs(score64) + 2 * K + 24 + np.log(K))
+    return lse_error_bound(lj_bound, log_joint64, score64) + rounding
 
 
 # The smallest normal float32: a subnormal (or, on a libm that flushes them, zeroed) exp term or
@@ -393,19 +394,22 @@ def _tied_exact(dev: DeviceModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return z, z @ ex.factor.T, ex.means @ ex.factor.T
 
 
-def _tied_gaps(dev: DeviceModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _tied_gaps(dev: DeviceModel, exact: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(top (N,), gap (N, K)) of a tied model: lj_top - lj_k = 2 (T_top - T_k) with the float64 linear
-    scores T_k = (bias_k - ||b_k||^2) / 2 + b_k . w. Far out ||w||^2 dwarfs the gaps (at x = 1e30,
-    log-joints ~1e68 round to 1e52 in float64, gaps ~1e38); the linear scores keep them exact."""
-    z, w, b = _tied_exact(dev, X)
+    scores T_k = (bias_k - ||b_k||^2) / 2 + b_k . w (``exact``: ``_tied_exact`` of the points). Far out
+    ||w||^2 dwarfs the gaps (at x = 1e30, log-joints ~1e68 round to 1e52 in float64, gaps ~1e38); the
+    linear scores keep them exact."""
+    z, w, b = exact
     T = 0.5 * (dev.exact.bias - np.sum(b * b, axis=1)) + w @ b.T
     top = np.argmax(T, axis=1)
     return top, 2.0 * (T[np.arange(len(T)), top][:, None] - T)
 
 
-def _tied_linear_bound(dev: DeviceModel, X: np.ndarray, top: np.ndarray) -> np.ndarray:
+def _tied_linear_bound(dev: DeviceModel, X: np.ndarray, top: np.ndarray,
+                       exact: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """(N, K) bound on |(lj_top - lj_k) - 2 (t_top - t_k)| for tied models, where t_k is the device's
-    float32 linear score (``tinygmm__predict_tied``) and lj the float64 log-joints of the model.
+    float32 linear score (``tinygmm__predict_tied``) and lj the float64 log-joints of the model
+    (``exact``: ``_tied_exact(dev, X)`` when already computed).
 
     With w = fl(A32 z) (error dw, common to every component: |dw_i| <= c_i = gamma_{i+3} (|A| |z|)_i
     for the rounding of z, of A and the dot product), b_k the exact A m_k and its stored float32
@@ -422,7 +426,7 @@ def _tied_linear_bound(dev: DeviceModel, X: np.ndarray, top: np.ndarray) -> np.n
     scale of the roundings. Doubled (lj = 2t) and times BOUND_SAFETY.
     """
     ex = dev.exact
-    z, Az, b = _tied_exact(dev, X)
+    z, Az, b = _tied_exact(dev, X) if exact is None else exact
     D = dev.n_features
     A = ex.factor
     absA = np.abs(A)
@@ -453,8 +457,9 @@ def prediction_gaps(dev: DeviceModel, X: np.ndarray, log_joint64: np.ndarray,
     already computed."""
     n = np.arange(len(X))
     if dev.covariance_type == "tied":  # predict compares the linear scores, not the log-joints
-        top, gap = _tied_gaps(dev, X)
-        pair = _tied_linear_bound(dev, X, top)
+        exact = _tied_exact(dev, X)
+        top, gap = _tied_gaps(dev, exact)
+        pair = _tied_linear_bound(dev, X, top, exact)
     else:
         lj = np.asarray(log_joint64, dtype=np.float64)
         top = np.argmax(lj, axis=1)
