@@ -284,6 +284,10 @@ class Terminal:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # Ctrl-\ dumps no core
+            # as a shell starts a job: a test run started in the background (`cmd &` in a script)
+            # ignores SIGINT and SIGQUIT, which a program inherits
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
         self.proc = subprocess.Popen([str(exe)], stdin=self.slave, stdout=self.slave, stderr=subprocess.PIPE,
                                      preexec_fn=child_setup, close_fds=True)
