@@ -134,6 +134,30 @@ def test_restarts_share_each_pass(files) -> None:
     assert g.lower_bound_ == pytest.approx(max(a.lower_bound_ for a in alone), rel=1e-12)
 
 
+def test_selection_over_k_reads_the_first_pass_once(files) -> None:
+    """Choosing k on data in blocks: every k's fit starts from the same first pass (rows, mean and
+    initialisation sample, one seed), so it is read once, and each k fits exactly as alone."""
+    from tinygmm.fit.selection import select_n_components
+
+    X = files[False][0]
+    made = []
+
+    class Counting(ChunkedArray):
+        def map(self, fn, *args, per_block=None):
+            made.append(fn.__name__)
+            return super().map(fn, *args, per_block=per_block)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chosen = select_n_components(Counting(X, chunk_rows=5000), [2, 3, 4], n_init=2, random_state=7, max_iter=5)
+        alone = [GaussianMixture(k, n_init=2, random_state=7, max_iter=5).fit(ChunkedArray(X, chunk_rows=5000))
+                 for k in (2, 3, 4)]
+    assert made.count("summary_block") == 1
+    assert [r.bic for r in chosen.rows] == [g.bic(X) for g in alone]
+    assert_same_fit(chosen.model, alone[[2, 3, 4].index(chosen.best_k)], rtol=0.0)
+    assert passes._FIRST_PASSES.get() is None  # the sharing ends with the selection
+
+
 def test_small_data_read_in_blocks_fit_as_in_memory(files) -> None:
     """With fewer rows than the initialisation sample, the sample is every row: the default k-means
     start and every restart are the in-memory fit's."""

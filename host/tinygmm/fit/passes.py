@@ -5,9 +5,12 @@ runs where its block is (a Dask task on a worker, or here); the caller adds the 
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
+import pickle
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -85,9 +88,39 @@ def sample_indices(rng: np.random.RandomState, n: int, m: int) -> np.ndarray:
     return picked
 
 
+# Within shared_first_pass(): first passes already made, by (source, sample size, random state).
+_FIRST_PASSES: ContextVar[dict | None] = ContextVar("first_passes", default=None)
+
+
+@contextlib.contextmanager
+def shared_first_pass() -> Iterator[None]:
+    """Within the block, a fit that would make a first pass made before (the same source, sample size
+    and random state: select_n_components over k with a seed) takes its summary instead, and its
+    random state as that pass left it, so that it fits exactly as if it had read the data again."""
+    token = _FIRST_PASSES.set({})
+    try:
+        yield
+    finally:
+        _FIRST_PASSES.reset(token)
+
+
 def summarize(source: Source, rng: np.random.RandomState | None, sample_rows: int) -> Summary:
     """One pass: complete-row count, mean, scatter, missing rows, and a uniform sample of about
     ``sample_rows`` rows drawn with ``rng`` (all rows when there are fewer; none without ``rng``)."""
+    made = _FIRST_PASSES.get()
+    if made is None:
+        return _summarize(source, rng, sample_rows)
+    key = (id(source), sample_rows, None if rng is None else pickle.dumps(rng.get_state(legacy=False)))
+    if key not in made:  # the source is kept with its summary, so that its id is not reused meanwhile
+        summary = _summarize(source, rng, sample_rows)
+        made[key] = (source, summary, None if rng is None else rng.get_state(legacy=False))
+    _, summary, after = made[key]
+    if rng is not None:
+        rng.set_state(after)
+    return summary
+
+
+def _summarize(source: Source, rng: np.random.RandomState | None, sample_rows: int) -> Summary:
     sizes = source.block_rows()
     total = int(sum(sizes))
     picks = sample_indices(rng, total, sample_rows) if rng is not None else np.empty(0, dtype=np.int64)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from sklearn.utils import check_random_state
 
 from ..errors import TinyGMMError
 from .mixture import GaussianMixture, report_passes
+from .passes import shared_first_pass
 from .sources import as_source
 
 CRITERIA = ("bic", "aic", "lrt")
@@ -109,18 +111,16 @@ def select_n_components(
 
     n = 0
     fits: list[tuple[int, GaussianMixture, float, int]] = []
-    for index, k in enumerate(ks, start=1):
-        report = None
-        if progress is not None:
-            def report(restart: int, em_pass: int = 0, ll: float | None = None, seconds: float | None = None,
-                       k: int = k, index: int = index) -> None:
-                progress(Progress(index, len(ks), k, restart, n_init, em_pass, ll, seconds))
-        if source is None:
-            gmm = _fit_best_of(X, k, covariance_type, n_init, random_state, report, gmm_kwargs)
-        else:
-            gmm = _fit_side_by_side(source, k, covariance_type, n_init, random_state, report, gmm_kwargs)
-        ll, n = gmm._total_log_likelihood(X if source is None else source)
-        fits.append((k, gmm, ll, gmm._n_parameters()))
+    # data read in blocks: the fits of every k share one first pass (rows, mean, initialisation sample)
+    with shared_first_pass() if source is not None else contextlib.nullcontext():
+        for index, k in enumerate(ks, start=1):
+            report = None if progress is None else functools.partial(_report, progress, index, len(ks), k, n_init)
+            if source is None:
+                gmm = _fit_best_of(X, k, covariance_type, n_init, random_state, report, gmm_kwargs)
+            else:
+                gmm = _fit_side_by_side(source, k, covariance_type, n_init, random_state, report, gmm_kwargs)
+            ll, n = gmm._total_log_likelihood(X if source is None else source)
+            fits.append((k, gmm, ll, gmm._n_parameters()))
 
     rows = []
     for i, (k, gmm, ll, p) in enumerate(fits):
@@ -177,6 +177,12 @@ def _fit_best_of(
     best.set_params(n_init=n_init, random_state=random_state)
     _warn_unconverged(best, k)
     return best
+
+
+def _report(progress: Callable[[Progress], None], index: int, n_ks: int, k: int, n_init: int, restart: int,
+            em_pass: int = 0, ll: float | None = None, seconds: float | None = None) -> None:
+    """Tell ``progress`` where the selection is: the fit of candidate ``index`` (k), its restart, its EM pass."""
+    progress(Progress(index, n_ks, k, restart, n_init, em_pass, ll, seconds))
 
 
 def _fit_side_by_side(source: Any, k: int, covariance_type: str, n_init: int, random_state: Any,
