@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tracemalloc
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -112,21 +113,26 @@ def test_chunked_parquet_dask_and_in_memory_fits_agree(files, ct: str, far: bool
         assert_same_fit(ref, fit(data, **params))
 
 
+@dataclass(frozen=True)
+class CountingChunks(ChunkedArray):
+    """A ChunkedArray that records what each pass over it computed per block."""
+
+    passes: list = field(default_factory=list, compare=False)
+
+    def map(self, fn, *args, per_block=None):
+        self.passes.append(fn.__name__)
+        return super().map(fn, *args, per_block=per_block)
+
+
 def test_restarts_share_each_pass(files) -> None:
     X = files[False][0]
-    made = []
-
-    class Counting(ChunkedArray):
-        def map(self, fn, *args, per_block=None):
-            made.append(fn.__name__)
-            return super().map(fn, *args, per_block=per_block)
-
     events = []
+    data = CountingChunks(X, chunk_rows=5000)
     with report_passes(lambda i, ll, s: events.append(i)):
-        g = fit(Counting(X, chunk_rows=5000), n_init=3, max_iter=6, tol=0.0, random_state=0)
+        g = fit(data, n_init=3, max_iter=6, tol=0.0, random_state=0)
     # one first pass (rows, mean, the sample every restart initialises from), then one per EM
     # iteration for all three restarts: not 3 x 6
-    assert made == ["summary_block"] + ["em_block"] * 6
+    assert data.passes == ["summary_block"] + ["em_block"] * 6
     assert events == list(range(1, 7)) and g.n_iter_ == 6
     # the best of the three: at least as good as each restart run alone from the same stream
     rng = np.random.RandomState(0)
@@ -140,19 +146,13 @@ def test_selection_over_k_reads_the_first_pass_once(files) -> None:
     from tinygmm.fit.selection import select_n_components
 
     X = files[False][0]
-    made = []
-
-    class Counting(ChunkedArray):
-        def map(self, fn, *args, per_block=None):
-            made.append(fn.__name__)
-            return super().map(fn, *args, per_block=per_block)
-
+    data = CountingChunks(X, chunk_rows=5000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        chosen = select_n_components(Counting(X, chunk_rows=5000), [2, 3, 4], n_init=2, random_state=7, max_iter=5)
+        chosen = select_n_components(data, [2, 3, 4], n_init=2, random_state=7, max_iter=5)
         alone = [GaussianMixture(k, n_init=2, random_state=7, max_iter=5).fit(ChunkedArray(X, chunk_rows=5000))
                  for k in (2, 3, 4)]
-    assert made.count("summary_block") == 1
+    assert data.passes.count("summary_block") == 1
     assert [r.bic for r in chosen.rows] == [g.bic(X) for g in alone]
     assert_same_fit(chosen.model, alone[[2, 3, 4].index(chosen.best_k)], rtol=0.0)
     assert passes._FIRST_PASSES.get() is None  # the sharing ends with the selection
