@@ -15,7 +15,10 @@ from tinygmm.data import demo_data
 from tinygmm.errors import TinyGMMError
 from tinygmm.device.fold import DeviceModel, fold
 from tinygmm.link import CRCMismatch, Device, DeviceError, LinkClosed, PipeTransport, SerialTransport
-from tinygmm.link.protocol import PROTOCOL_VERSION, crc16, frame, hex_to_float, parse_line, vector_text
+from tinygmm.link.client import vectors_per_line
+from tinygmm.link.protocol import (
+    PROTOCOL_VERSION, SEQ_MAX, batch_request, crc16, frame, hex_to_float, parse_line, vector_text,
+)
 from tinygmm.fit.mixture import GaussianMixture
 from tinygmm.model import Model
 from tinygmm.device.render import write_header
@@ -269,12 +272,27 @@ def test_batches_keep_within_the_receive_buffer_and_beat_the_density_target(fw):
         res = device.batch("predict", X)
         np.testing.assert_array_equal(res.values, fw.twin.predict(X))
         assert 0 < checker.max_ahead <= info.rx_buffer  # pipelined, and never beyond the buffer
-        assert checker.replies == -(-len(X) // info.batch_max)
+        per_line = vectors_per_line("predict", info.n_features, info.batch_max, info.rx_buffer)
+        assert checker.replies == -(-len(X) // per_line)
         bytes_per_vector = checker.sent / len(X)
     raw = RAW_BYTES_PER_FLOAT * fw.dev.n_features
     print(f"\n{fw.name}: D={fw.dev.n_features} batch predict {bytes_per_vector:.2f} bytes/vector on the wire "
           f"(raw {raw}): {raw / bytes_per_vector:.1%} of the raw payload limit")
     assert raw / bytes_per_vector >= DENSITY_TARGET
+
+
+def test_batch_lines_are_cut_to_fit_the_receive_buffer() -> None:
+    """A line that fits the receive buffer waits there whole while the one before is computed, so
+    the host cuts lines to fit it; not below a third of the device's batch (line overhead)."""
+    def length(op: str, n: int, d: int) -> int:
+        return len(frame(SEQ_MAX, batch_request(op, np.zeros((n, d), dtype=np.float32))))
+
+    for op, d, batch in (("predict", 2, 44), ("log_joint", 8, 11), ("score", 16, 5)):
+        n = vectors_per_line(op, d, batch, 253)  # the Uno: a 256-byte ring, a 512-byte line
+        assert length(op, n, d) <= 253 < length(op, n + 1, d) and batch / 3 <= n < batch
+        assert vectors_per_line(op, d, batch, 4096) == batch  # a full line fits
+    assert vectors_per_line("predict", 2, 44, 253) == 21
+    assert vectors_per_line("predict", 2, 44, 61) == 44  # the core's default 64-byte ring: 2 vectors, too few
 
 
 # -- errors and garbage ----------------------------------------------------------------------

@@ -3,9 +3,7 @@ takes to fill (K=16, D=8, full: up to ~220k cycles, 14 ms, while 115200 baud fil
 5.5 ms) loses no byte in simavr, and a run that does lose bytes is reported as a failure."""
 from __future__ import annotations
 
-import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +40,7 @@ def test_a_slow_model_loses_no_byte_on_the_uno(blobs_project: Path, pio_core, mo
     print("\n" + format_report(report))
     link = next(c for c in report.checks if c.name == LINK_CHECK)
     assert link.passed, f"{link.detail} ({report.link})"
-    assert report.link["lines_sent"] >= 5 and report.device["rx"] == "509"
+    assert report.link["lines_sent"] >= 5 and report.device["rx"] == "253"
 
 
 def test_lost_bytes_fail_the_run(blobs_project: Path, pio_core, monkeypatch, tmp_path: Path) -> None:
@@ -74,47 +72,3 @@ def test_lost_bytes_fail_the_run(blobs_project: Path, pio_core, monkeypatch, tmp
     assert "FAIL" in format_report(report) and "resent batch lines" in format_report(report)
     assert np.isfinite(report.seconds)
 
-
-def _link_port_calls(disassembly: str) -> list[tuple[str, bool]]:
-    """Each indirect call the firmware makes through tinygmm_serial's port (a Stream method), outside
-    write_reply (the transmit side), with whether interrupts are off there: between a `cli` and the
-    next `sei` or store to SREG (port 0x3f), within one function."""
-    calls, function, off, via_port = [], "", False, False
-    for line in disassembly.splitlines():
-        if m := re.match(r"^[0-9a-f]+ <(.*)>:$", line):
-            function, off, via_port = m.group(1), False, False
-            continue
-        parts = line.split("\t")
-        if len(parts) < 3:
-            continue
-        op, args = parts[2].strip(), "\t".join(parts[3:])
-        if op == "cli":
-            off = True
-        elif op == "sei" or (op == "out" and args.startswith("0x3f")):
-            off = False
-        elif "link_port" in args:
-            via_port = True
-        elif op == "icall" and via_port:
-            if not function.startswith("write_reply"):
-                calls.append((function, off))
-            via_port = False
-    return calls
-
-
-def test_the_uno_reads_its_receive_ring_with_interrupts_off(blobs_project: Path, pio_core) -> None:
-    """The Uno's 512-byte ring has uint16_t indices, which the AVR core updates a byte at a time with
-    no atomicity guard (HardwareSerial.h; arduino/Arduino#2405): a receive interrupt between the two
-    stores of read()'s new tail sees the ring as full and drops its byte (one request line of 106 lost
-    a byte so in CI). The glue must call the port's read() with interrupts off."""
-    from tinygmm.project.boards import get_board
-    from tinygmm.project.pio import run_pio
-
-    elf = blobs_project / get_board("uno").artifact
-    if not elf.is_file():
-        run_pio(["run", "-e", "uno"], blobs_project, pio_core.core_dir, echo=False)
-    disassembly = subprocess.run(["avr-objdump", "-d", "-C", str(elf)], capture_output=True, text=True,
-                                 check=True).stdout
-    calls = _link_port_calls(disassembly)
-    assert calls, "found no call through tinygmm_serial's port in the Uno firmware"
-    unguarded = [function for function, off in calls if not off]
-    assert not unguarded, f"the port is read with interrupts on in {unguarded}"

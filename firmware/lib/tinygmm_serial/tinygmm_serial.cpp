@@ -4,10 +4,6 @@
 
 #include "tinygmm_serial.h"
 
-#if defined(__AVR__)
-#include <util/atomic.h>
-#endif
-
 /* The name hello reports; the host checks it is the board under test. */
 #ifndef TINYGMM_TARGET
 #if defined(ARDUINO_AVR_UNO)
@@ -48,28 +44,10 @@ void tinygmm_serial_begin(Stream &port, tinygmm_proto_clock_fn clock, const char
     tinygmm_proto_banner(&proto);
 }
 
-/* The next received byte, or -1. On AVR with a ring over 256 bytes (tinygmm's Uno build: 512) the
- * core's ring indices are uint16_t, which the 8-bit CPU stores a byte at a time, and the core takes
- * no care of that (its HardwareSerial.h warns; arduino/Arduino#2405): a receive interrupt between
- * the two stores of read()'s new tail can see the ring as full and drop its byte. So read() runs
- * with interrupts off (~40 cycles; the UART holds the next byte meanwhile), and without
- * available(), whose head may be read half-updated. */
-static int next_byte(void)
-{
-#if defined(__AVR__)
-    int c;
-    ATOMIC_BLOCK(ATOMIC_RESTORESTATE) { c = link_port->read(); }
-    return c;
-#else
-    return link_port->read();
-#endif
-}
-
 void tinygmm_serial_poll(void)
 {
-    int c;
-    while (link_port != NULL && (c = next_byte()) >= 0) {
-        tinygmm_proto_feed(&proto, (uint8_t)c);
+    while (link_port != NULL && link_port->available() > 0) {
+        tinygmm_proto_feed(&proto, (uint8_t)link_port->read());
     }
 }
 

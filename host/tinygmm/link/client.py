@@ -41,6 +41,23 @@ PIPELINE_GROUP = 1000
 # Error replies that mean the request line arrived damaged (bytes lost or changed on the way), not
 # that it was wrong: the request is sent again, and the loss counted (docs/protocol.md, Errors).
 DAMAGED_REQUEST = ("bad_crc", "bad_frame", "line_too_long")
+# Batch lines are cut to fit the receive buffer down to this share of the device's batch, no further:
+# below it the line overhead (~30 bytes a line) costs more than the pipelining gains.
+MIN_LINE_SHARE = 1 / 3
+
+
+def vectors_per_line(op: str, n_features: int, batch_max: int, rx_buffer: int) -> int:
+    """Vectors per batch line: the device's batch, or fewer so that a whole line fits its receive
+    buffer and waits there while the line before is computed (an Uno's demo batch predict: 61% of
+    the raw limit, 54% with lines twice the buffer; bench/link_throughput.py), unless that leaves
+    fewer than MIN_LINE_SHARE of the batch."""
+    def line_bytes(n: int) -> int:  # the longest seq, whatever the values
+        return len(frame(SEQ_MAX, batch_request(op, np.zeros((n, n_features), dtype=np.float32))))
+
+    n = batch_max
+    while n > 1 and line_bytes(n) > rx_buffer:
+        n -= 1
+    return n if line_bytes(n) <= rx_buffer and n >= MIN_LINE_SHARE * batch_max else batch_max
 
 
 @dataclass(frozen=True)
@@ -305,7 +322,8 @@ class Device:
         if len(X) == 0:
             empty = np.zeros((0, info.n_components) if op in ("log_joint", "proba") else 0)
             return BatchResult(op, np.zeros(0, dtype=np.int64), empty)
-        chunks = [X[i : i + info.batch_max] for i in range(0, len(X), info.batch_max)]
+        per_line = vectors_per_line(op, info.n_features, info.batch_max, info.rx_buffer)
+        chunks = [X[i : i + per_line] for i in range(0, len(X), per_line)]
         texts = [batch_request(op, c) for c in chunks]
         lines: list[Line] = []
         for g in range(0, len(texts), PIPELINE_GROUP):

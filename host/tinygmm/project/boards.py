@@ -287,14 +287,19 @@ def _simavr(name: str, mcu: str) -> Emulator:
                     options=MappingProxyType({"mcu": mcu, "frequency": 16_000_000}))
 
 
-# The Uno's serial receive ring, filled by the UART interrupt however long the sketch computes or
-# blocks writing a reply: the AVR core's HardwareSerial.h takes SERIAL_RX_BUFFER_SIZE from the build
-# (default 64; above 256 it indexes with uint16_t, updated a byte at a time without atomicity guards:
-# the glue reads the ring with interrupts off, tinygmm_serial.cpp). A power of two, because the core wraps its
-# indices with %, a ~200-cycle division per byte otherwise (416 bytes: 52% of the raw payload limit
-# for the demo's batch predict; 512: see bench/link_throughput.py). It replaces the glue's polled
-# 352-byte queue, which a vector slower than 5.5 ms (63 bytes at 115200 baud) overran.
-UNO_RX_RING = 512
+# The AVR boards' serial receive ring, filled by the UART interrupt however long the sketch computes
+# or blocks writing a reply: the AVR core's HardwareSerial.h takes SERIAL_RX_BUFFER_SIZE from the
+# build (default 64). A power of two, because the core wraps its indices with %, a ~200-cycle
+# division per byte otherwise. No more than 256: above, its indices are uint16_t, which the 8-bit
+# CPU stores a byte at a time, and the core has no atomicity guards for them (HardwareSerial.h says
+# so; arduino/Arduino#2405): an interrupt between the two stores of read()'s new tail can take the
+# ring for full and drop a byte. A 512-byte ring did so in CI. The host cuts batch lines to fit the
+# ring (link.client.vectors_per_line): 61% of the raw payload limit for the demo's batch predict
+# (bench/link_throughput.py). It replaces the glue's polled 352-byte queue, which a vector slower
+# than 5.5 ms (63 bytes at 115200 baud) overran.
+UNO_RX_RING = 256
+# stm32duino's ring (its default is 64): a 32-bit CPU loads and stores 16-bit indices whole.
+STM32_RX_RING = 512
 
 # Sources of the numbers:
 # uno: 32768 B flash less the 512-byte Optiboot bootloader (UNO_OPTIBOOT), 2 KB SRAM (Arduino's boards.txt:
@@ -305,10 +310,10 @@ UNO_RX_RING = 512
 #   own out-of-line copies for speed, and tied predict its linear score, ~350 B), so 7650 covers
 #   them; stack from -fstack-usage along score -> argmax -> rows, 3 return addresses and
 #   expf/logf: 198-200 B beyond the 4*D + 8*K buffers. Firmware around the core: the exported uno
-#   project of the demo model built with the offline core (avr-gcc 5.4, LTO) takes 19018 B flash
-#   and 1219 B static RAM (protocol line buffer 512, receive ring 512, transmit ring), against
-#   model + core = 7751 B and no static RAM: 11267 B more flash (11400 kept as margin; 1334 B of
-#   it human mode, ~770 B of that the exact decimal writer), and 1219 B of RAM plus ~100 B of
+#   project of the demo model built with the offline core (avr-gcc 5.4, LTO) takes 19070 B flash
+#   and 967 B static RAM (protocol line buffer 512, receive ring 256, transmit ring), against
+#   model + core = 7751 B and no static RAM: 11319 B more flash (11400 kept as margin; 1334 B of
+#   it human mode, ~770 B of that the exact decimal writer), and 967 B of RAM plus ~100 B of
 #   protocol stack (~175 B writing a decimal for a person, after the core's stack is released).
 # esp32dev: the default partition table's 1.25 MB app slot and 320 KB DRAM (PlatformIO's
 #   esp32dev.json maximum_size/maximum_ram_size); arduino-esp32 HardwareSerial's default 256-byte
@@ -322,8 +327,8 @@ UNO_RX_RING = 512
 #   Optiboot), maximum_data_size=2048, upload 115200); the Uno's MCU, core, ring and costs.
 #   USB: FTDI FT232RL on the original, CH340 on clones.
 # mega2560: boards.txt mega.menu.cpu.atmega2560 / PlatformIO's megaatmega2560.json: 253952 B
-#   flash (256 KB less the 8 KB stk500v2 bootloader), 8 KB SRAM; the same AVR core and 512-byte
-#   ring as the Uno. USB ids from boards.txt (mega.vid/pid: 2341:0010, 2341:0042, 2A03:0042).
+#   flash (256 KB less the 8 KB stk500v2 bootloader), 8 KB SRAM; the same AVR core and ring as
+#   the Uno. USB ids from boards.txt (mega.vid/pid: 2341:0010, 2341:0042, 2A03:0042).
 # esp32-s3: esp32-s3-devkitc-1.json (PlatformIO; 8 MB flash, board_build.partitions
 #   default_8MB.csv): app0 0x330000 = 3342336 B, maximum_ram_size 327680. esp32-c3:
 #   esp32-c3-devkitm-1.json: 4 MB flash, default.csv app0 0x140000 = 1310720 B, 327680 B RAM.
@@ -338,8 +343,8 @@ UNO_RX_RING = 512
 #   flow-controlled by the endpoint like mbed's; the glue reports 256 as for mbed.
 # nucleo_f401re: nucleo_f401re.json (ststm32; stm32duino core): 524288 B flash, 98304 B RAM;
 #   Serial is USART2 behind the ST-LINK/V2-1 virtual COM port (0483:374B; STLINK-V3: 0483:374E),
-#   its ring SERIAL_RX_BUFFER_SIZE (stm32duino's HardwareSerial.h, default 64) set to 512 as on
-#   the Uno, one slot kept empty.
+#   its ring SERIAL_RX_BUFFER_SIZE (stm32duino's HardwareSerial.h, default 64) set to STM32_RX_RING,
+#   one slot kept empty.
 # Core costs of boards with no toolchain here are estimates: the CPU class's measured figures
 #   (same instruction set and float ABI, Debian's gcc 12) with the Arduino core's Serial and
 #   start-up on top (arduino-esp32 2.0: ~270 KB; mbed cores: ~80-90 KB; Teensyduino: ~25 KB;
@@ -380,8 +385,11 @@ M4F_CORE_FLASH, M4F_FIRMWARE_FLASH = 4300, 29_000
 M7_CORE_FLASH, M7_FIRMWARE_FLASH = 4200, 27_000
 M0_CORE_FLASH, M0_FIRMWARE_FLASH = 7700, 35_500
 RV32_CORE_FLASH, RV32_FIRMWARE_FLASH = 10_500, 12_500
-# The Mega's demo build: 19332 B flash (the Uno's 19020), 1225 B static RAM: 3-byte return addresses.
+# The Mega's demo build: 19382 B flash (the Uno's 19070), 971 B static RAM: 3-byte return addresses.
 MEGA_CORE_FLASH, MEGA_FIRMWARE_FLASH = 7800, 11_600
+# The AVR firmware's static RAM around the core (the Uno's 967 B, the Mega's 971 B), with margin.
+AVR_FIRMWARE_RAM = 1050
+ATMEGA328P_COST = CoreCost(7650, 200, True, firmware_flash=11_400, firmware_ram=AVR_FIRMWARE_RAM)  # Uno, Nano
 
 
 def _avr(env: str, title: str, board: str, flash: int, ram: int, core: CoreCost, usb_ids: Mapping[str, str],
@@ -418,13 +426,13 @@ BOARDS: dict[str, Board] = {
     b.env: b
     for b in (
         _avr("uno", "Arduino Uno (ATmega328P, 16 MHz)", "uno", 32256, 2048,
-             CoreCost(7650, 200, True, firmware_flash=11_400, firmware_ram=1300),
+             ATMEGA328P_COST,
              {**USB_ARDUINO_UNO, **USB_CH340, **USB_FTDI}, UNO_EMULATORS, UNO_OPTIBOOT),
         _avr("nano", "Arduino Nano (ATmega328P, 16 MHz, Optiboot)", "nanoatmega328new", 30720, 2048,
-             CoreCost(7650, 200, True, firmware_flash=11_400, firmware_ram=1300), {**USB_FTDI, **USB_CH340},
+             ATMEGA328P_COST, {**USB_FTDI, **USB_CH340},
              (_simavr("simavr-nano", "atmega328p"),)),
         _avr("mega2560", "Arduino Mega 2560 (ATmega2560, 16 MHz)", "megaatmega2560", 253952, 8192,
-             CoreCost(MEGA_CORE_FLASH, 210, True, firmware_flash=MEGA_FIRMWARE_FLASH, firmware_ram=1300),
+             CoreCost(MEGA_CORE_FLASH, 210, True, firmware_flash=MEGA_FIRMWARE_FLASH, firmware_ram=AVR_FIRMWARE_RAM),
              {**USB_ARDUINO_MEGA, **USB_CH340}, (_simavr("simavr-mega2560", "atmega2560"),)),
         Board(
             env="esp32dev", title="Espressif ESP32 Dev Module", platform=ESPRESSIF32, board="esp32dev",
@@ -454,8 +462,8 @@ BOARDS: dict[str, Board] = {
         _arduino32("nucleo_f401re", "ST Nucleo-F401RE (STM32F401, Cortex-M4F, 84 MHz)", "ststm32 @ 19.6.0",
                    "nucleo_f401re", 524288, 98304,
                    CoreCost(M4F_CORE_FLASH, 256, False, firmware_flash=25_000, firmware_ram=4_000),
-                   UNO_RX_RING - 1, USB_STLINK, 84_000_000, "cortex-m4f",
-                   build_flags=(f"-DSERIAL_RX_BUFFER_SIZE={UNO_RX_RING}",)),
+                   STM32_RX_RING - 1, USB_STLINK, 84_000_000, "cortex-m4f",
+                   build_flags=(f"-DSERIAL_RX_BUFFER_SIZE={STM32_RX_RING}",)),
         _cpu_class("cortex-m4f", "Cortex-M4F class: hardware single float (QEMU mps2-an386)", "mps2-an386",
                    4 * MB, 4 * MB, M4F_CORE_FLASH, M4F_FIRMWARE_FLASH, ARM_TOOLCHAIN,
                    _qemu("cortex-m4f", "qemu-system-arm", "mps2-an386", 10)),
