@@ -34,7 +34,7 @@ from _gmm_cases import box_points, far_points, random_model, sample
 PROTO_SOURCES = sorted((firmware_dir() / "lib" / "tinygmm_proto").glob("*.c"))  # all of them, as PlatformIO builds it
 SOURCES = [*PROTO_SOURCES, firmware_dir() / "src" / "native" / "main.c"]
 INCLUDES = [firmware_dir() / "lib" / "tinygmm", firmware_dir() / "lib" / "tinygmm_proto"]
-# The Uno's sizes (docs/protocol.md): 512-byte line buffer, 63 usable bytes in the Arduino receive ring.
+# An Uno's line buffer (512 bytes) with the Arduino core's default 64-byte receive ring (63 usable).
 UNO_LINE, UNO_RX = 512, 63
 HOST_LINE, HOST_RX = 2048, 4096  # tinygmm_proto.h / native main.c defaults
 # 115200 baud 8N1 moves 11,520 bytes/s; the raw payload is 4 bytes per float (issue 5's limit).

@@ -5,8 +5,9 @@
  * line before returning. While a line is being computed the core's receive ring (reported as rx= in
  * hello) is all that holds new bytes: the host's flow-control rule (docs/protocol.md) keeps it from
  * overflowing, however long a vector takes. The AVR core's ring is SERIAL_RX_BUFFER_SIZE bytes
- * (64 by default; tinygmm's platformio.ini makes it 512 on the Uno: a power of two, as the core wraps
- * its indices with %); on ESP32 the size is set below before Serial.begin().
+ * (64 by default; tinygmm's platformio.ini makes it 256 on the Uno: a power of two, as the core wraps
+ * its indices with %, and no more, as larger rings get 16-bit indices the core does not update
+ * atomically); on ESP32 the size is set below before Serial.begin().
  * bench timing: Timer1 cycles on AVR (16-bit counter at clk/1 plus an overflow count),
  * micros() elsewhere.
  */
