@@ -371,14 +371,15 @@ def _read_data(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
 
 def _read_parquet(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
     from .data import data_notes
-    from .fit.sources import DaskSource, ParquetData  # NumPy only: pyarrow and Dask load on use
+    from .fit.sources import DaskSource, ParquetData, Prep  # NumPy only: pyarrow and Dask load on use
 
     path = Path(args.data)
     if not path.is_file():
         raise TinyGMMError(f"{path}: no such file")
     columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
     try:
-        source = ParquetData(str(path.resolve()), columns, drop_missing=args.drop_missing)
+        # --dask: the blocks keep every row and the fit leaves out the incomplete ones, counting them
+        source = ParquetData(str(path.resolve()), columns, drop_missing=args.drop_missing and not args.dask)
     except ImportError as e:
         raise TinyGMMError(str(e)) from None
     except ValueError as e:  # a column that is not there, or not numbers (the message names the file)
@@ -386,10 +387,8 @@ def _read_parquet(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
     except OSError as e:  # pyarrow's errors for a file that is not Parquet
         raise TinyGMMError(f"{path}: not a Parquet file? {e}") from None
     if args.dask:
-        blocks = DaskSource(source.to_dask())  # with --drop-missing: one pass on the cluster counts the rows kept
-        # the fit sees only complete rows: it cannot say how many were dropped itself
-        dropped = sum(source.group_rows) - sum(blocks.block_rows())
-        return blocks, list(source.names), data_notes(skipped=source.skipped, dropped=dropped)
+        return (DaskSource(source.to_dask(), Prep(drop_missing=args.drop_missing)), list(source.names),
+                data_notes(skipped=source.skipped))
     return source, list(source.names), data_notes(skipped=source.skipped)
 
 
