@@ -17,7 +17,6 @@ one pass computes per block is in :mod:`tinygmm.fit.passes`.
 """
 from __future__ import annotations
 
-import copy
 import mmap
 import os
 import threading
@@ -307,9 +306,8 @@ class ParquetData(Source):
         import pyarrow as pa
 
         object.__setattr__(self, "path", str(Path(self.path)))
-        with _parquet_file(self.path) as f:  # the footer, read once
-            meta = f.metadata
-            schema = f.schema_arrow
+        f = _cached_parquet_file(self.path)  # its footer read once: the copies with_prep makes find it here
+        meta, schema = f.metadata, f.schema_arrow
         names, skipped = parquet_columns(self.path, schema, self.columns)
         if not names:
             raise ValueError(f"{self.path}: no column holds numbers")
@@ -319,12 +317,6 @@ class ParquetData(Source):
         object.__setattr__(self, "group_rows", tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups)))
         if self.drop_missing and not self.prep.drop_missing:
             object.__setattr__(self, "prep", replace(self.prep, drop_missing=True))
-
-    def with_prep(self, prep: Prep) -> Source:
-        """As Source.with_prep, without reading the footer again."""
-        out = copy.copy(self)
-        object.__setattr__(out, "prep", replace(prep, drop_missing=True) if self.drop_missing else prep)
-        return out
 
     @property
     def n_features(self) -> int:
