@@ -1,7 +1,9 @@
 """Device: the host side of the serial protocol over any transport (sync, requests, batches, transcript)."""
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import secrets
 import time
 from dataclasses import astuple, dataclass
@@ -46,18 +48,17 @@ DAMAGED_REQUEST = ("bad_crc", "bad_frame", "line_too_long")
 MIN_LINE_SHARE = 1 / 3
 
 
+@functools.cache  # a device's figures do not change: worked out once, not per batch
 def vectors_per_line(op: str, n_features: int, batch_max: int, rx_buffer: int) -> int:
     """Vectors per batch line: the device's batch, or fewer so that a whole line fits its receive
     buffer and waits there while the line before is computed (an Uno's demo batch predict: 61% of
     the raw limit, 54% with lines twice the buffer; bench/link_throughput.py), unless that leaves
     fewer than MIN_LINE_SHARE of the batch."""
-    def line_bytes(n: int) -> int:  # the longest seq, whatever the values
-        return len(frame(SEQ_MAX, batch_request(op, np.zeros((n, n_features), dtype=np.float32))))
-
-    n = batch_max
-    while n > 1 and line_bytes(n) > rx_buffer:
-        n -= 1
-    return n if line_bytes(n) <= rx_buffer and n >= MIN_LINE_SHARE * batch_max else batch_max
+    for n in range(batch_max, math.ceil(MIN_LINE_SHARE * batch_max) - 1, -1):
+        # the longest seq, whatever the values
+        if len(frame(SEQ_MAX, batch_request(op, np.zeros((n, n_features), dtype=np.float32)))) <= rx_buffer:
+            return n
+    return batch_max
 
 
 @dataclass(frozen=True)
