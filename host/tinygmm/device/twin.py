@@ -299,16 +299,16 @@ def logsumexp(a: np.ndarray) -> np.ndarray:
         return m + np.log(np.sum(np.exp(a - m[..., None]), axis=-1))
 
 
-def lse_error_bound(lj_bound: np.ndarray, log_joint64: np.ndarray, lse64: np.ndarray | None = None) -> np.ndarray:
+def lse_error_bound(lj_bound: np.ndarray, log_joint64: np.ndarray, lse64: np.ndarray) -> np.ndarray:
     """(N,) bound on |LSE(lj32) - LSE(lj64)| where |lj32_k - lj64_k| <= lj_bound_k (``lse64``:
-    LSE(lj64) when already computed).
+    LSE(lj64), which the caller has).
 
     log-sum-exp increases with each argument, so over those errors it moves most at lj64 + bound:
     by log sum_k p_k exp(bound_k) (p the float64 posteriors), exactly, and down by no more
     (Jensen). This is <= max_k bound_k, and ~ sum_k p_k bound_k when the bounds are small: the loose
     bound of a component with no posterior weight (far from the point) does not count.
     """
-    return logsumexp(log_joint64 + lj_bound) - (logsumexp(log_joint64) if lse64 is None else lse64)
+    return logsumexp(log_joint64 + lj_bound) - lse64
 
 
 def score_error_bound(lj_bound: np.ndarray, log_joint64: np.ndarray, n_components: int,

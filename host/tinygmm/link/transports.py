@@ -56,7 +56,7 @@ class SerialTransport(_ContextManager):
         self.url = url
         self._serial_exception = serial.SerialException
         remote = _is_rfc2217(url)
-        if "://" in url and not _has_port(url):
+        if not _has_port(url):
             raise TinyGMMError(f"{url} names no TCP port: give it as {url.rstrip('/')}:PORT (ser2net's accepter "
                                "port, e.g. rfc2217://lab-2:4001)")
         port = None
