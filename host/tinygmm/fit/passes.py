@@ -124,7 +124,7 @@ def _summarize(source: Source, rng: np.random.RandomState | None, sample_rows: i
     sizes = source.block_rows()
     total = int(sum(sizes))
     picks = sample_indices(rng, total, sample_rows) if rng is not None else np.empty(0, dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    offsets = np.array([*block_offsets(source), total], dtype=np.int64)  # each block's first row, then the end
     cuts = np.searchsorted(picks, offsets)
     per_block = [(int(offsets[i]), picks[cuts[i]:cuts[i + 1]] - offsets[i]) for i in range(len(sizes))]
     D = source.n_features
